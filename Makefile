@@ -1,0 +1,54 @@
+# cellpaint-course: `make` lists the targets. Every target that needs Python sets up .venv first.
+SHELL      := /bin/bash
+PYTHON     ?= python3
+VENV       ?= .venv
+PY         := $(VENV)/bin/python
+PROFILE    ?= quick
+KERNEL     := cellpaint
+STAMP      := $(VENV)/.setup-done
+PIP_FLAGS  ?= -q
+
+.DEFAULT_GOAL := help
+.PHONY: help setup test lint reproduce lab bench data strip clean distclean
+
+help: ## list the targets (this text)
+	@echo "cellpaint-course -- usage: make <target> [PROFILE=quick|smoke|full]"
+	@grep -E '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:[^#]*## /\t/' | \
+	  awk -F'\t' '{printf "  %-14s %s\n", $$1, $$2}'
+
+setup: $(STAMP) ## create .venv, install cellutils (editable) + pinned deps, register the kernel
+
+$(STAMP): pyproject.toml constraints.txt
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install $(PIP_FLAGS) --upgrade "pip>=24"
+	$(PY) -m pip install $(PIP_FLAGS) -c constraints.txt -e ".[dev]"
+	$(PY) -m ipykernel install --sys-prefix --name $(KERNEL) --display-name "Python ($(KERNEL))" >/dev/null
+	$(PY) -c "import torch, torchvision, cellpose, cellutils; print('setup ok: torch', torch.__version__, '| torchvision', torchvision.__version__, '| device', cellutils.pick_device(verbose=False))"
+	@touch $@
+
+test: setup ## set up, then lint and run the tests (notebooks run in the smoke profile)
+	$(VENV)/bin/ruff check .
+	$(PY) -m pytest
+
+lint: setup ## ruff on code and notebooks, plus the notebook conventions
+	$(VENV)/bin/ruff check .
+	$(PY) -m cellutils.notebooks check
+
+reproduce: setup ## set up, then run every notebook headlessly (PROFILE=quick by default) into results/
+	$(PY) -m cellutils.notebooks run --profile $(PROFILE)
+
+lab: setup ## open the notebooks in JupyterLab
+	$(VENV)/bin/jupyter lab notebooks/
+
+bench: setup ## benchmarks: ratios against a baseline measured in the same run (JSON in results/bench/)
+	$(PY) -m benchmarks
+
+strip: setup ## remove outputs from the notebooks before a commit
+	$(PY) -m cellutils.notebooks strip
+
+clean: ## remove caches and build files (never data/ or results/)
+	rm -rf .pytest_cache .ruff_cache build *.egg-info
+	find . -path ./$(VENV) -prune -o -name __pycache__ -type d -print0 | xargs -0 rm -rf
+
+distclean: clean ## also remove .venv (data/ and results/ are kept)
+	rm -rf $(VENV)

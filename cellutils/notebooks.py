@@ -1,0 +1,235 @@
+"""Run the course notebooks headlessly with papermill, under a named profile.
+
+Profiles (``notebooks/profiles.yml``) hold the parameters each notebook overrides:
+``full`` is the notebook's own ``parameters`` cell (the report's settings), ``quick`` is
+``make reproduce`` on two CPU cores, ``smoke`` is what the tests execute.
+
+Every run writes its executed notebook into a fresh folder ``results/<notebook>/<run id>/``
+and passes that folder to the notebook as ``results_dir``; nothing earlier is overwritten.
+
+Command line::
+
+    python -m cellutils.notebooks run --profile quick           # every notebook, in order
+    python -m cellutils.notebooks run --profile smoke --only 00_data
+    python -m cellutils.notebooks check                          # conventions, no execution
+    python -m cellutils.notebooks strip notebooks/*.ipynb        # remove outputs before a commit
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as _dt
+import json
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import nbformat
+import yaml
+
+from cellutils.paths import atomic_write_text, new_run_dir, repo_root, results_root
+
+KERNEL_NAME = "cellpaint"
+PROFILES = ("smoke", "quick", "full")
+INJECTED = ("profile", "results_dir")  # parameters every notebook must declare
+
+
+def notebooks_dir() -> Path:
+    return repo_root() / "notebooks"
+
+
+def list_notebooks(folder: str | Path | None = None) -> list[Path]:
+    """The numbered lesson notebooks (``NN_name.ipynb``) in order."""
+    folder = Path(folder) if folder else notebooks_dir()
+    return sorted(p for p in folder.glob("[0-9][0-9]_*.ipynb") if p.is_file())
+
+
+def load_profile(profile: str, notebook: str, path: str | Path | None = None) -> dict:
+    """Parameters that ``profile`` sets for ``notebook`` (its stem, e.g. ``00_data``)."""
+    if profile not in PROFILES:
+        raise ValueError(f"unknown profile {profile!r}; choose one of {', '.join(PROFILES)}")
+    if profile == "full":
+        return {}
+    path = Path(path) if path else notebooks_dir() / "profiles.yml"
+    with open(path, encoding="utf-8") as fh:
+        table = yaml.safe_load(fh) or {}
+    section = table.get(profile) or {}
+    params = dict(section.get("_all") or {})
+    params.update(section.get(notebook) or {})
+    return params
+
+
+def check_notebook(path: str | Path) -> list[str]:
+    """Problems with a notebook's conventions: outputs stored, no ``parameters`` cell, the
+    wrong kernel, or a parameters cell without the injected names. Empty list when fine."""
+    path = Path(path)
+    nb = nbformat.read(path, as_version=4)
+    problems = []
+    kernel = nb.metadata.get("kernelspec", {}).get("name")
+    if kernel != KERNEL_NAME:
+        problems.append(f"{path.name}: kernelspec name is {kernel!r}, expected {KERNEL_NAME!r}")
+    tagged = [c for c in nb.cells if "parameters" in c.get("metadata", {}).get("tags", [])]
+    if len(tagged) != 1:
+        problems.append(f"{path.name}: needs exactly one cell tagged 'parameters', has {len(tagged)}")
+    else:
+        source = tagged[0].source
+        for name in INJECTED:
+            if f"{name} =" not in source and f"{name}=" not in source:
+                problems.append(f"{path.name}: parameters cell does not define {name!r}")
+    if not nb.cells or nb.cells[0].cell_type != "markdown":
+        problems.append(f"{path.name}: should open with a markdown cell (the lesson's intro)")
+    for i, cell in enumerate(nb.cells):
+        if cell.cell_type == "code" and (cell.get("outputs") or cell.get("execution_count")):
+            problems.append(f"{path.name}: cell {i} has stored outputs (run `make strip`)")
+    return problems
+
+
+def strip_outputs(path: str | Path) -> bool:
+    """Remove outputs and execution counts in place; return True if the file changed."""
+    path = Path(path)
+    nb = nbformat.read(path, as_version=4)
+    changed = False
+    for cell in nb.cells:
+        if cell.cell_type == "code" and (cell.outputs or cell.execution_count is not None):
+            cell.outputs, cell.execution_count = [], None
+            changed = True
+    if changed:
+        atomic_write_text(path, nbformat.writes(nb) + "\n", overwrite=True)
+    return changed
+
+
+class NotebookFailed(RuntimeError):
+    """A notebook raised; names the notebook, the cell and the executed copy to open."""
+
+
+@dataclass
+class RunRecord:
+    notebook: str
+    profile: str
+    seconds: float
+    run_dir: str
+    executed: str
+    ok: bool
+    error: str = ""
+
+
+def run_notebook(
+    path: str | Path,
+    profile: str = "smoke",
+    results: str | Path | None = None,
+    parameters: dict | None = None,
+    log_output: bool = False,
+) -> RunRecord:
+    """Execute one notebook under ``profile``; raise :class:`NotebookFailed` on an error."""
+    import papermill as pm
+
+    path = Path(path).resolve()
+    stem = path.stem
+    params = load_profile(profile, stem)
+    params.update(parameters or {})
+    declared = set(pm.inspect_notebook(str(path)).keys())
+    unknown = sorted(set(params) - declared)
+    if unknown:
+        raise ValueError(
+            f"profile {profile!r} sets {unknown} for {path.name}, which its parameters cell "
+            "does not define; fix notebooks/profiles.yml or the notebook."
+        )
+    stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    run_dir = new_run_dir(stem, results, run_id=f"{stamp}-{profile}")
+    params.update(profile=profile, results_dir=str(run_dir))
+    executed = run_dir / path.name
+    start = time.perf_counter()
+    try:
+        pm.execute_notebook(
+            str(path),
+            str(executed),
+            parameters=params,
+            kernel_name=KERNEL_NAME,
+            cwd=str(path.parent),
+            progress_bar=False,
+            log_output=log_output,
+        )
+    except pm.PapermillExecutionError as exc:
+        seconds = time.perf_counter() - start
+        where = f"cell {exc.cell_index} (execution count {exc.exec_count})"
+        message = (
+            f"{path.name} failed in {where} after {seconds:.0f} s: {exc.ename}: {exc.evalue}\n"
+            f"Open the executed copy to see the traceback: {executed}"
+        )
+        raise NotebookFailed(message) from exc
+    seconds = time.perf_counter() - start
+    return RunRecord(stem, profile, round(seconds, 2), str(run_dir), str(executed), True)
+
+
+def run_all(
+    profile: str = "quick",
+    only: list[str] | None = None,
+    results: str | Path | None = None,
+    log_output: bool = False,
+) -> list[RunRecord]:
+    """Run every notebook in order, stop at the first failure, and write a timing log."""
+    books = list_notebooks()
+    if only:
+        books = [b for b in books if b.stem in only or b.stem.split("_")[0] in only]
+        if not books:
+            raise ValueError(f"no notebook matches {only}; have {[b.stem for b in list_notebooks()]}")
+    records: list[RunRecord] = []
+    failure: NotebookFailed | None = None
+    for i, book in enumerate(books, 1):
+        print(f"[{i}/{len(books)}] {book.stem} ({profile}) ...", flush=True)
+        try:
+            rec = run_notebook(book, profile, results, log_output=log_output)
+        except NotebookFailed as exc:
+            failure = exc
+            records.append(RunRecord(book.stem, profile, 0.0, "", "", False, str(exc)))
+            print(f"    FAILED: {exc}", flush=True)
+            break
+        records.append(rec)
+        print(f"    done in {rec.seconds:.1f} s -> {rec.executed}", flush=True)
+    root = results_root(results)
+    root.mkdir(parents=True, exist_ok=True)
+    stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    log = root / f"reproduce-{stamp}-{profile}.json"
+    if log.exists():
+        log = root / f"reproduce-{stamp}-{profile}-{time.time_ns()}.json"
+    atomic_write_text(log, json.dumps([asdict(r) for r in records], indent=2))
+    total = sum(r.seconds for r in records)
+    print(f"{sum(r.ok for r in records)}/{len(books)} notebooks ran in {total:.0f} s; log: {log}")
+    if failure:
+        raise failure
+    return records
+
+
+def _main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m cellutils.notebooks", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="cmd", required=True)
+    run = sub.add_parser("run", help="execute notebooks with papermill")
+    run.add_argument("--profile", default="quick", choices=PROFILES)
+    run.add_argument("--only", nargs="*", help="notebook stems or numbers, e.g. 00_data or 03")
+    run.add_argument("--results", help="results root (default: $CELLUTILS_RESULTS or results/)")
+    run.add_argument("--log-output", action="store_true", help="echo cell output while running")
+    sub.add_parser("check", help="check every notebook's conventions")
+    strip = sub.add_parser("strip", help="remove outputs from notebooks in place")
+    strip.add_argument("paths", nargs="*")
+    args = parser.parse_args(argv)
+    if args.cmd == "run":
+        try:
+            run_all(args.profile, args.only, args.results, args.log_output)
+        except NotebookFailed:
+            return 1
+        return 0
+    if args.cmd == "check":
+        problems = [p for b in list_notebooks() for p in check_notebook(b)]
+        print("\n".join(problems) or f"{len(list_notebooks())} notebooks follow the conventions")
+        return 1 if problems else 0
+    paths = [Path(p) for p in args.paths] or list_notebooks()
+    for p in paths:
+        if strip_outputs(p):
+            print(f"stripped {p}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(_main())
