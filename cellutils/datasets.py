@@ -4,8 +4,8 @@ sample, metadata columns + one ``path_<channel>`` column per channel).
 The synthetic generator (``cellutils.synthetic``) writes the same layouts, so the same readers
 serve the offline default and the real downloads. Problems in the data are reported, never
 silently dropped: rows whose files are missing, files that no metadata row names, and names
-matched only after lower-casing are listed in ``index.attrs["problems"]`` (a DataFrame with
-the file, what is wrong and the fix), summarised in a warning, or raised with
+matched only after lower-casing are kept with the index (``problems(index)`` gives a DataFrame
+with the file, what is wrong and the fix), summarised in a warning, or raised with
 ``errors="raise"``.
 """
 
@@ -91,17 +91,23 @@ def _finish(index: pd.DataFrame, problems: list, errors: str, name: str,
     table = pd.DataFrame(problems, columns=["problem", "file", "detail", "fix"])
     complete = index[path_cols].notna().all(axis=1)
     index = index[complete].reset_index(drop=True)
-    index.attrs["problems"] = table
+    index.attrs["problems"] = [tuple(p) for p in problems]  # plain records: pandas copies attrs
     serious = table[table.problem != "case_mismatch"]
     if len(table) and errors != "ignore":
         counts = ", ".join(f"{k}: {v}" for k, v in table.problem.value_counts().items())
         head = "\n".join(f"  {r.problem}: {r.file} -- {r.fix}" for r in table.head(5).itertuples())
         msg = (f"{name}: {counts} ({(~complete).sum()} incomplete rows left out of the index; "
-               f"see index.attrs['problems'])\n{head}")
+               f"see cellutils.datasets.problems(index))\n{head}")
         if errors == "raise" and len(serious):
             raise DatasetError(msg)
         warnings.warn(msg, stacklevel=3)
     return index
+
+
+def problems(index: pd.DataFrame) -> pd.DataFrame:
+    """The problems a reader found for ``index``: problem, file, detail, fix."""
+    return pd.DataFrame(index.attrs.get("problems", []),
+                        columns=["problem", "file", "detail", "fix"])
 
 
 def path_columns(index: pd.DataFrame) -> list[str]:
@@ -144,6 +150,8 @@ def read_rxrx1(root: str | os.PathLike, errors: str = "report",
     """
     root = Path(root).expanduser()
     _require(root, "RxRx1 folder", "Pass the folder that holds metadata.csv or train.csv.")
+    if not (root / "metadata.csv").exists() and (root / "rxrx1" / "metadata.csv").exists():
+        root = root / "rxrx1"  # the release zips extract into rxrx1/
     if (root / "metadata.csv").exists():
         md = pd.read_csv(root / "metadata.csv", keep_default_na=False)
         need = {"experiment", "plate", "well", "site", "sirna_id", "well_type", "dataset"}
@@ -417,7 +425,6 @@ def read_cell_lines(root: str | os.PathLike, split: str = "train",
                                          problems, "the sample needs all its channel files")
         claimed += list(md[f"path_{c}"])
     if labels.exists():
-        named = set(md.filename)
-        extra = [p for p in files if p.name.rsplit("_", 1)[0] not in named]
-        _unclaimed(extra, [], problems, f"add the sample to {labels.name} or move it away")
+        mine = [p for p in files if p.stem.rsplit("_", 1)[-1].lower() in channels]
+        _unclaimed(mine, claimed, problems, f"add the sample to {labels.name} or move it away")
     return _finish(md, problems, errors, f"cell lines ({split})", cols)

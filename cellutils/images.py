@@ -29,10 +29,11 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
         else:
             import imageio.v3 as iio
 
-            arr = iio.imread(path)
+            arr = iio.imread(path, plugin="pillow")
     except Exception as exc:  # decoder errors come in many types
+        detail = (str(exc).strip().splitlines() or [""])[0][:200]
         raise ImageError(
-            f"cannot read image {path} ({type(exc).__name__}: {exc}). The file is probably "
+            f"cannot read image {path} ({type(exc).__name__}: {detail}). The file is probably "
             "truncated or not an image: delete it and download or generate it again."
         ) from exc
     arr = np.asarray(arr)

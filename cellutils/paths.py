@@ -108,6 +108,21 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes, overwrite: bool = F
     return path
 
 
+def write_json(path: str | os.PathLike, obj, overwrite: bool = False) -> Path:
+    """Atomically write ``obj`` as indented JSON (numpy scalars become numbers)."""
+    import json
+
+    def _default(o):
+        if hasattr(o, "item"):
+            return o.item()
+        if hasattr(o, "tolist"):
+            return o.tolist()
+        return str(o)
+
+    text = json.dumps(obj, indent=2, default=_default) + "\n"
+    return atomic_write_text(path, text, overwrite=overwrite)
+
+
 def atomic_write_text(
     path: str | os.PathLike, text: str, overwrite: bool = False, encoding: str = "utf-8"
 ) -> Path:

@@ -308,7 +308,9 @@ def render_site(
         nu, nv = (dx - off[1]) * c + (dy - off[0]) * s, -(dx - off[1]) * s + (dy - off[0]) * c
         dn = np.sqrt((nu / np.sqrt(nuc_elong)) ** 2 + (nv * np.sqrt(nuc_elong)) ** 2) / nuc_r
         dn = dn * (1 + 0.04 * np.cos(3 * ang + phase[0]))
-        nuclei[y0:y1, x0:x1][take & (dn < 1)] = i + 1
+        win_nuc = nuclei[y0:y1, x0:x1]
+        win_nuc[take] = 0  # pixels this cell takes from a neighbour lose its nucleus too
+        win_nuc[take & (dn < 1)] = i + 1
         dnuc_img[y0:y1, x0:x1][take] = np.minimum(dn[take], 3)
         # nucleoli (1-4 spots inside the nucleus) and a Golgi ribbon beside it
         for _ in range(int(rng.integers(1, 5))):
@@ -325,7 +327,7 @@ def render_site(
     # keep only labels that survived (a later cell can claim all of an earlier one's pixels)
     present = np.unique(label)
     present = present[present > 0]
-    nuclei[~np.isin(nuclei, present)] = 0
+    nuclei[(nuclei != label) | ~np.isin(nuclei, present)] = 0
     cell_table = pd.DataFrame(
         rows, columns=["label", "centroid_y", "centroid_x", "radius", "nucleus_radius", *LATENT]
     )

@@ -1,0 +1,115 @@
+"""Figures of the field: colour composites, plate maps and class balance."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+
+# RxRx1 reference utilities: per channel an RGB colour and a display range (DATASETS.md).
+RXRX1_COLOURS = [(19, 0, 249), (42, 255, 31), (255, 0, 25), (45, 255, 252), (250, 0, 253),
+                 (254, 255, 40)]
+RXRX1_RANGES = [(0, 51), (0, 107), (0, 64), (0, 191), (0, 89), (0, 191)]
+# CPJUMP1 ch1..5 (Mito, AGP, RNA, ER, DNA) in the usual Cell Painting display colours.
+CPJUMP1_COLOURS = [(255, 0, 255), (255, 0, 0), (255, 255, 0), (0, 255, 0), (0, 0, 255)]
+HPA_COLOURS = [(0, 0, 255), (255, 0, 0), (255, 255, 0)]  # blue, red, yellow
+
+
+def save_figure(fig, folder, name: str, dpi: int = 120):
+    """Save ``fig`` as ``<folder>/<name>.png`` (never over an existing file); return the path."""
+    from pathlib import Path
+
+    path = Path(folder) / f"{name}.png"
+    if path.exists():
+        raise FileExistsError(f"{path} exists; this run folder already has that figure.")
+    fig.savefig(path, dpi=dpi, bbox_inches="tight")
+    return path
+
+
+def rxrx1_rgb(image: np.ndarray) -> np.ndarray:
+    """RxRx1's own 6-channel -> RGB conversion of a (6, H, W) uint8 site (rxrx1-utils)."""
+    if image.shape[0] != 6:
+        raise ValueError(f"expected 6 channels (w1..w6), got shape {image.shape}")
+    rgb = np.zeros((*image.shape[1:], 3), np.float32)
+    for ch, colour, (lo, hi) in zip(image.astype(np.float32), RXRX1_COLOURS, RXRX1_RANGES):
+        x = np.clip((ch / 255) / ((hi - lo) / 255) + lo / 255, 0, 1)
+        rgb += x[..., None] * np.asarray(colour, np.float32)
+    return np.clip(rgb, 0, 255).astype(np.uint8)
+
+
+def composite(image: np.ndarray, colours: Sequence[Sequence[int]],
+              percentiles: tuple[float, float] = (1, 99.7)) -> np.ndarray:
+    """Additive colour composite of (C, H, W) with a per-channel percentile stretch."""
+    if len(colours) < image.shape[0]:
+        raise ValueError(f"{image.shape[0]} channels but only {len(colours)} colours")
+    rgb = np.zeros((*image.shape[1:], 3), np.float32)
+    for ch, colour in zip(image.astype(np.float32), colours):
+        lo, hi = np.percentile(ch, percentiles)
+        x = np.clip((ch - lo) / max(hi - lo, 1e-6), 0, 1)
+        rgb += x[..., None] * (np.asarray(colour, np.float32) / 255)
+    return np.clip(rgb, 0, 1)
+
+
+def show_images(images: Sequence[np.ndarray], titles: Sequence[str] | None = None,
+                ncols: int = 4, size: float = 3.0, suptitle: str | None = None):
+    """A grid of RGB (or grey) images without axes; returns the figure."""
+    n = len(images)
+    nrows = int(np.ceil(n / ncols))
+    fig, axes = plt.subplots(nrows, ncols, figsize=(size * ncols, size * nrows), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for ax, img, title in zip(axes.flat, images, titles or [""] * n):
+        ax.imshow(img, cmap=None if img.ndim == 3 else "gray")
+        ax.set_title(title, fontsize=9)
+    if suptitle:
+        fig.suptitle(suptitle)
+    fig.tight_layout()
+    return fig
+
+
+def plate_map(wells: pd.Series, values: pd.Series, ax=None, n_rows: int = 16, n_cols: int = 24,
+              title: str = "", top: int = 12, cmap: str = "tab20"):
+    """A 384-well plate coloured by a categorical value (the ``top`` most common named,
+    the rest grey); empty wells white."""
+    ax = ax or plt.subplots(figsize=(10, 5.5))[1]
+    first = pd.DataFrame({"well": wells.to_numpy(), "value": values.astype(str).to_numpy()}) \
+        .drop_duplicates("well")
+    common = list(first.value.value_counts().index[:top])
+    codes = {v: i for i, v in enumerate(common)}
+    grid = np.full((n_rows, n_cols), np.nan)
+    for well, value in zip(first.well, first.value):
+        r, c = ord(well[0].upper()) - 65, int(well[1:]) - 1
+        grid[r, c] = codes.get(value, len(common))
+    colours = list(plt.get_cmap(cmap).colors[: len(common)]) + [(0.75, 0.75, 0.75)]
+    from matplotlib.colors import ListedColormap
+
+    ax.imshow(grid, cmap=ListedColormap(colours), vmin=-0.5, vmax=len(common) + 0.5)
+    ax.set_xticks(range(n_cols), [str(i + 1) for i in range(n_cols)], fontsize=7)
+    ax.set_yticks(range(n_rows), [chr(65 + i) for i in range(n_rows)], fontsize=7)
+    ax.set_xlabel("column")
+    ax.set_ylabel("row")
+    handles = [plt.Rectangle((0, 0), 1, 1, color=c) for c in colours]
+    labels = common + (["other"] if first.value.nunique() > len(common) else [])
+    ax.legend(handles[: len(labels)], labels, loc="upper left", bbox_to_anchor=(1.01, 1),
+              fontsize=7, frameon=False)
+    ax.set_title(title)
+    return ax
+
+
+def class_balance(labels: pd.Series, ax=None, top: int | None = 30, title: str = "",
+                  highlight: Sequence[str] = ("DMSO",), xlabel: str = "images"):
+    """Horizontal bar chart of class counts (largest first), with the majority-class share."""
+    counts = labels.value_counts()
+    shown = counts.head(top) if top else counts
+    ax = ax or plt.subplots(figsize=(6, 0.22 * len(shown) + 1))[1]
+    colours = ["tab:red" if k in highlight else "tab:blue" for k in shown.index]
+    ax.barh(shown.index.astype(str)[::-1], shown.to_numpy()[::-1], color=colours[::-1])
+    ax.set_xlabel(xlabel)
+    share = counts.iloc[0] / counts.sum()
+    more = f", top {top} of {len(counts)} shown" if top and len(counts) > top else ""
+    ax.set_title(f"{title}\n{len(counts)} classes, majority {counts.index[0]} = {share:.1%}{more}",
+                 fontsize=10)
+    ax.tick_params(axis="y", labelsize=7)
+    return ax
