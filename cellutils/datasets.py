@@ -178,7 +178,7 @@ def read_rxrx1(root: str | os.PathLike, errors: str = "report",
     for ch in RXRX1_CHANNELS:
         md[f"path_w{ch}"] = [
             root / f / e / f"Plate{p}" / f"{w}_s{s}_w{ch}.png"
-            for f, e, p, w, s in zip(md.folder, md.experiment, md.plate, md.well, md.site)
+            for f, e, p, w, s in zip(md.folder, md.experiment, md.plate, md.well, md.site, strict=False)
         ]
     cols = [f"path_w{c}" for c in RXRX1_CHANNELS]
     if check_files:
@@ -268,8 +268,8 @@ def read_cpjump1(root: str | os.PathLike, plates: Sequence[str] | None = None,
     problems: list = []
     for s in stains:
         folders = [_resolve_folder(root, p, plate, image_dirs)
-                   for p, plate in zip(ld[f"PathName_Orig{s}"], ld.Metadata_Plate)]
-        ld[f"path_{s}"] = [Path(f) / n for f, n in zip(folders, ld[f"FileName_Orig{s}"])]
+                   for p, plate in zip(ld[f"PathName_Orig{s}"], ld.Metadata_Plate, strict=False)]
+        ld[f"path_{s}"] = [Path(f) / n for f, n in zip(folders, ld[f"FileName_Orig{s}"], strict=False)]
     cols = [f"path_{s}" for s in stains]
     if check_files:
         disk = [p for plate, d in image_dirs.items()
@@ -327,7 +327,7 @@ def _join_platemap(root: Path, ld: pd.DataFrame) -> pd.DataFrame:
     plate_map = {}
     if barcode:
         bc = pd.read_csv(barcode[0], dtype=str)
-        plate_map = dict(zip(bc.Assay_Plate_Barcode, bc.Plate_Map_Name))
+        plate_map = dict(zip(bc.Assay_Plate_Barcode, bc.Plate_Map_Name, strict=False))
     default = next(iter(maps))
     ld["_map"] = ld.Metadata_Plate.map(plate_map).fillna(default)
     pm = pd.concat([pd.read_csv(maps[m], sep="\t", dtype=str, keep_default_na=False)

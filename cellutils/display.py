@@ -33,7 +33,7 @@ def rxrx1_rgb(image: np.ndarray) -> np.ndarray:
     if image.shape[0] != 6:
         raise ValueError(f"expected 6 channels (w1..w6), got shape {image.shape}")
     rgb = np.zeros((*image.shape[1:], 3), np.float32)
-    for ch, colour, (lo, hi) in zip(image.astype(np.float32), RXRX1_COLOURS, RXRX1_RANGES):
+    for ch, colour, (lo, hi) in zip(image.astype(np.float32), RXRX1_COLOURS, RXRX1_RANGES, strict=False):
         x = np.clip((ch / 255) / ((hi - lo) / 255) + lo / 255, 0, 1)
         rgb += x[..., None] * np.asarray(colour, np.float32)
     return np.clip(rgb, 0, 255).astype(np.uint8)
@@ -45,7 +45,7 @@ def composite(image: np.ndarray, colours: Sequence[Sequence[int]],
     if len(colours) < image.shape[0]:
         raise ValueError(f"{image.shape[0]} channels but only {len(colours)} colours")
     rgb = np.zeros((*image.shape[1:], 3), np.float32)
-    for ch, colour in zip(image.astype(np.float32), colours):
+    for ch, colour in zip(image.astype(np.float32), colours, strict=False):
         lo, hi = np.percentile(ch, percentiles)
         x = np.clip((ch - lo) / max(hi - lo, 1e-6), 0, 1)
         rgb += x[..., None] * (np.asarray(colour, np.float32) / 255)
@@ -60,7 +60,7 @@ def show_images(images: Sequence[np.ndarray], titles: Sequence[str] | None = Non
     fig, axes = plt.subplots(nrows, ncols, figsize=(size * ncols, size * nrows), squeeze=False)
     for ax in axes.flat:
         ax.axis("off")
-    for ax, img, title in zip(axes.flat, images, titles or [""] * n):
+    for ax, img, title in zip(axes.flat, images, titles or [""] * n, strict=False):
         ax.imshow(img, cmap=None if img.ndim == 3 else "gray")
         ax.set_title(title, fontsize=9)
     if suptitle:
@@ -79,7 +79,7 @@ def plate_map(wells: pd.Series, values: pd.Series, ax=None, n_rows: int = 16, n_
     common = list(first.value.value_counts().index[:top])
     codes = {v: i for i, v in enumerate(common)}
     grid = np.full((n_rows, n_cols), np.nan)
-    for well, value in zip(first.well, first.value):
+    for well, value in zip(first.well, first.value, strict=False):
         r, c = ord(well[0].upper()) - 65, int(well[1:]) - 1
         grid[r, c] = codes.get(value, len(common))
     colours = list(plt.get_cmap(cmap).colors[: len(common)]) + [(0.75, 0.75, 0.75)]

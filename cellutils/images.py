@@ -50,7 +50,7 @@ def stack_channels(
     """Read one file per channel into a (C, H, W) array; all must share shape and dtype."""
     arrays = [read_image(p) for p in paths]
     first = arrays[0]
-    for p, a in zip(paths[1:], arrays[1:]):
+    for p, a in zip(paths[1:], arrays[1:], strict=False):
         if a.shape != first.shape:
             raise ImageError(
                 f"channel size mismatch: {p} is {a.shape}, {paths[0]} is {first.shape}. All "

@@ -152,7 +152,7 @@ def run_notebook(
         )
     except pm.PapermillExecutionError as exc:
         seconds = time.perf_counter() - start
-        where = f"cell {exc.cell_index} (execution count {exc.exec_count})"
+        where = _source_cell(path, executed, exc.cell_index, exc.exec_count)
         message = (
             f"{path.name} failed in {where} after {seconds:.0f} s: {exc.ename}: {exc.evalue}\n"
             f"Open the executed copy to see the traceback: {executed}"
@@ -160,6 +160,22 @@ def run_notebook(
         raise NotebookFailed(message) from exc
     seconds = time.perf_counter() - start
     return RunRecord(stem, profile, round(seconds, 2), str(run_dir), str(executed), True)
+
+
+def _source_cell(source: Path, executed: Path, index: int, count) -> str:
+    """Name the failing cell by its position in the *source* notebook (papermill inserts an
+    injected-parameters cell, so executed positions are shifted) and its first line."""
+    try:
+        cells = nbformat.read(executed, as_version=4).cells
+        failed = [c for c in cells
+                  if any(o.get("output_type") == "error" for o in c.get("outputs", []))]
+        cell = failed[0] if failed else cells[index]
+        ids = [c.get("id") for c in nbformat.read(source, as_version=4).cells]
+        pos = ids.index(cell.get("id"))
+        first = cell.source.strip().splitlines()[0][:60] if cell.source.strip() else ""
+        return f"cell {pos} (execution count {count}: `{first}`)"
+    except (ValueError, IndexError, OSError):
+        return f"cell {index} of the executed copy (execution count {count})"
 
 
 def run_all(

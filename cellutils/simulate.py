@@ -237,7 +237,7 @@ def _place_centres(rng, n, size, radii, overlap=0.75, tries=40):
     for i in range(n):
         for _ in range(tries):
             p = rng.uniform(-0.3 * radii[i], size + 0.3 * radii[i], 2)
-            if all(np.hypot(*(p - q)) > overlap * (radii[i] + radii[j]) for q, j in zip(pts, kept)):
+            if all(np.hypot(*(p - q)) > overlap * (radii[i] + radii[j]) for q, j in zip(pts, kept, strict=False)):
                 pts.append(p)
                 kept.append(i)
                 break

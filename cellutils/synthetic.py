@@ -112,7 +112,7 @@ def _run_job(job: SiteJob, root: Path, seed: int, effects: np.ndarray, imaging: 
     img = np.clip(np.rint(raw * imaging.counts + imaging.offset), 0, info.max).astype(imaging.dtype)
     if job.median:
         img = np.median(img, axis=0, keepdims=True).astype(imaging.dtype)
-    for arr, rel in zip(img, job.paths):
+    for arr, rel in zip(img, job.paths, strict=False):
         path = root / rel
         path.parent.mkdir(parents=True, exist_ok=True)
         if path.suffix.lower() == ".png":
@@ -128,7 +128,7 @@ def _run_job(job: SiteJob, root: Path, seed: int, effects: np.ndarray, imaging: 
     row = {"key": job.key, "cell_line": job.line, "experiment": job.experiment,
            "plate": job.plate, "well": job.well, "site": job.site, "edge_well": edge,
            "n_cells": len(cells), "protein": protein}
-    row.update({f"gain_{c}": float(g) for c, g in zip(job.channels, gain)})
+    row.update({f"gain_{c}": float(g) for c, g in zip(job.channels, gain, strict=False)})
     return row, cells
 
 
@@ -156,7 +156,7 @@ def _render_all(jobs: list[SiteJob], root: Path, seed: int, perts: sim.Perturbat
             bar.update(len(ch))
     else:
         with ProcessPoolExecutor(n_jobs) as pool:
-            for ch, res in zip(chunks, pool.map(partial(_run_chunk, **kw), chunks)):
+            for ch, res in zip(chunks, pool.map(partial(_run_chunk, **kw), chunks), strict=False):
                 results += res
                 bar.update(len(ch))
     bar.close()
@@ -327,7 +327,7 @@ def write_rxrx1(
                 controls = list(range(n_sirnas, len(perts.names)))
                 prng = sim.key_rng(seed, "rxrx1-layout", exp, plate)
                 wells = prng.choice(used, len(members) + len(controls), replace=False)
-                for p, well in zip(members + controls, wells):
+                for p, well in zip(members + controls, wells, strict=False):
                     kind = perts.kind[p]
                     well_type = {"trt": "treatment", "negcon": "negative_control",
                                  "poscon": "positive_control"}[kind]
@@ -460,7 +460,7 @@ def write_cpjump1(
     all_wells = [(r, c) for r in range(16) for c in range(1, 25)]
     chosen = rng.choice(len(all_wells), len(content), replace=False)
     platemap = []
-    for (r, c), p in sorted(zip([all_wells[i] for i in chosen], content)):
+    for (r, c), p in sorted(zip([all_wells[i] for i in chosen], content, strict=False)):
         platemap.append((well_name(r, c), compounds.broad_sample[p], "DMSO", p, r, c))
     jobs, load_rows = [], []
     for plate in plates:
@@ -471,7 +471,7 @@ def write_cpjump1(
                 key = f"{plate}_{well}_{f}"
                 jobs.append(SiteJob(key, "A549", p, "2020_11_04_CPJUMP1", plate, well, f,
                                     CPJUMP1_SIM, tuple(f"{folder}/{x}" for x in files)))
-                row = {f"FileName_Orig{s}": x for s, x in zip(CPJUMP1_STAINS, files)}
+                row = {f"FileName_Orig{s}": x for s, x in zip(CPJUMP1_STAINS, files, strict=False)}
                 row.update({f"PathName_Orig{s}": folder for s in CPJUMP1_STAINS})
                 row.update(Metadata_Plate=plate, Metadata_Well=well, Metadata_Site=f,
                            Metadata_Row=r + 1, Metadata_Col=c, Metadata_Field=f,

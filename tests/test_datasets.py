@@ -54,7 +54,7 @@ def test_cpjump1_round_trip(tiny):
     assert (ix.Metadata_pert_iname == "DMSO").sum() == 2 * 2 * 2
     assert set(ix.loc[ix.Metadata_pert_iname == "DMSO", "Metadata_control_type"]) == {"negcon"}
     # replicate plates share the platemap
-    per_plate = ix.groupby("Metadata_Plate").apply(lambda d: tuple(sorted(zip(d.Metadata_Well, d.Metadata_pert_iname))))
+    per_plate = ix.groupby("Metadata_Plate").apply(lambda d: tuple(sorted(zip(d.Metadata_Well, d.Metadata_pert_iname, strict=False))))
     assert per_plate.nunique() == 1
     img = datasets.load_site(ix.iloc[0])
     assert img.shape == (8, 48, 48) and img.dtype == np.uint16
@@ -102,7 +102,7 @@ def test_cell_lines_round_trip(tiny):
     ix = datasets.read_cell_lines(root, errors="raise")
     truth = synthetic.read_truth(root)["sites"]
     assert len(ix) == 40 and ix.cell_line.isin(synthetic.HPA_WEIGHTS).all()
-    assert dict(zip(ix.filename, ix.cell_line)).items() <= dict(zip(truth.key, truth.cell_line)).items()
+    assert dict(zip(ix.filename, ix.cell_line, strict=False)).items() <= dict(zip(truth.key, truth.cell_line, strict=False)).items()
     test = datasets.read_cell_lines(root, split="test")
     assert len(test) == 10 and test.cell_line.isna().all()  # labels hidden
     assert datasets.load_site(ix.iloc[0]).shape == (3, 32, 32)

@@ -64,8 +64,8 @@ def test_pick_device_order(monkeypatch):
 
 def test_seed_everything_repeats_numbers():
     g1 = runtime.seed_everything(7)
-    a = (torch.rand(3), np.random.rand(2), g1.random())
+    a = (torch.rand(3), np.random.rand(2), g1.random())  # noqa: NPY002
     g2 = runtime.seed_everything(7)
-    b = (torch.rand(3), np.random.rand(2), g2.random())
+    b = (torch.rand(3), np.random.rand(2), g2.random())  # noqa: NPY002
     assert torch.equal(a[0], b[0]) and np.array_equal(a[1], b[1]) and a[2] == b[2]
     assert os.environ["PYTHONHASHSEED"] == "7"
