@@ -55,26 +55,31 @@ def _require(path: Path, what: str, fix: str) -> Path:
     return path
 
 
-def _resolve_files(expected: Sequence[Path], on_disk: Iterable[Path], problems: list,
-                   fix_missing: str) -> list[Path | None]:
-    """Map each expected path to the file on disk, matching case-insensitively when needed."""
-    disk = {str(p): p for p in on_disk}
-    lower: dict[str, Path] = {}
-    for p in disk.values():
-        lower.setdefault(str(p).lower(), p)
-    out: list[Path | None] = []
-    for p in expected:
-        hit = disk.get(str(p))
-        if hit is None:
-            hit = lower.get(str(p).lower())
-            if hit is not None:
-                problems.append(("case_mismatch", str(hit), f"metadata names {p.name}",
-                                 "matched ignoring case; rename the file to silence this"))
-        if hit is None:
-            problems.append(("missing_file", str(p), "named by metadata but not on disk",
-                             fix_missing))
-        out.append(hit)
-    return out
+class _DiskFiles:
+    """The image files found on disk, indexed once by exact and by lower-cased path."""
+
+    def __init__(self, on_disk: Iterable[Path]):
+        self.exact = {str(p): p for p in on_disk}
+        self.lower: dict[str, Path] = {}
+        for p in self.exact.values():
+            self.lower.setdefault(str(p).lower(), p)
+
+    def resolve(self, expected: Sequence[Path], problems: list,
+                fix_missing: str) -> list[Path | None]:
+        """Map each expected path to the file on disk, matching case-insensitively when needed."""
+        out: list[Path | None] = []
+        for p in expected:
+            hit = self.exact.get(str(p))
+            if hit is None:
+                hit = self.lower.get(str(p).lower())
+                if hit is not None:
+                    problems.append(("case_mismatch", str(hit), f"metadata names {p.name}",
+                                     "matched ignoring case; rename the file to silence this"))
+            if hit is None:
+                problems.append(("missing_file", str(p), "named by metadata but not on disk",
+                                 fix_missing))
+            out.append(hit)
+        return out
 
 
 def _unclaimed(on_disk: Iterable[Path], claimed: Iterable[Path | None], problems: list,
@@ -184,9 +189,10 @@ def read_rxrx1(root: str | os.PathLike, errors: str = "report",
     if check_files:
         disk = [p for f in md.folder.unique() for p in (root / f).glob("*/Plate*/*.png")]
         fix = "re-download or regenerate this site; a missing channel makes the site unusable"
+        found = _DiskFiles(disk)
         claimed = []
         for c in cols:
-            md[c] = _resolve_files(list(md[c]), disk, problems, fix)
+            md[c] = found.resolve(list(md[c]), problems, fix)
             claimed += list(md[c])
         _unclaimed(disk, claimed, problems,
                    "add the site to the metadata CSV, or move the file out of the image folder")
@@ -274,10 +280,11 @@ def read_cpjump1(root: str | os.PathLike, plates: Sequence[str] | None = None,
     if check_files:
         disk = [p for plate, d in image_dirs.items()
                 if plates is None or plate in plates for p in d.glob("*.tif*")]
+        found = _DiskFiles(disk)
         claimed = []
         for c in cols:
-            ld[c] = _resolve_files(list(ld[c]), disk, problems,
-                                   "re-download the plate's images (`make data NAME=cpjump1`)")
+            ld[c] = found.resolve(list(ld[c]), problems,
+                                  "re-download the plate's images (`make data NAME=cpjump1`)")
             claimed += list(ld[c])
         _unclaimed(disk, claimed, problems, "add the site to load_data.csv")
     ld = _join_platemap(root, ld)
@@ -419,10 +426,11 @@ def read_cell_lines(root: str | os.PathLike, split: str = "train",
         md = pd.DataFrame({"filename": ids, "cell_line": pd.NA})
     problems: list = []
     cols = [f"path_{c}" for c in channels]
+    found = _DiskFiles(files)
     claimed = []
     for c in channels:
-        md[f"path_{c}"] = _resolve_files([folder / f"{i}_{c}.png" for i in md.filename], files,
-                                         problems, "the sample needs all its channel files")
+        md[f"path_{c}"] = found.resolve([folder / f"{i}_{c}.png" for i in md.filename],
+                                        problems, "the sample needs all its channel files")
         claimed += list(md[f"path_{c}"])
     if labels.exists():
         mine = [p for p in files if p.stem.rsplit("_", 1)[-1].lower() in channels]
