@@ -79,6 +79,13 @@ def check_notebook(path: str | Path) -> list[str]:
                 problems.append(f"{path.name}: parameters cell does not define {name!r}")
     if not nb.cells or nb.cells[0].cell_type != "markdown":
         problems.append(f"{path.name}: should open with a markdown cell (the lesson's intro)")
+    elif not nb.cells[0].source.startswith("# "):
+        problems.append(f"{path.name}: the intro should start with one '# ' title line")
+    for i, cell in enumerate(nb.cells):
+        if cell.cell_type == "markdown" and any(
+                line.startswith("# #") for line in cell.source.splitlines()):
+            problems.append(f"{path.name}: markdown cell {i} has '# #' lines (comment prefixes "
+                            "left in; they render as headings)")
     for i, cell in enumerate(nb.cells):
         if cell.cell_type == "code" and (cell.get("outputs") or cell.get("execution_count")):
             problems.append(f"{path.name}: cell {i} has stored outputs (run `make strip`)")

@@ -1,0 +1,168 @@
+"""Metrics, the field's figures, and the ``metrics.json`` every notebook writes.
+
+``metrics.json`` (read by notebook 09 and ``make reproduce``'s summary)::
+
+    {"notebook": "03_rxrx1_efficientnet", "report": "000", "title": ...,
+     "data": "synthetic" | "real", "profile": "quick",
+     "claimed": {"val_accuracy": 0.4947, ...},          # the report's own numbers
+     "results": [{"protocol": ..., "leak_free": false, "accuracy": ..., ...}, ...],
+     "trust": "which protocol's number to trust and why", "extra": {...}}
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+from sklearn.metrics import balanced_accuracy_score, confusion_matrix, f1_score
+
+from cellutils.paths import write_json
+
+
+def classification_metrics(targets: np.ndarray, scores: np.ndarray, k: int = 5) -> dict:
+    """Accuracy, balanced accuracy (mean recall over the classes present), macro F1 and top-k
+    accuracy. ``scores`` are logits/probabilities (N, K) or predicted labels (N,)."""
+    targets = np.asarray(targets)
+    scores = np.asarray(scores)
+    pred = scores.argmax(1) if scores.ndim == 2 else scores
+    out = {"accuracy": float((pred == targets).mean()) if len(targets) else float("nan")}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        out["balanced_accuracy"] = float(balanced_accuracy_score(targets, pred))
+        out["macro_f1"] = float(f1_score(targets, pred, average="macro",
+                                         labels=np.unique(targets)))
+    if scores.ndim == 2 and scores.shape[1] > k:
+        topk = np.argsort(-scores, axis=1)[:, :k]
+        out[f"top{k}_accuracy"] = float((topk == targets[:, None]).any(1).mean())
+    return out
+
+
+def chance_level(train_targets: np.ndarray, val_targets: np.ndarray) -> dict:
+    """What guessing gives: uniform over classes and always-the-majority-class accuracy."""
+    classes, counts = np.unique(train_targets, return_counts=True)
+    majority = classes[counts.argmax()]
+    return {"uniform": 1 / len(classes), "majority": float((val_targets == majority).mean())}
+
+
+def per_class_recall(targets: np.ndarray, pred: np.ndarray, classes: Sequence[str]) -> pd.Series:
+    targets, pred = np.asarray(targets), np.asarray(pred)
+    rec = {classes[c]: float((pred[targets == c] == c).mean())
+           for c in np.unique(targets)}
+    return pd.Series(rec, name="recall").sort_values()
+
+
+# --------------------------------------------------------------------------------------------
+# Figures
+# --------------------------------------------------------------------------------------------
+
+
+def plot_history(histories: dict[str, pd.DataFrame], metric: str = "accuracy",
+                 best: dict[str, int] | None = None, title: str = ""):
+    """Learning curves: loss (left) and ``metric`` (right), train dashed, validation solid,
+    one colour per run; the kept (best) epoch marked."""
+    fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))
+    colours = plt.get_cmap("tab10")
+    for i, (name, h) in enumerate(histories.items()):
+        c = colours(i)
+        axes[0].plot(h.epoch, h.train_loss, "--", color=c, label=f"{name} train")
+        axes[0].plot(h.epoch, h.val_loss, "-", color=c, label=f"{name} validation")
+        if f"train_{metric}" in h:
+            axes[1].plot(h.epoch, h[f"train_{metric}"], "--", color=c)
+        axes[1].plot(h.epoch, h[f"val_{metric}"], "-", color=c, label=name)
+        if best and name in best:
+            row = h[h.epoch == best[name]]
+            axes[1].plot(row.epoch, row[f"val_{metric}"], "o", color=c, ms=9, mfc="none")
+    axes[0].set(xlabel="epoch", ylabel="cross-entropy loss", title="loss")
+    axes[1].set(xlabel="epoch", ylabel=metric.replace("_", " "),
+                title=f"{metric.replace('_', ' ')} (circle: kept epoch)")
+    axes[0].legend(fontsize=8)
+    axes[1].legend(fontsize=8)
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def plot_confusion(targets: np.ndarray, pred: np.ndarray, classes: Sequence[str], ax=None,
+                   top_n: int | None = 30, title: str = "", annotate: bool | None = None):
+    """Row-normalised confusion matrix (each row: where that class's samples went).
+
+    With more than ``top_n`` classes, the ``top_n`` most frequent true classes are shown,
+    ordered by hierarchical clustering of their rows so that confused classes sit together.
+    """
+    targets, pred = np.asarray(targets), np.asarray(pred)
+    labels = np.arange(len(classes))
+    cm = confusion_matrix(targets, pred, labels=labels).astype(float)
+    rows = cm.sum(1) > 0
+    keep = labels[rows]
+    if top_n is not None and len(keep) > top_n:
+        keep = keep[np.argsort(-cm[keep].sum(1), kind="stable")[:top_n]]
+        from scipy.cluster.hierarchy import leaves_list, linkage
+
+        sub = cm[np.ix_(keep, keep)] / np.maximum(cm[keep].sum(1, keepdims=True), 1)
+        keep = keep[leaves_list(linkage(sub, "average"))]
+    norm = cm[np.ix_(keep, keep)] / np.maximum(cm[keep].sum(1, keepdims=True), 1)
+    n = len(keep)
+    if ax is None:
+        side = min(max(4.0, 0.32 * n + 2), 14)
+        _, ax = plt.subplots(figsize=(side + 1, side))
+    import seaborn as sns
+
+    annotate = n <= 12 if annotate is None else annotate
+    names = [str(classes[i]) for i in keep]
+    sns.heatmap(norm, ax=ax, cmap="Blues", vmin=0, vmax=1, square=True, annot=annotate,
+                fmt=".2f", xticklabels=names, yticklabels=names,
+                cbar_kws={"label": "fraction of the true class", "shrink": 0.7})
+    ax.set(xlabel="predicted", ylabel="true", title=title or "confusion matrix (row-normalised)")
+    ax.tick_params(axis="x", labelrotation=90, labelsize=8 if n > 15 else 9)
+    ax.tick_params(axis="y", labelrotation=0, labelsize=8 if n > 15 else 9)
+    return ax.figure
+
+
+def plot_protocols(table: pd.DataFrame, metric: str, claimed: float | None = None,
+                   chance: float | None = None, ax=None, title: str = ""):
+    """Bar chart of one metric per protocol, leak-free bars solid, leaky ones hatched, with the
+    report's claim and chance as lines."""
+    if ax is None:
+        _, ax = plt.subplots(figsize=(7, 0.6 * len(table) + 1.6))
+    y = np.arange(len(table))
+    colours = ["#1b7837" if lf else "#c2a5cf" for lf in table.leak_free]
+    bars = ax.barh(y, table[metric], color=colours, edgecolor="black")
+    for bar, lf in zip(bars, table.leak_free, strict=True):
+        if not lf:
+            bar.set_hatch("//")
+    ax.set_yticks(y, table.protocol)
+    ax.invert_yaxis()
+    if claimed is not None:
+        ax.axvline(claimed, color="#b2182b", ls="--", label=f"report's claim {claimed:.2f}")
+    if chance is not None:
+        ax.axvline(chance, color="grey", ls=":", label=f"chance {chance:.2f}")
+    ax.set(xlabel=metric.replace("_", " "), xlim=(0, 1), title=title)
+    ax.legend(loc="lower right", fontsize=8)
+    ax.figure.tight_layout()
+    return ax.figure
+
+
+# --------------------------------------------------------------------------------------------
+# metrics.json
+# --------------------------------------------------------------------------------------------
+
+
+def result_row(protocol: str, metrics: dict, leak_free: bool, **extra) -> dict:
+    """One line of a notebook's results table."""
+    return {"protocol": protocol, "leak_free": bool(leak_free),
+            **{k: (round(v, 4) if isinstance(v, float) else v) for k, v in metrics.items()},
+            **extra}
+
+
+def write_metrics(run: str | Path, notebook: str, report: str, title: str, claimed: dict,
+                  results: list[dict], trust: str, data: str, profile: str,
+                  extra: dict | None = None) -> Path:
+    """Write ``metrics.json`` (never over an existing one) and return its path."""
+    return write_json(Path(run) / "metrics.json", {
+        "notebook": notebook, "report": report, "title": title, "data": data,
+        "profile": profile, "claimed": claimed, "results": results, "trust": trust,
+        "extra": extra or {}})

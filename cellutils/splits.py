@@ -1,0 +1,134 @@
+"""Train/validation splits: the reports' random ones and the leak-free grouped ones.
+
+Every function returns ``(train, val)`` DataFrames (original index kept). A grouped split keeps
+each group (well, plate, experiment, image) on one side; ``check_disjoint`` fails loudly when a
+group is on both sides, naming the groups. Oversampling happens after the split, on the
+training side only (``oversample``); ``oversample_then_split`` is report 002's leaky protocol,
+kept to show what it does.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+from sklearn.model_selection import GroupShuffleSplit, StratifiedGroupKFold, train_test_split
+
+
+class LeakError(ValueError):
+    """The same group (well, plate, experiment, image) is on both sides of a split."""
+
+
+def _groups(df: pd.DataFrame, by: str | Sequence[str]) -> pd.Series:
+    cols = [by] if isinstance(by, str) else list(by)
+    missing = [c for c in cols if c not in df.columns]
+    if missing:
+        raise KeyError(f"no column {missing} to group by; columns are {list(df.columns)}")
+    return df[cols].astype(str).agg("/".join, axis=1)
+
+
+def random_split(df: pd.DataFrame, val_size: float | int, stratify: str | None = None,
+                 seed: int = 0) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """A random split of rows (the reports' protocol), stratified by ``stratify`` when possible.
+
+    Stratification needs two rows per class; classes with one row go to training.
+    """
+    if stratify is not None:
+        counts = df[stratify].map(df[stratify].value_counts())
+        single = df[counts < 2]
+        rest = df[counts >= 2]
+        n_classes = rest[stratify].nunique()
+        n_val = val_size if isinstance(val_size, int) else round(val_size * len(rest))
+        if n_val >= n_classes and len(rest) - n_val >= n_classes:
+            train, val = train_test_split(rest, test_size=val_size, random_state=seed,
+                                          stratify=rest[stratify])
+            return pd.concat([train, single]), val
+    return tuple(train_test_split(df, test_size=val_size, random_state=seed))
+
+
+def group_split(df: pd.DataFrame, by: str | Sequence[str], val_size: float = 0.2,
+                stratify: str | None = None, seed: int = 0
+                ) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """A split that keeps every group of ``by`` on one side.
+
+    With ``stratify`` the groups are dealt so each class is spread over both sides as far as the
+    groups allow (``StratifiedGroupKFold``, the fold closest to ``val_size``).
+    """
+    groups = _groups(df, by)
+    if groups.nunique() < 2:
+        raise ValueError(f"only one group of {by!r}; a grouped split needs at least two")
+    if stratify is None:
+        gss = GroupShuffleSplit(n_splits=1, test_size=val_size, random_state=seed)
+        tr, va = next(gss.split(df, groups=groups))
+    else:
+        k = max(2, min(round(1 / val_size), groups.nunique()))
+        sgkf = StratifiedGroupKFold(n_splits=k, shuffle=True, random_state=seed)
+        tr, va = next(sgkf.split(df, df[stratify].astype(str), groups=groups))
+    train, val = df.iloc[tr], df.iloc[va]
+    check_disjoint(train, val, by)
+    return train, val
+
+
+def hold_out(df: pd.DataFrame, column: str, values: Sequence | None = None, n: int = 1,
+             seed: int = 0) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Validation = the rows whose ``column`` is in ``values`` (default: ``n`` random values),
+    e.g. one whole experiment, for a test of generalisation to a new batch."""
+    levels = sorted(df[column].unique())
+    if values is None:
+        rng = np.random.default_rng(seed)
+        values = list(rng.choice(levels, size=n, replace=False))
+    unknown = set(values) - set(levels)
+    if unknown:
+        raise ValueError(f"{column} has no {sorted(unknown)}; it has {levels}")
+    is_val = df[column].isin(values)
+    if is_val.all():
+        raise ValueError(f"holding out {list(values)} leaves nothing to train on")
+    return df[~is_val], df[is_val]
+
+
+def check_disjoint(train: pd.DataFrame, val: pd.DataFrame, by: str | Sequence[str]) -> None:
+    """Raise ``LeakError`` when a group of ``by`` has rows on both sides."""
+    shared = set(_groups(train, by)) & set(_groups(val, by))
+    if shared:
+        example = sorted(shared)[:5]
+        raise LeakError(f"{len(shared)} group(s) of {by!r} are on both sides of the split, e.g. "
+                        f"{example}. Split with group_split(..., by={by!r}) instead.")
+
+
+def overlap(train: pd.DataFrame, val: pd.DataFrame, by: str | Sequence[str]) -> float:
+    """The fraction of validation rows whose ``by`` group also appears in training."""
+    seen = set(_groups(train, by))
+    return float(_groups(val, by).isin(seen).mean()) if len(val) else 0.0
+
+
+def oversample(train: pd.DataFrame, label: str, seed: int = 0) -> pd.DataFrame:
+    """Random oversampling of the training rows (imbalanced-learn) to the largest class."""
+    from imblearn.over_sampling import RandomOverSampler
+
+    ros = RandomOverSampler(random_state=seed)
+    pos = np.arange(len(train)).reshape(-1, 1)
+    res, _ = ros.fit_resample(pos, train[label].astype(str))
+    return train.iloc[res.ravel()]
+
+
+def oversample_then_split(df: pd.DataFrame, label: str, val_size: float, seed: int = 0
+                          ) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Report 002's protocol, kept on purpose: oversample ALL rows, then split at random.
+
+    Copies of one image land on both sides, so validation partly measures memory.
+    """
+    return random_split(oversample(df, label, seed), val_size, stratify=label, seed=seed)
+
+
+def describe(train: pd.DataFrame, val: pd.DataFrame, label: str,
+             groups: dict[str, str | Sequence[str]] | None = None) -> pd.Series:
+    """Sizes and leakage indicators of a split, for a notebook table."""
+    out = {"train rows": len(train), "val rows": len(val),
+           "classes in train": train[label].nunique(), "classes in val": val[label].nunique(),
+           "val classes unseen in train": int((~val[label].isin(set(train[label]))).sum())}
+    dup = val.index.isin(train.index)
+    out["val rows that are copies of train rows"] = int(dup.sum())
+    for name, by in (groups or {}).items():
+        out[f"val rows whose {name} is in train"] = f"{overlap(train, val, by):.0%}"
+    return pd.Series(out)

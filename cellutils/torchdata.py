@@ -1,0 +1,288 @@
+"""From a dataset index to tensors: decoding (optionally cached), labels, normalisation fitted
+on the training split, and augmentation that treats every channel alike.
+
+>>> images = decode(index, size=64)                      # (N, C, 64, 64), memory-mapped cache
+>>> stats = ChannelStats.fit(images, train_rows)          # training rows only
+>>> ds = ImageDataset(images, train_rows, labels, stats, augment=augmentation("dihedral"))
+
+``decode`` writes a memory-mapped ``.npy`` under ``<data root>/cache/decoded/`` keyed by the
+files, their sizes and modification times, the channels and the output size, so training reads
+arrays instead of decoding six PNGs per sample per epoch; ``cache=False`` keeps them in memory.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+from torch.utils.data import Dataset
+from torchvision.transforms import v2
+
+from cellutils.datasets import load_site, path_columns
+from cellutils.paths import data_root as _data_root
+
+# --------------------------------------------------------------------------------------------
+# Decoding
+# --------------------------------------------------------------------------------------------
+
+
+def resize(image: np.ndarray, size: int | None) -> np.ndarray:
+    """Resize a (C, H, W) image to (C, size, size) with anti-aliasing, keeping its dtype."""
+    if size is None or image.shape[-2:] == (size, size):
+        return image
+    t = torch.from_numpy(image.astype(np.float32))[None]
+    out = F.interpolate(t, size=(size, size), mode="bilinear", antialias=True,
+                        align_corners=False)[0].numpy()
+    if np.issubdtype(image.dtype, np.integer):
+        info = np.iinfo(image.dtype)
+        out = np.clip(np.rint(out), info.min, info.max)
+    return out.astype(image.dtype)
+
+
+def _cache_key(files: list[str], channels, size, dtype: str) -> str:
+    h = hashlib.sha1(json.dumps([channels, size, dtype]).encode())
+    for f in files:
+        st = os.stat(f)
+        h.update(f"{f}|{st.st_size}|{st.st_mtime_ns}\n".encode())
+    return h.hexdigest()[:16]
+
+
+def decode(index: pd.DataFrame, channels: Sequence[str] | None = None, size: int | None = None,
+           cache: bool = True, data_root: str | os.PathLike | None = None,
+           jobs: int | None = None, verbose: bool = True) -> np.ndarray:
+    """All images of ``index`` as one (N, C, size, size) array, rows in index order.
+
+    With ``cache`` the array is a memory-mapped file reused while the files are unchanged.
+    """
+    cols = [f"path_{c}" for c in channels] if channels else path_columns(index)
+    first = load_site(index.iloc[0], channels)
+    first = resize(first, size)
+    shape = (len(index), *first.shape)
+    target = None
+    if cache:
+        files = [str(p) for c in cols for p in index[c]]
+        key = _cache_key(files, cols, size, str(first.dtype))
+        folder = _data_root(data_root) / "cache" / "decoded"
+        target = folder / f"{key}.npy"
+        if target.exists():
+            arr = np.load(target, mmap_mode="r")
+            if arr.shape == shape:
+                if verbose:
+                    print(f"decoded images: cache hit {target} {arr.shape}")
+                return arr
+        folder.mkdir(parents=True, exist_ok=True)
+        partial = target.with_suffix(f".{os.getpid()}.partial")
+        out = np.lib.format.open_memmap(partial, mode="w+", dtype=first.dtype, shape=shape)
+    else:
+        out = np.empty(shape, dtype=first.dtype)
+
+    rows = [dict(r) for _, r in index[cols].iterrows()]
+
+    def work(i: int) -> None:
+        out[i] = resize(load_site(rows[i], channels), size)
+
+    jobs = jobs or min(4, os.cpu_count() or 1)
+    with ThreadPoolExecutor(jobs) as pool:  # PNG/TIFF decoding releases the GIL
+        list(pool.map(work, range(len(rows))))
+    if target is not None:
+        out.flush()
+        del out
+        os.replace(partial, target)
+        if verbose:
+            print(f"decoded images: wrote cache {target} {shape}")
+        return np.load(target, mmap_mode="r")
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# Labels and normalisation
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Labels:
+    """Class names and their integer codes (sorted names, code = position)."""
+
+    classes: list[str]
+
+    @classmethod
+    def fit(cls, values: pd.Series) -> Labels:
+        return cls(sorted(values.astype(str).unique()))
+
+    def encode(self, values: pd.Series) -> np.ndarray:
+        lookup = {c: i for i, c in enumerate(self.classes)}
+        vals = values.astype(str)
+        unknown = sorted(set(vals) - set(lookup))
+        if unknown:
+            raise ValueError(f"labels not seen when fitting: {unknown[:5]}")
+        return vals.map(lookup).to_numpy(np.int64)
+
+    def __len__(self) -> int:
+        return len(self.classes)
+
+
+@dataclass
+class ChannelStats:
+    """Per-channel mean and standard deviation, fitted on the rows you give (training only)."""
+
+    mean: list[float]
+    std: list[float]
+
+    @classmethod
+    def fit(cls, images: np.ndarray, rows: Sequence[int] | np.ndarray, max_images: int = 2000,
+            seed: int = 0) -> ChannelStats:
+        rows = np.unique(np.asarray(rows))
+        if len(rows) > max_images:
+            rows = np.sort(np.random.default_rng(seed).choice(rows, max_images, replace=False))
+        x = np.asarray(images[rows], dtype=np.float64)
+        mean = x.mean(axis=(0, 2, 3))
+        std = x.std(axis=(0, 2, 3))
+        return cls([float(m) for m in mean], [float(max(s, 1e-6)) for s in std])
+
+    def transform(self) -> v2.Normalize:
+        return v2.Normalize(self.mean, self.std)
+
+
+# --------------------------------------------------------------------------------------------
+# Augmentation
+# --------------------------------------------------------------------------------------------
+
+
+class ChannelJitter(torch.nn.Module):
+    """Per-channel random gain and offset on normalised images (stain intensity varies per
+    channel and per batch); ColorJitter only knows 1 or 3 channels."""
+
+    def __init__(self, gain: float = 0.2, offset: float = 0.2):
+        super().__init__()
+        self.gain, self.offset = gain, offset
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        c = x.shape[-3]
+        g = 1 + (torch.rand(c, 1, 1) * 2 - 1) * self.gain
+        b = (torch.rand(c, 1, 1) * 2 - 1) * self.offset
+        return x * g + b
+
+
+class RandomRot90(torch.nn.Module):
+    """Rotation by a random multiple of 90 degrees (microscopy has no 'up')."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.rot90(x, int(torch.randint(4, ())), dims=(-2, -1))
+
+
+def augmentation(kind: str = "none", size: int | None = None) -> v2.Compose | None:
+    """Training augmentation; every transform treats all channels alike.
+
+    - ``none``: the reports 000/001 trained without augmentation
+    - ``dihedral``: flips and 90-degree rotations (lossless, the field's default)
+    - ``flips_rotation_jitter``: report 002's flips, rotation (+-15 degrees) and jitter
+    - ``strong``: dihedral + random resized crop + per-channel intensity jitter
+    """
+    if kind == "none":
+        return None
+    dihedral = [v2.RandomHorizontalFlip(), v2.RandomVerticalFlip(), RandomRot90()]
+    if kind == "dihedral":
+        return v2.Compose(dihedral)
+    if kind == "flips_rotation_jitter":
+        return v2.Compose([v2.RandomHorizontalFlip(), v2.RandomVerticalFlip(),
+                           v2.RandomRotation(15), ChannelJitter(0.1, 0.1)])
+    if kind == "strong":
+        if size is None:
+            raise ValueError("augmentation('strong') needs the image size")
+        return v2.Compose([*dihedral, v2.RandomResizedCrop(size, scale=(0.6, 1.0),
+                                                           antialias=True),
+                           ChannelJitter(0.2, 0.2)])
+    raise ValueError(f"unknown augmentation {kind!r}")
+
+
+# --------------------------------------------------------------------------------------------
+# Datasets
+# --------------------------------------------------------------------------------------------
+
+
+class ImageDataset(Dataset):
+    """Rows ``rows`` of a decoded (N, C, H, W) array with integer ``targets`` (one per row)."""
+
+    def __init__(self, images: np.ndarray, rows: Sequence[int] | np.ndarray,
+                 targets: np.ndarray | None, stats: ChannelStats | None = None,
+                 augment: torch.nn.Module | None = None):
+        self.images = images
+        self.rows = np.asarray(rows, dtype=np.int64)
+        self.targets = None if targets is None else np.asarray(targets, dtype=np.int64)
+        if self.targets is not None and len(self.targets) != len(self.rows):
+            raise ValueError(f"{len(self.rows)} rows but {len(self.targets)} targets")
+        self.normalize = stats.transform() if stats is not None else None
+        self.augment = augment
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitem__(self, i: int):
+        x = torch.from_numpy(np.asarray(self.images[self.rows[i]], dtype=np.float32))
+        if self.normalize is not None:
+            x = self.normalize(x)
+        if self.augment is not None:
+            x = self.augment(x)
+        y = -1 if self.targets is None else int(self.targets[i])
+        return x, y
+
+
+class FileDataset(ImageDataset):
+    """Like ``ImageDataset`` but decodes the files of ``index`` on every access (the baseline
+    the decoded cache is benchmarked against; also fine for small data)."""
+
+    def __init__(self, index: pd.DataFrame, targets: np.ndarray | None,
+                 channels: Sequence[str] | None = None, size: int | None = None,
+                 stats: ChannelStats | None = None, augment: torch.nn.Module | None = None):
+        super().__init__(_FileArray(index, channels, size), np.arange(len(index)), targets,
+                         stats, augment)
+
+
+class _FileArray:
+    def __init__(self, index: pd.DataFrame, channels, size):
+        cols = [f"path_{c}" for c in channels] if channels else path_columns(index)
+        self.rows = [dict(r) for _, r in index[cols].iterrows()]
+        self.channels, self.size = channels, size
+
+    def __getitem__(self, i: int) -> np.ndarray:
+        return resize(load_site(self.rows[int(i)], self.channels), self.size)
+
+
+def positions(index: pd.DataFrame, part: pd.DataFrame) -> np.ndarray:
+    """Row positions in ``index`` of the rows of ``part`` (a split; duplicates allowed)."""
+    pos = index.index.get_indexer(part.index)
+    if (pos < 0).any():
+        raise KeyError("some rows of the split are not in the index")
+    return pos
+
+
+def split_datasets(images: np.ndarray, index: pd.DataFrame, train: pd.DataFrame,
+                   val: pd.DataFrame, label: str, augment: torch.nn.Module | None = None,
+                   stats_from: pd.DataFrame | None = None
+                   ) -> tuple[ImageDataset, ImageDataset, Labels, ChannelStats]:
+    """Training and validation datasets for one split, labels fitted on both sides' classes.
+
+    Normalisation is fitted on ``stats_from`` (default: the training rows). Passing the whole
+    index reproduces the reports that normalised before splitting.
+    """
+    labels = Labels.fit(pd.concat([train[label], val[label]]))
+    stats_rows = positions(index, train if stats_from is None else stats_from)
+    stats = ChannelStats.fit(images, stats_rows)
+    tr = ImageDataset(images, positions(index, train), labels.encode(train[label]), stats, augment)
+    va = ImageDataset(images, positions(index, val), labels.encode(val[label]), stats)
+    return tr, va, labels, stats
+
+
+def describe_array(images: np.ndarray) -> str:
+    size = images.size * images.dtype.itemsize / 2**20
+    where = f"memory-mapped {Path(images.filename).name}" if isinstance(images, np.memmap) else "in memory"
+    return f"{images.shape} {images.dtype}, {size:.0f} MiB, {where}"

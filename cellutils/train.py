@@ -1,0 +1,294 @@
+"""One training loop for every notebook: ``fit(model, train_ds, val_ds, TrainConfig(...), run)``.
+
+- optimisers: AdamW, Adam, SGD; schedulers: cosine, OneCycle, StepLR, none (stepped per batch
+  for OneCycle, per epoch otherwise)
+- loss: cross-entropy with label smoothing and optional class weights ("balanced")
+- mixed precision on CUDA (bfloat16 autocast on CPU is off: it is slower there), channels_last
+- per-epoch history, best checkpoint by a chosen metric, early stopping
+- resume: every epoch writes ``checkpoint-last.pt`` (model, optimiser, scheduler, scaler, RNG
+  states, history); ``fit`` on the same run folder continues after the last finished epoch
+- deterministic for a seed on CPU (and with deterministic algorithms on CUDA)
+
+A batch is ``(inputs, target)``; ``inputs`` is a tensor or a tuple of tensors passed to the
+model as separate arguments (multi-input models).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from sklearn.utils.class_weight import compute_class_weight
+from torch import nn
+from torch.utils.data import DataLoader, Dataset
+from tqdm.auto import tqdm
+
+from cellutils import evaluate
+from cellutils.runtime import pick_device, seed_everything
+
+
+@dataclass
+class TrainConfig:
+    """Everything a report specifies about training, in one place."""
+
+    epochs: int = 10
+    batch_size: int = 32
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    optimizer: str = "adamw"  # adamw | adam | sgd
+    scheduler: str | None = "cosine"  # cosine | onecycle | step | None
+    max_lr: float | None = None  # OneCycle peak (default: lr)
+    step_size: int = 5  # StepLR
+    gamma: float = 0.5  # StepLR
+    label_smoothing: float = 0.0
+    class_weights: str | None = None  # None | "balanced"
+    monitor: str = "accuracy"  # a validation metric (higher is better) or "loss"
+    patience: int | None = None  # early stopping: epochs without improvement
+    amp: bool | str = "auto"  # mixed precision: "auto" = on CUDA only
+    channels_last: bool = True
+    num_workers: int = 0
+    seed: int = 0
+    device: str | None = None  # None: cuda, then mps, then cpu
+    max_batches: int | None = None  # cap batches per epoch (smoke tests)
+    extra: dict = field(default_factory=dict)  # free-form notes stored with the history
+
+
+@dataclass
+class FitResult:
+    model: nn.Module
+    history: pd.DataFrame
+    best_epoch: int
+    best: dict
+    run_dir: Path
+    seconds: float
+    resumed_from: int
+
+    def summary(self) -> dict:
+        return {"best_epoch": self.best_epoch, **{f"best_{k}": v for k, v in self.best.items()},
+                "epochs_run": int(self.history.epoch.max()) if len(self.history) else 0,
+                "train_seconds": round(self.seconds, 1), "resumed_from_epoch": self.resumed_from}
+
+
+def _optimizer(cfg: TrainConfig, params) -> torch.optim.Optimizer:
+    if cfg.optimizer == "adamw":
+        return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    if cfg.optimizer == "adam":
+        return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=cfg.lr, momentum=0.9, weight_decay=cfg.weight_decay)
+    raise ValueError(f"unknown optimizer {cfg.optimizer!r}")
+
+
+def _scheduler(cfg: TrainConfig, opt, steps_per_epoch: int):
+    if cfg.scheduler is None or cfg.scheduler == "none":
+        return None
+    if cfg.scheduler == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=cfg.epochs)
+    if cfg.scheduler == "onecycle":
+        return torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.max_lr or cfg.lr,
+                                                   epochs=cfg.epochs,
+                                                   steps_per_epoch=steps_per_epoch)
+    if cfg.scheduler == "step":
+        return torch.optim.lr_scheduler.StepLR(opt, step_size=cfg.step_size, gamma=cfg.gamma)
+    raise ValueError(f"unknown scheduler {cfg.scheduler!r}")
+
+
+def class_weights(targets: np.ndarray, n_classes: int) -> torch.Tensor:
+    """sklearn's "balanced" weights, n / (k * count); classes absent from training get 0."""
+    present = np.unique(targets)
+    w = np.zeros(n_classes, dtype=np.float32)
+    w[present] = compute_class_weight("balanced", classes=present, y=targets)
+    return torch.from_numpy(w)
+
+
+def _targets(ds: Dataset) -> np.ndarray:
+    t = getattr(ds, "targets", None)
+    if t is None:
+        t = np.array([ds[i][1] for i in range(len(ds))])
+    return np.asarray(t)
+
+
+def _to(x, device, channels_last: bool):
+    if isinstance(x, (tuple, list)):
+        return tuple(_to(v, device, channels_last) for v in x)
+    x = x.to(device, non_blocking=True)
+    if channels_last and x.ndim == 4:
+        x = x.contiguous(memory_format=torch.channels_last)
+    return x
+
+
+def _forward(model, x):
+    return model(*x) if isinstance(x, tuple) else model(x)
+
+
+def _loader(ds: Dataset, cfg: TrainConfig, shuffle: bool, epoch: int = 0) -> DataLoader:
+    g = torch.Generator()
+    g.manual_seed(cfg.seed * 1000 + epoch)
+    return DataLoader(ds, batch_size=cfg.batch_size, shuffle=shuffle, generator=g,
+                      num_workers=cfg.num_workers, drop_last=False,
+                      persistent_workers=False, pin_memory=torch.cuda.is_available())
+
+
+@torch.no_grad()
+def predict(model: nn.Module, ds: Dataset, batch_size: int = 64, device=None,
+            embeddings: bool = False, channels_last: bool = True, amp: bool | str = "auto"
+            ) -> dict[str, np.ndarray]:
+    """Logits (and, with ``embeddings``, ``model.embed`` outputs) and targets for ``ds``."""
+    device = device or next(model.parameters()).device
+    use_amp = device.type == "cuda" if amp == "auto" else bool(amp)
+    model.eval()
+    logits, embeds, targets = [], [], []
+    for x, y in DataLoader(ds, batch_size=batch_size, shuffle=False):
+        x = _to(x, device, channels_last)
+        with torch.autocast(device.type, enabled=use_amp):
+            if embeddings:
+                e = model.embed(*x) if isinstance(x, tuple) else model.embed(x)
+                out = model.head(e)
+                embeds.append(e.float().cpu())
+            else:
+                out = _forward(model, x)
+        logits.append(out.float().cpu())
+        targets.append(torch.as_tensor(y))
+    out = {"logits": torch.cat(logits).numpy(), "targets": torch.cat(targets).numpy()}
+    if embeddings:
+        out["embeddings"] = torch.cat(embeds).numpy()
+    return out
+
+
+def _rng_state() -> dict:
+    state = {"torch": torch.get_rng_state(), "numpy": np.random.get_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _set_rng_state(state: dict) -> None:
+    torch.set_rng_state(state["torch"])
+    np.random.set_state(state["numpy"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def _save(obj, path: Path) -> None:
+    tmp = path.with_suffix(f".{os.getpid()}.tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def fit(model: nn.Module, train_ds: Dataset, val_ds: Dataset, cfg: TrainConfig,
+        run_dir: str | os.PathLike, name: str = "model", progress: bool = True) -> FitResult:
+    """Train ``model``; keep the best epoch by ``cfg.monitor``; return it loaded with the best
+    weights. Files in ``run_dir``: ``{name}-last.pt`` (resume), ``{name}-best.pt``,
+    ``{name}-history.csv``. A finished run in the same folder is not retrained: it is loaded."""
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    last_path, best_path = run_dir / f"{name}-last.pt", run_dir / f"{name}-best.pt"
+    seed_everything(cfg.seed)
+    device = pick_device(cfg.device, verbose=False)
+    use_amp = device.type == "cuda" if cfg.amp == "auto" else bool(cfg.amp)
+    model.to(device)
+    if cfg.channels_last:
+        model.to(memory_format=torch.channels_last)
+
+    weight = None
+    if cfg.class_weights == "balanced":
+        targets = _targets(train_ds)
+        n_classes = getattr(model, "info", {}).get("n_classes", int(targets.max()) + 1)
+        weight = class_weights(targets, n_classes).to(device)
+    elif cfg.class_weights is not None:
+        raise ValueError(f"class_weights must be None or 'balanced', not {cfg.class_weights!r}")
+    loss_fn = nn.CrossEntropyLoss(weight=weight, label_smoothing=cfg.label_smoothing)
+    opt = _optimizer(cfg, [p for p in model.parameters() if p.requires_grad])
+    steps = len(_loader(train_ds, cfg, True))
+    if cfg.max_batches:
+        steps = min(steps, cfg.max_batches)
+    sched = _scheduler(cfg, opt, steps)
+    scaler = torch.amp.GradScaler(device.type, enabled=use_amp and device.type == "cuda")
+
+    history: list[dict] = []
+    start, best_score, best_epoch, since_best, stopped = 1, -np.inf, 0, 0, False
+    config_json = json.dumps(asdict(cfg), sort_keys=True, default=str)
+    if last_path.exists():
+        ck = torch.load(last_path, map_location=device, weights_only=False)
+        if ck["config"] != config_json:
+            raise RuntimeError(f"{last_path} was written with another configuration; use a new "
+                               "results folder (or delete that checkpoint to start over).")
+        model.load_state_dict(ck["model"])
+        opt.load_state_dict(ck["optimizer"])
+        if sched is not None and ck["scheduler"] is not None:
+            sched.load_state_dict(ck["scheduler"])
+        scaler.load_state_dict(ck["scaler"])
+        _set_rng_state(ck["rng"])
+        history, best_score, best_epoch, since_best = (ck["history"], ck["best_score"],
+                                                        ck["best_epoch"], ck["since_best"])
+        start, stopped = ck["epoch"] + 1, ck["stopped"]
+        print(f"{name}: resuming after epoch {ck['epoch']} from {last_path}")
+    resumed_from = start - 1
+    t0 = time.perf_counter()
+
+    epochs = range(start, cfg.epochs + 1) if not stopped else range(0)
+    bar = tqdm(epochs, desc=name, disable=not progress, unit="epoch", mininterval=1.0)
+    for epoch in bar:
+        model.train()
+        tr_loss, tr_correct, tr_n, t_epoch = 0.0, 0, 0, time.perf_counter()
+        for b, (x, y) in enumerate(_loader(train_ds, cfg, True, epoch)):
+            if cfg.max_batches and b >= cfg.max_batches:
+                break
+            x, y = _to(x, device, cfg.channels_last), y.to(device)
+            with torch.autocast(device.type, enabled=use_amp):
+                out = _forward(model, x)
+                loss = loss_fn(out.float(), y)
+            opt.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            scaler.step(opt)
+            scaler.update()
+            if sched is not None and cfg.scheduler == "onecycle":
+                sched.step()
+            tr_loss += loss.item() * len(y)
+            tr_correct += (out.argmax(1) == y).sum().item()
+            tr_n += len(y)
+        if sched is not None and cfg.scheduler != "onecycle":
+            sched.step()
+        pred = predict(model, val_ds, cfg.batch_size * 2, device, channels_last=cfg.channels_last,
+                       amp=use_amp)
+        val = evaluate.classification_metrics(pred["targets"], pred["logits"])
+        val_loss = float(nn.functional.cross_entropy(torch.from_numpy(pred["logits"]),
+                                                     torch.from_numpy(pred["targets"])))
+        row = {"epoch": epoch, "lr": opt.param_groups[0]["lr"], "train_loss": tr_loss / max(tr_n, 1),
+               "train_accuracy": tr_correct / max(tr_n, 1), "val_loss": val_loss,
+               **{f"val_{k}": v for k, v in val.items()},
+               "seconds": time.perf_counter() - t_epoch}
+        history.append(row)
+        score = -val_loss if cfg.monitor == "loss" else val[cfg.monitor]
+        if score > best_score:
+            best_score, best_epoch, since_best = score, epoch, 0
+            _save({"model": model.state_dict(), "epoch": epoch, "info": getattr(model, "info", {})},
+                  best_path)
+        else:
+            since_best += 1
+        stop = cfg.patience is not None and since_best >= cfg.patience
+        _save({"model": model.state_dict(), "optimizer": opt.state_dict(),
+               "scheduler": sched.state_dict() if sched is not None else None,
+               "scaler": scaler.state_dict(), "rng": _rng_state(), "history": history,
+               "best_score": best_score, "best_epoch": best_epoch, "since_best": since_best,
+               "epoch": epoch, "config": config_json, "stopped": stop}, last_path)
+        bar.set_postfix(loss=f"{row['train_loss']:.3f}", val=f"{val[cfg.monitor] if cfg.monitor != 'loss' else val_loss:.3f}")
+        if stop:
+            print(f"{name}: early stop after epoch {epoch} (best epoch {best_epoch})")
+            break
+
+    hist = pd.DataFrame(history)
+    hist.to_csv(run_dir / f"{name}-history.csv", index=False)
+    if best_path.exists():
+        model.load_state_dict(torch.load(best_path, map_location=device, weights_only=False)["model"])
+    best = hist.loc[hist.epoch == best_epoch].iloc[0].to_dict() if len(hist) else {}
+    best = {k.removeprefix("val_"): float(v) for k, v in best.items()
+            if k.startswith("val_")}
+    return FitResult(model, hist, best_epoch, best, run_dir, time.perf_counter() - t0,
+                     resumed_from)
