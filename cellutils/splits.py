@@ -36,15 +36,15 @@ def random_split(df: pd.DataFrame, val_size: float | int, stratify: str | None =
     """
     if stratify is not None:
         counts = df[stratify].map(df[stratify].value_counts())
-        single = df[counts < 2]
-        rest = df[counts >= 2]
+        single, rest = df[counts < 2], df[counts >= 2]
         n_classes = rest[stratify].nunique()
         n_val = val_size if isinstance(val_size, int) else round(val_size * len(rest))
-        if n_val >= n_classes and len(rest) - n_val >= n_classes:
-            train, val = train_test_split(rest, test_size=val_size, random_state=seed,
+        if n_classes and n_val >= n_classes and len(rest) - n_val >= n_classes:
+            train, val = train_test_split(rest, test_size=n_val, random_state=seed,
                                           stratify=rest[stratify])
             return pd.concat([train, single]), val
-    return tuple(train_test_split(df, test_size=val_size, random_state=seed))
+    train, val = train_test_split(df, test_size=val_size, random_state=seed)
+    return train, val
 
 
 def group_split(df: pd.DataFrame, by: str | Sequence[str], val_size: float = 0.2,

@@ -277,9 +277,15 @@ def split_datasets(images: np.ndarray, index: pd.DataFrame, train: pd.DataFrame,
     labels = Labels.fit(pd.concat([train[label], val[label]]))
     stats_rows = positions(index, train if stats_from is None else stats_from)
     stats = ChannelStats.fit(images, stats_rows)
-    tr = ImageDataset(images, positions(index, train), labels.encode(train[label]), stats, augment)
-    va = ImageDataset(images, positions(index, val), labels.encode(val[label]), stats)
-    return tr, va, labels, stats
+    tr = subset(images, index, train, label, labels, stats, augment)
+    return tr, subset(images, index, val, label, labels, stats), labels, stats
+
+
+def subset(images: np.ndarray, index: pd.DataFrame, part: pd.DataFrame, label: str,
+           labels: Labels, stats: ChannelStats, augment: torch.nn.Module | None = None
+           ) -> ImageDataset:
+    """The dataset of rows ``part`` of ``index`` (e.g. a test set) with fitted labels/stats."""
+    return ImageDataset(images, positions(index, part), labels.encode(part[label]), stats, augment)
 
 
 def describe_array(images: np.ndarray) -> str:

@@ -162,7 +162,7 @@ def predict(model: nn.Module, ds: Dataset, batch_size: int = 64, device=None,
 
 
 def _rng_state() -> dict:
-    state = {"torch": torch.get_rng_state(), "numpy": np.random.get_state()}
+    state = {"torch": torch.get_rng_state(), "numpy": np.random.get_state()}  # noqa: NPY002
     if torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state_all()
     return state
@@ -170,7 +170,7 @@ def _rng_state() -> dict:
 
 def _set_rng_state(state: dict) -> None:
     torch.set_rng_state(state["torch"])
-    np.random.set_state(state["numpy"])
+    np.random.set_state(state["numpy"])  # noqa: NPY002
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
 
@@ -214,6 +214,17 @@ def fit(model: nn.Module, train_ds: Dataset, val_ds: Dataset, cfg: TrainConfig,
     history: list[dict] = []
     start, best_score, best_epoch, since_best, stopped = 1, -np.inf, 0, 0, False
     config_json = json.dumps(asdict(cfg), sort_keys=True, default=str)
+    hist_path = run_dir / f"{name}-history.csv"
+    if hist_path.exists() and best_path.exists() and not last_path.exists():
+        ck = torch.load(best_path, map_location=device, weights_only=False)
+        if ck.get("config") != config_json:
+            raise RuntimeError(f"{best_path} holds a finished run with another configuration; "
+                               "use a new results folder.")
+        model.load_state_dict(ck["model"])
+        hist = pd.read_csv(hist_path)
+        print(f"{name}: already trained in {run_dir}; loaded the kept epoch {ck['epoch']}")
+        return FitResult(model, hist, ck["epoch"], _best_row(hist, ck["epoch"]), run_dir, 0.0,
+                         int(hist.epoch.max()))
     if last_path.exists():
         ck = torch.load(last_path, map_location=device, weights_only=False)
         if ck["config"] != config_json:
@@ -268,8 +279,8 @@ def fit(model: nn.Module, train_ds: Dataset, val_ds: Dataset, cfg: TrainConfig,
         score = -val_loss if cfg.monitor == "loss" else val[cfg.monitor]
         if score > best_score:
             best_score, best_epoch, since_best = score, epoch, 0
-            _save({"model": model.state_dict(), "epoch": epoch, "info": getattr(model, "info", {})},
-                  best_path)
+            _save({"model": model.state_dict(), "epoch": epoch, "config": config_json,
+                   "info": getattr(model, "info", {})}, best_path)
         else:
             since_best += 1
         stop = cfg.patience is not None and since_best >= cfg.patience
@@ -284,11 +295,50 @@ def fit(model: nn.Module, train_ds: Dataset, val_ds: Dataset, cfg: TrainConfig,
             break
 
     hist = pd.DataFrame(history)
-    hist.to_csv(run_dir / f"{name}-history.csv", index=False)
+    hist.to_csv(hist_path, index=False)
     if best_path.exists():
         model.load_state_dict(torch.load(best_path, map_location=device, weights_only=False)["model"])
-    best = hist.loc[hist.epoch == best_epoch].iloc[0].to_dict() if len(hist) else {}
-    best = {k.removeprefix("val_"): float(v) for k, v in best.items()
-            if k.startswith("val_")}
-    return FitResult(model, hist, best_epoch, best, run_dir, time.perf_counter() - t0,
-                     resumed_from)
+        last_path.unlink(missing_ok=True)  # finished: the resume point is no longer needed
+    return FitResult(model, hist, best_epoch, _best_row(hist, best_epoch), run_dir,
+                     time.perf_counter() - t0, resumed_from)
+
+
+def _best_row(hist: pd.DataFrame, epoch: int) -> dict:
+    if not len(hist) or epoch not in set(hist.epoch):
+        return {}
+    row = hist.loc[hist.epoch == epoch].iloc[0]
+    return {k.removeprefix("val_"): float(v) for k, v in row.items() if k.startswith("val_")}
+
+
+@dataclass
+class Experiment:
+    """One trained model and its predictions/metrics on each evaluation set."""
+
+    name: str
+    fit: FitResult
+    classes: list[str]
+    predictions: dict[str, dict[str, np.ndarray]]
+    metrics: dict[str, dict]
+
+    def table(self) -> pd.DataFrame:
+        return pd.DataFrame(self.metrics).T.rename_axis(self.name)
+
+
+def run_experiment(name: str, model: nn.Module, train_ds: Dataset, eval_sets: dict[str, Dataset],
+                   cfg: TrainConfig, run_dir: str | os.PathLike, classes: list[str],
+                   embeddings: bool = True, progress: bool = True) -> Experiment:
+    """``fit`` on ``train_ds`` (best epoch chosen on ``eval_sets['val']``), then predict every
+    evaluation set and save ``{name}-{set}-predictions.npz`` (logits, targets, embeddings,
+    class names) for the evaluation notebook."""
+    result = fit(model, train_ds, eval_sets["val"], cfg, run_dir, name, progress)
+    preds, metrics = {}, {}
+    for split, ds in eval_sets.items():
+        p = predict(result.model, ds, cfg.batch_size * 2, embeddings=embeddings,
+                    channels_last=cfg.channels_last)
+        preds[split] = p
+        metrics[split] = evaluate.classification_metrics(p["targets"], p["logits"])
+        path = Path(run_dir) / f"{name}-{split}-predictions.npz"
+        tmp = path.with_suffix(f".{os.getpid()}.tmp.npz")
+        np.savez_compressed(tmp, classes=np.array(classes), **p)
+        os.replace(tmp, path)
+    return Experiment(name, result, list(classes), preds, metrics)

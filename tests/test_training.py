@@ -1,0 +1,234 @@
+"""Models, splits, tensors and the training loop, on tiny generated data."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from torch import nn
+
+from cellutils import catalog, evaluate, models, splits, torchdata, train
+
+# ------------------------------------------------------------------------------------ models
+
+
+@pytest.mark.parametrize("arch", ["efficientnet_b0", "mobilenet_v2", "resnet18", "densenet161",
+                                  "efficientnet_lite0"])
+def test_builders_take_n_channels_and_embed(arch):
+    m = models.build(arch, n_classes=5, in_channels=6, pretrained=False, dropout=0.3)
+    x = torch.randn(2, 6, 32, 32)
+    m.eval()
+    assert m(x).shape == (2, 5)
+    assert m.embed(x).shape == (2, m.n_features)
+    assert models.first_conv(m)[2].in_channels == 6
+
+
+def test_pretrained_stem_is_the_scaled_mean_of_the_rgb_filters():
+    rgb = models.build("efficientnet_lite0", 3, 3, pretrained=True)
+    six = models.build("efficientnet_lite0", 3, 6, pretrained=True)
+    w3 = models.first_conv(rgb)[2].weight.detach()
+    w6 = models.first_conv(six)[2].weight.detach()
+    expected = w3.mean(1, keepdim=True).expand(-1, 6, -1, -1) * 0.5
+    assert torch.allclose(w6, expected)
+    # a grey image in 6 identical channels gives the stem the same response as in RGB
+    grey = torch.rand(1, 1, 16, 16)
+    conv3, conv6 = models.first_conv(rgb)[2], models.first_conv(six)[2]
+    assert torch.allclose(conv3(grey.expand(-1, 3, -1, -1)), conv6(grey.expand(-1, 6, -1, -1)),
+                          atol=1e-5)
+    assert six.info["imagenet"] and not models.build("resnet18", 3, 6, pretrained=False).info["imagenet"]
+
+
+def test_pretrained_true_without_cached_weights_names_the_fix(monkeypatch, tmp_path):
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path))
+    with pytest.raises(FileNotFoundError, match="efficientnet_lite0"):
+        models.build("efficientnet_b3", 3, 6, pretrained=True)
+    m = models.build("resnet18", 3, 6, pretrained="auto")  # falls back, says so
+    assert not m.info["imagenet"]
+
+
+def test_report_heads():
+    m = models.rxrx1_efficientnet_b3(11, 6, pretrained=False)
+    assert isinstance(m.head[0], nn.Dropout) and m.head[0].p == 0.3 and m.head[1].out_features == 11
+    d = models.cell_lines_densenet161(9, 3, pretrained=False)
+    assert d.head[0].p == 0.5 and d.head[1].out_features == 9
+
+
+# ------------------------------------------------------------------------------------ splits
+
+
+def _frame(n_wells=12, per_well=4, n_classes=3):
+    rows = [{"well": f"W{w:02d}", "plate": f"P{w % 2}", "label": f"c{w % n_classes}", "site": s}
+            for w in range(n_wells) for s in range(per_well)]
+    return pd.DataFrame(rows)
+
+
+def test_group_split_keeps_groups_apart_and_random_split_does_not():
+    df = _frame()
+    tr, va = splits.group_split(df, "well", 0.25, stratify="label", seed=1)
+    assert not set(tr.well) & set(va.well) and len(tr) + len(va) == len(df)
+    splits.check_disjoint(tr, va, "well")
+    tr, va = splits.random_split(df, 0.25, stratify="label", seed=1)
+    assert splits.overlap(tr, va, "well") > 0
+    with pytest.raises(splits.LeakError, match="both sides"):
+        splits.check_disjoint(tr, va, "well")
+
+
+def test_oversampling_after_split_never_copies_into_validation():
+    df = pd.DataFrame({"label": ["a"] * 20 + ["b"] * 4, "well": range(24)})
+    tr, va = splits.random_split(df, 0.25, stratify="label", seed=0)
+    tr_os = splits.oversample(tr, "label")
+    assert tr_os.label.value_counts().nunique() == 1
+    assert not va.index.isin(tr_os.index).any()
+    leaky_tr, leaky_va = splits.oversample_then_split(df, "label", 0.25)
+    assert leaky_va.index.isin(leaky_tr.index).any()  # report 002's protocol leaks copies
+    assert splits.describe(leaky_tr, leaky_va, "label")["val rows that are copies of train rows"] > 0
+
+
+def test_hold_out_and_bad_arguments():
+    df = _frame()
+    tr, va = splits.hold_out(df, "plate", ["P1"])
+    assert set(va.plate) == {"P1"} and set(tr.plate) == {"P0"}
+    with pytest.raises(ValueError, match="has no"):
+        splits.hold_out(df, "plate", ["P9"])
+    with pytest.raises(KeyError, match="no column"):
+        splits.group_split(df, "experiment")
+
+
+# ------------------------------------------------------------------------------------ tensors
+
+
+def test_decode_caches_and_stats_use_only_given_rows(tiny, tmp_path):
+    index = catalog.read_index("cell_lines", tiny["cell_lines"])
+    a = torchdata.decode(index, size=16, data_root=tmp_path)
+    b = torchdata.decode(index, size=16, data_root=tmp_path)
+    assert isinstance(b, np.memmap) and a.shape == (len(index), 3, 16, 16)
+    assert np.array_equal(np.asarray(a), np.asarray(b))
+    assert len(list((tmp_path / "cache" / "decoded").glob("*.npy"))) == 1
+    c = torchdata.decode(index, size=16, cache=False)
+    assert np.array_equal(np.asarray(a), c)
+    rows = np.arange(5)
+    stats = torchdata.ChannelStats.fit(c, rows)
+    assert np.allclose(stats.mean, c[rows].astype(float).mean(axis=(0, 2, 3)))
+    # the file-decoding dataset gives the same tensors as the cached one
+    labels = torchdata.Labels.fit(index.cell_line)
+    y = labels.encode(index.cell_line)
+    cached = torchdata.ImageDataset(a, np.arange(len(index)), y, stats)
+    files = torchdata.FileDataset(index, y, size=16, stats=stats)
+    assert torch.allclose(cached[3][0], files[3][0]) and cached[3][1] == files[3][1]
+
+
+def test_augmentations_treat_all_channels_alike():
+    torch.manual_seed(0)
+    x = torch.arange(8 * 8, dtype=torch.float32).reshape(1, 8, 8).repeat(6, 1, 1)
+    for kind in ("dihedral", "flips_rotation_jitter", "strong"):
+        aug = torchdata.augmentation(kind, size=8)
+        out = aug(x)
+        assert out.shape == x.shape
+        if kind == "dihedral":  # geometric only: every channel moved the same way
+            assert all(torch.equal(out[0], out[c]) for c in range(6))
+    assert torchdata.augmentation("none") is None
+    with pytest.raises(ValueError):
+        torchdata.augmentation("wild")
+
+
+def test_labels_refuse_unknown_classes():
+    labels = torchdata.Labels.fit(pd.Series(["b", "a"]))
+    assert labels.classes == ["a", "b"] and list(labels.encode(pd.Series(["b"]))) == [1]
+    with pytest.raises(ValueError, match="not seen"):
+        labels.encode(pd.Series(["c"]))
+
+
+# ------------------------------------------------------------------------------------ training
+
+
+class _Tiny(nn.Module):
+    def __init__(self, n_classes=2):
+        super().__init__()
+        torch.manual_seed(0)  # the same initial weights every time (seed before building)
+        self.backbone = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(),
+                                      nn.AdaptiveAvgPool2d(1), nn.Flatten())
+        self.head = nn.Linear(4, n_classes)
+        self.info = {"n_classes": n_classes}
+
+    def forward(self, x):
+        return self.head(self.backbone(x))
+
+    def embed(self, x):
+        return self.backbone(x)
+
+
+def _toy(n=64, seed=0):
+    """Class 1 images are brighter: learnable in a few epochs."""
+    g = torch.Generator().manual_seed(seed)
+    y = torch.arange(n) % 2
+    x = torch.rand(n, 1, 8, 8, generator=g) + y.view(-1, 1, 1, 1) * 0.8
+    return torch.utils.data.TensorDataset(x, y)
+
+
+def _cfg(**kw):
+    return train.TrainConfig(**{"epochs": 6, "batch_size": 16, "lr": 0.05, "optimizer": "adam",
+                                "scheduler": "cosine", "channels_last": False,
+                                "device": "cpu", **kw})
+
+
+def test_fit_learns_keeps_best_and_is_deterministic(tmp_path):
+    r1 = train.fit(_Tiny(), _toy(), _toy(32, 1), _cfg(), tmp_path / "a", progress=False)
+    r2 = train.fit(_Tiny(), _toy(), _toy(32, 1), _cfg(), tmp_path / "b", progress=False)
+    assert r1.best["accuracy"] >= 0.9
+    assert r1.best_epoch == r1.history.val_accuracy.idxmax() + 1
+    pd.testing.assert_frame_equal(r1.history.drop(columns="seconds"),
+                                  r2.history.drop(columns="seconds"))
+    assert (tmp_path / "a" / "model-best.pt").exists()
+    assert not (tmp_path / "a" / "model-last.pt").exists()  # removed once finished
+    again = train.fit(_Tiny(), _toy(), _toy(32, 1), _cfg(), tmp_path / "a", progress=False)
+    assert again.seconds == 0.0 and again.best_epoch == r1.best_epoch  # loaded, not retrained
+    with pytest.raises(RuntimeError, match="another configuration"):
+        train.fit(_Tiny(), _toy(), _toy(32, 1), _cfg(lr=0.1), tmp_path / "a", progress=False)
+
+
+def test_resume_after_interruption_matches_an_uninterrupted_run(tmp_path, monkeypatch):
+    full = train.fit(_Tiny(), _toy(), _toy(32, 1), _cfg(), tmp_path / "full", progress=False)
+    calls = {"n": 0}
+    real_predict = train.predict
+
+    def crash_in_epoch_4(*a, **k):
+        calls["n"] += 1
+        if calls["n"] == 4:
+            raise KeyboardInterrupt
+        return real_predict(*a, **k)
+
+    monkeypatch.setattr(train, "predict", crash_in_epoch_4)
+    with pytest.raises(KeyboardInterrupt):
+        train.fit(_Tiny(), _toy(), _toy(32, 1), _cfg(), tmp_path / "cut", progress=False)
+    monkeypatch.setattr(train, "predict", real_predict)
+    assert (tmp_path / "cut" / "model-last.pt").exists()
+    resumed = train.fit(_Tiny(), _toy(), _toy(32, 1), _cfg(), tmp_path / "cut", progress=False)
+    assert resumed.resumed_from == 3
+    cols = ["epoch", "train_loss", "val_loss", "val_accuracy", "lr"]
+    pd.testing.assert_frame_equal(full.history[cols], resumed.history[cols], atol=1e-6)
+
+
+def test_onecycle_step_early_stopping_and_class_weights(tmp_path):
+    r = train.fit(_Tiny(), _toy(), _toy(32, 1),
+                  _cfg(scheduler="onecycle", max_lr=0.05, epochs=3), tmp_path / "oc", progress=False)
+    assert r.history.lr.iloc[-1] < 0.05 / 10  # annealed at the end of the cycle
+    r = train.fit(_Tiny(), _toy(), _toy(32, 1), _cfg(scheduler="step", step_size=1, gamma=0.5,
+                                                     epochs=30, patience=2, monitor="loss"),
+                  tmp_path / "es", progress=False)
+    assert len(r.history) < 30
+    w = train.class_weights(np.array([0, 0, 0, 1]), 3)
+    assert w[2] == 0 and w[1] == 3 * w[0]
+
+
+def test_metrics_and_metrics_json(tmp_path):
+    y = np.array([0, 0, 0, 1])
+    m = evaluate.classification_metrics(y, np.array([0, 0, 0, 0]))
+    assert m["accuracy"] == 0.75 and m["balanced_accuracy"] == 0.5
+    logits = np.eye(7)[[0, 1, 2, 3]] + 0.01
+    assert evaluate.classification_metrics(y, logits)["top5_accuracy"] == 1.0
+    path = evaluate.write_metrics(tmp_path, "nb", "000", "t", {"acc": 0.5},
+                                  [evaluate.result_row("p", m, True)], "p", "synthetic", "smoke")
+    with pytest.raises(FileExistsError):
+        evaluate.write_metrics(tmp_path, "nb", "000", "t", {}, [], "p", "synthetic", "smoke")
+    assert path.exists()
