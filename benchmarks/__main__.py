@@ -76,7 +76,64 @@ def bench_decoded_cache(n_sirnas: int = 60, size: int = 256, epochs: int = 2) ->
         "note": f"building the cache once took {build:.1f} s for {len(index)} sites"}]
 
 
-BENCHMARKS = [bench_generation, bench_decoded_cache]
+def _cpjump1_sites(tmp: str, n_compounds: int = 4, size: int = 256):
+    from cellutils import datasets, synthetic
+
+    root = synthetic.write_cpjump1(Path(tmp) / "c", plates=("BR00116991",),
+                                   n_compounds=n_compounds, n_positive=0, n_dmso_wells=2,
+                                   sites=2, size=size, seed=2)
+    index = datasets.read_cpjump1(root)
+    return [datasets.load_site(r, ["DNA", "ER", "RNA", "AGP", "Mito"]) for _, r in index.iterrows()]
+
+
+def bench_features() -> list[dict]:
+    """Per-cell features: cells/s of one vectorised regionprops_table call per image against a
+    per-cell, per-channel Python loop over regionprops (same masks, same numbers)."""
+    from cellutils import features, segment
+
+    with tempfile.TemporaryDirectory() as tmp:
+        images = _cpjump1_sites(tmp)
+    masks = [segment.classical(im[[3, 0]], 0, 1).masks for im in images]
+    chans = ["DNA", "ER", "RNA", "AGP", "Mito"]
+    n_cells = sum(int(m.max()) for m in masks)
+    rates = {}
+    for label, fn in (("per-cell loop", features.measure_cells_naive),
+                      ("regionprops_table + ndimage", features.measure_cells)):
+        t0 = time.perf_counter()
+        for m, im in zip(masks, images, strict=True):
+            fn(m, im, chans)
+        rates[label] = n_cells / (time.perf_counter() - t0)
+    (b, bv), (c, cv) = rates.items()
+    return [_row(f"per-cell features, 5 channels, {n_cells} cells", "cells/s", (b, bv), (c, cv))]
+
+
+def bench_segmentation() -> list[dict]:
+    """Segmentation speed, seconds per megapixel: cellpose (reports' settings, automatic
+    diameter) against the classical backend. The ratio is classical's speed-up."""
+    from cellutils import segment
+
+    with tempfile.TemporaryDirectory() as tmp:
+        images = _cpjump1_sites(tmp, n_compounds=2)[:4]
+    mpix = sum(im.shape[1] * im.shape[2] for im in images) / 1e6
+    backends = ["classical"] + (["cellpose"] if segment.find_cellpose_weights() else [])
+    segment.segment(images[0][[3, 0]], 0, 1, backends[-1])  # warm-up: imports, model load
+    secs = {}
+    for b in backends:
+        t0 = time.perf_counter()
+        for im in images:
+            segment.segment(im[[3, 0]], 0, 1, b)
+        secs[b] = (time.perf_counter() - t0) / mpix
+    if "cellpose" not in secs:
+        print("bench_segmentation: no cellpose weights (`make weights`); classical only")
+        return []
+    row = _row(f"segmentation, {len(images)} images of 256 px, 2 channels", "s/MP",
+               ("cellpose", secs["cellpose"]), ("classical", secs["classical"]))
+    row["ratio"] = round(secs["cellpose"] / secs["classical"], 2)  # lower s/MP is better
+    row["note"] = "ratio = cellpose time / classical time"
+    return [row]
+
+
+BENCHMARKS = [bench_generation, bench_decoded_cache, bench_features, bench_segmentation]
 
 
 def main() -> int:

@@ -113,3 +113,29 @@ def class_balance(labels: pd.Series, ax=None, top: int | None = 30, title: str =
                  fontsize=10)
     ax.tick_params(axis="y", labelsize=7)
     return ax
+
+
+def outlines(image: np.ndarray, masks: np.ndarray, ax=None, title: str = "",
+             colour: tuple[float, float, float] = (1.0, 0.85, 0.0), truth: np.ndarray | None = None):
+    """A grey image (percentile-stretched) with the outlines of ``masks`` drawn on it (yellow),
+    and optionally the ground truth's outlines (cyan) under them."""
+    from skimage.segmentation import find_boundaries
+
+    lo, hi = np.percentile(image, (1, 99.5))
+    grey = np.clip((image.astype(np.float32) - lo) / max(hi - lo, 1e-6), 0, 1)
+    rgb = np.repeat(grey[..., None], 3, axis=-1)
+    if truth is not None:
+        rgb[find_boundaries(truth, mode="inner")] = (0.0, 0.9, 0.9)
+    rgb[find_boundaries(masks, mode="inner")] = colour
+    ax = ax or plt.subplots(figsize=(4, 4))[1]
+    ax.imshow(rgb)
+    ax.set_title(title, fontsize=9)
+    ax.axis("off")
+    return ax
+
+
+def flow_rgb(flows: np.ndarray) -> np.ndarray:
+    """cellpose's flow field (2, H, W) as colour: hue = direction, brightness = magnitude."""
+    from cellpose import plot
+
+    return plot.dx_to_circ(flows)

