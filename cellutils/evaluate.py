@@ -146,6 +146,49 @@ def plot_protocols(table: pd.DataFrame, metric: str, claimed: float | None = Non
     return ax.figure
 
 
+def embed_2d(x: np.ndarray, method: str = "tsne", seed: int = 0) -> np.ndarray:
+    """2-D map of embeddings: t-SNE (after PCA to 50 dimensions) or UMAP, standardised first."""
+    from sklearn.decomposition import PCA
+    from sklearn.preprocessing import StandardScaler
+
+    x = StandardScaler().fit_transform(np.asarray(x, dtype=np.float32))
+    if x.shape[1] > 50 and x.shape[0] > 50:
+        x = PCA(50, random_state=seed).fit_transform(x)
+    if method == "tsne":
+        from sklearn.manifold import TSNE
+
+        perplexity = float(min(30, max(2, (len(x) - 1) // 3)))
+        return TSNE(2, perplexity=perplexity, init="pca", random_state=seed).fit_transform(x)
+    if method == "umap":
+        import umap
+
+        return umap.UMAP(n_neighbors=min(15, len(x) - 1), random_state=seed).fit_transform(x)
+    raise ValueError(f"method must be 'tsne' or 'umap', not {method!r}")
+
+
+def plot_embedding(xy: np.ndarray, labels: Sequence, ax=None, title: str = "", top: int = 12,
+                   highlight: str | None = "DMSO"):
+    """Scatter of a 2-D map coloured by label: the ``top`` most frequent labels in distinct
+    colours (``highlight``, e.g. DMSO, in grey), the rest as small grey points."""
+    labels = pd.Series(np.asarray(labels).astype(str))
+    if ax is None:
+        _, ax = plt.subplots(figsize=(6.5, 5.5))
+    shown = [c for c in labels.value_counts().index if c != highlight][:top]
+    rest = ~labels.isin([*shown, highlight])
+    ax.scatter(*xy[rest.to_numpy()].T, s=6, c="#d9d9d9", label="other")
+    if highlight is not None and (labels == highlight).any():
+        m = (labels == highlight).to_numpy()
+        ax.scatter(*xy[m].T, s=10, c="#969696", label=highlight)
+    colours = plt.get_cmap("tab20" if len(shown) > 10 else "tab10")
+    for i, c in enumerate(shown):
+        m = (labels == c).to_numpy()
+        ax.scatter(*xy[m].T, s=16, color=colours(i), label=c, edgecolor="white", linewidth=0.3)
+    ax.set(xticks=[], yticks=[], title=title, xlabel="dimension 1", ylabel="dimension 2")
+    ax.legend(fontsize=7, markerscale=1.5, loc="center left", bbox_to_anchor=(1, 0.5),
+              frameon=False)
+    return ax.figure
+
+
 # --------------------------------------------------------------------------------------------
 # metrics.json
 # --------------------------------------------------------------------------------------------

@@ -243,6 +243,84 @@ def cell_lines_densenet161(n_classes: int = 9, in_channels: int = 3,
     return build(arch, n_classes, in_channels, pretrained, dropout=0.5)
 
 
+def mobilenet_v2_compounds(n_classes: int = 50, in_channels: int = 1,
+                           pretrained: bool | str = "auto", arch: str = "mobilenet_v2"
+                           ) -> Classifier:
+    """Report 002: MobileNetV2 (ImageNet), final layer replaced (torchvision's dropout 0.2 kept)."""
+    return build(arch, n_classes, in_channels, pretrained, dropout=0.2)
+
+
+def _conv_block(c_in: int, c_out: int) -> nn.Sequential:
+    return nn.Sequential(nn.Conv2d(c_in, c_out, 3, padding=1, bias=False), nn.BatchNorm2d(c_out),
+                         nn.ReLU(inplace=True), nn.MaxPool2d(2))
+
+
+class _MaskAttentionBackbone(nn.Module):
+    """Two 3-layer conv branches (image, mask); the mask branch, after a 1x1 convolution and a
+    sigmoid, multiplies the image branch's feature maps; then adaptive average pooling."""
+
+    def __init__(self, widths: tuple[int, int, int] = (32, 64, 128)):
+        super().__init__()
+        w = (1, *widths)
+        self.image = nn.Sequential(*[_conv_block(w[i], w[i + 1]) for i in range(3)])
+        self.mask = nn.Sequential(*[_conv_block(w[i], w[i + 1]) for i in range(3)])
+        self.gate = nn.Sequential(nn.Conv2d(widths[-1], widths[-1], 1), nn.ReLU(inplace=True),
+                                  nn.Conv2d(widths[-1], widths[-1], 1), nn.Sigmoid())
+        self.pool = nn.AdaptiveAvgPool2d(1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        img, mask = x[:, :1], x[:, 1:2]
+        return self.pool(self.image(img) * self.gate(self.mask(mask))).flatten(1)
+
+
+def mask_attention_cnn(n_classes: int, widths: tuple[int, int, int] = (32, 64, 128),
+                       hidden: int = 256, dropout: float = 0.5) -> Classifier:
+    """Report 003's custom CNN: input (B, 2, H, W) = image + cellpose mask; head: two linear
+    layers with dropout."""
+    head = nn.Sequential(nn.Linear(widths[-1], hidden), nn.ReLU(inplace=True),
+                         nn.Dropout(dropout), nn.Linear(hidden, n_classes))
+    info = {"arch": "mask_attention_cnn", "in_channels": 2, "n_classes": n_classes,
+            "imagenet": False, "dropout": dropout}
+    return Classifier(_MaskAttentionBackbone(widths), head, widths[-1], info)
+
+
+class MultiInputCellNet(nn.Module):
+    """Report 004: two CNN branches (mask crops, flow crops; 4 channels each) + a tabular MLP
+    (-> 32), concatenated, gated by a sigmoid attention (two linear layers), projected, then
+    classified. ``forward(mask, flow, tabular)``; ``embed`` gives the projected features."""
+
+    def __init__(self, n_classes: int, n_tabular: int, in_channels: int = 4,
+                 arch: str = "efficientnet_b0", pretrained: bool | str = "auto",
+                 tab_dim: int = 32, proj_dim: int = 256, dropout: float = 0.3):
+        super().__init__()
+        self.mask_branch, n_mask, loaded = backbone(arch, in_channels, pretrained)
+        self.flow_branch, n_flow, _ = backbone(arch, in_channels, pretrained)
+        self.tabular = nn.Sequential(nn.Linear(n_tabular, tab_dim), nn.ReLU(inplace=True),
+                                     nn.BatchNorm1d(tab_dim), nn.Dropout(dropout))
+        n = n_mask + n_flow + tab_dim
+        self.attention = nn.Sequential(nn.Linear(n, n // 4), nn.ReLU(inplace=True),
+                                       nn.Linear(n // 4, n), nn.Sigmoid())
+        self.project = nn.Sequential(nn.Linear(n, proj_dim), nn.ReLU(inplace=True))
+        self.head = nn.Linear(proj_dim, n_classes)
+        self.info = {"arch": f"2x {arch} + tabular MLP + attention", "n_classes": n_classes,
+                     "imagenet": loaded, "in_channels": in_channels, "n_tabular": n_tabular}
+
+    def embed(self, mask: torch.Tensor, flow: torch.Tensor, tabular: torch.Tensor) -> torch.Tensor:
+        f = torch.cat([self.mask_branch(mask), self.flow_branch(flow), self.tabular(tabular)], 1)
+        return self.project(f * self.attention(f))
+
+    def forward(self, mask: torch.Tensor, flow: torch.Tensor, tabular: torch.Tensor) -> torch.Tensor:
+        return self.head(self.embed(mask, flow, tabular))
+
+
+def freeze_backbone(model: nn.Module, frozen: bool = True) -> nn.Module:
+    """Freeze (or unfreeze) everything but the head: phase one of a two-phase fine-tune."""
+    for name, p in model.named_parameters():
+        if not name.startswith("head."):
+            p.requires_grad = not frozen
+    return model
+
+
 def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
@@ -250,4 +328,7 @@ def count_parameters(model: nn.Module) -> int:
 BUILDERS: dict[str, Callable[..., nn.Module]] = {
     "000": rxrx1_efficientnet_b3,
     "001": cell_lines_densenet161,
+    "002": mobilenet_v2_compounds,
+    "003": mask_attention_cnn,
+    "004": MultiInputCellNet,
 }

@@ -151,6 +151,19 @@ class ChannelStats:
     def transform(self) -> v2.Normalize:
         return v2.Normalize(self.mean, self.std)
 
+    @classmethod
+    def imagenet(cls, images: np.ndarray, rows: Sequence[int] | np.ndarray,
+                 n_channels: int | None = None) -> ChannelStats:
+        """ImageNet normalisation (report 002) for images scaled to [0, 1] by the training
+        rows' 99.9th percentile per channel; one grey channel gets the mean of the RGB stats."""
+        x = np.asarray(images[np.unique(np.asarray(rows))[:2000]], dtype=np.float32)
+        top = np.percentile(x, 99.9, axis=(0, 2, 3))
+        n = n_channels or images.shape[1]
+        mean, std = ([0.485, 0.456, 0.406], [0.229, 0.224, 0.225]) if n == 3 else (
+            [0.449] * n, [0.226] * n)
+        return cls([float(m * t) for m, t in zip(mean, top, strict=False)],
+                   [float(s * t) for s, t in zip(std, top, strict=False)])
+
 
 # --------------------------------------------------------------------------------------------
 # Augmentation
@@ -257,6 +270,19 @@ class _FileArray:
         return resize(load_site(self.rows[int(i)], self.channels), self.size)
 
 
+def decode_masks(paths: Sequence[str | os.PathLike], size: int | None) -> np.ndarray:
+    """Binary cell masks (any cell = 1) as an (N, 1, size, size) uint8 array (nearest resize)."""
+    import tifffile
+
+    out = []
+    for p in paths:
+        m = (tifffile.imread(p) > 0).astype(np.float32)[None, None]
+        if size is not None and m.shape[-1] != size:
+            m = F.interpolate(torch.from_numpy(m), size=(size, size), mode="nearest").numpy()
+        out.append(m[0].astype(np.uint8))
+    return np.stack(out)
+
+
 def positions(index: pd.DataFrame, part: pd.DataFrame) -> np.ndarray:
     """Row positions in ``index`` of the rows of ``part`` (a split; duplicates allowed)."""
     pos = index.index.get_indexer(part.index)
@@ -267,16 +293,17 @@ def positions(index: pd.DataFrame, part: pd.DataFrame) -> np.ndarray:
 
 def split_datasets(images: np.ndarray, index: pd.DataFrame, train: pd.DataFrame,
                    val: pd.DataFrame, label: str, augment: torch.nn.Module | None = None,
-                   stats_from: pd.DataFrame | None = None
+                   stats_from: pd.DataFrame | None = None, stats: ChannelStats | None = None
                    ) -> tuple[ImageDataset, ImageDataset, Labels, ChannelStats]:
     """Training and validation datasets for one split, labels fitted on both sides' classes.
 
     Normalisation is fitted on ``stats_from`` (default: the training rows). Passing the whole
-    index reproduces the reports that normalised before splitting.
+    index reproduces the reports that normalised before splitting. ``stats`` overrides both.
     """
     labels = Labels.fit(pd.concat([train[label], val[label]]))
-    stats_rows = positions(index, train if stats_from is None else stats_from)
-    stats = ChannelStats.fit(images, stats_rows)
+    if stats is None:
+        stats_rows = positions(index, train if stats_from is None else stats_from)
+        stats = ChannelStats.fit(images, stats_rows)
     tr = subset(images, index, train, label, labels, stats, augment)
     return tr, subset(images, index, val, label, labels, stats), labels, stats
 
