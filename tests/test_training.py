@@ -232,3 +232,64 @@ def test_metrics_and_metrics_json(tmp_path):
     with pytest.raises(FileExistsError):
         evaluate.write_metrics(tmp_path, "nb", "000", "t", {}, [], "p", "synthetic", "smoke")
     assert path.exists()
+
+
+# ------------------------------------------------------------------ reports 002-004 building blocks
+
+
+def test_mask_attention_uses_the_mask_to_gate_the_image():
+    from cellutils import models
+
+    torch.manual_seed(0)
+    m = models.mask_attention_cnn(4).eval()
+    x = torch.randn(2, 2, 32, 32)
+    blank = x.clone()
+    blank[:, 1] = 0
+    assert m(x).shape == (2, 4) and not torch.allclose(m(x), m(blank))
+    assert m.embed(x).shape == (2, 128)
+
+
+def test_multi_input_network_and_freezing():
+    from cellutils import models
+
+    net = models.MultiInputCellNet(5, 12, pretrained=False, arch="resnet18").eval()
+    out = net(torch.randn(3, 4, 32, 32), torch.randn(3, 4, 32, 32), torch.randn(3, 12))
+    assert out.shape == (3, 5) and net.embed(torch.randn(3, 4, 32, 32), torch.randn(3, 4, 32, 32),
+                                             torch.randn(3, 12)).shape == (3, 256)
+    clf = models.freeze_backbone(models.build("resnet18", 3, 1, pretrained=False))
+    trainable = [n for n, p in clf.named_parameters() if p.requires_grad]
+    assert trainable and all(n.startswith("head.") for n in trainable)
+
+
+def test_cell_crops_and_vote():
+    from cellutils import cells
+
+    masks = np.zeros((40, 40), np.int32)
+    masks[5:15, 5:12] = 1
+    masks[20:36, 22:30] = 2
+    image = np.random.default_rng(0).random((40, 40)).astype(np.float32) * 100
+    flows = np.random.default_rng(1).normal(size=(2, 40, 40)).astype(np.float32)
+    m, f = cells.crop_cells(image, masks, flows, 16, [2, 1])
+    assert m.shape == (2, 4, 16, 16) and f.shape == (2, 4, 16, 16)
+    assert m[:, 1].max() == 1.0 and m[:, 1].min() == -1.0  # this cell's mask, scaled to [-1, 1]
+    logits = np.array([[3, 0], [3, 0], [0, 3], [0, 1], [0, 1]], np.float32)
+    v = cells.vote(["a", "a", "a", "b", "b"], logits, np.array([0, 0, 0, 1, 1])).set_index("image")
+    assert v.loc["a", "majority_vote"] == 0 and v.loc["b", "majority_vote"] == 1
+    assert v.loc["a", "cells"] == 3
+
+
+def test_embeddings_and_classical_scores():
+    from cellutils import embeddings
+
+    rng = np.random.default_rng(0)
+    index = pd.DataFrame({"label": ["a", "b"] * 20})
+    images = rng.random((40, 1, 32, 32)).astype(np.float32)
+    images[index.label == "b"] += 1.0  # class b is brighter
+    stats = torchdata.ChannelStats.fit(images, range(40))
+    avail = embeddings.available_backbones(["efficientnet_lite0"], verbose=False)
+    assert "resnet18 (random init)" in avail
+    feats = {n: embeddings.extract(images, stats, a, p, batch_size=16) for n, (a, p) in avail.items()}
+    tr, te = index.iloc[:30], index.iloc[30:]
+    scores = embeddings.classical_scores(feats, index, {"split": (tr, te)}, "label")
+    assert set(scores.classifier) == {"ridge", "random forest", "Bernoulli naive Bayes"}
+    assert scores.test_accuracy.max() == 1.0
