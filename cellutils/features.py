@@ -103,8 +103,9 @@ def profiles(cells: pd.DataFrame, strata: Sequence[str], operation: str = "media
     import pycytominer
 
     feats = feature_columns(cells)
+    counted = "Metadata_ObjectNumber" in cells  # cells (count them) or sites (nothing to count)
     agg = pycytominer.aggregate(cells, strata=list(strata), features=feats, operation=operation,
-                                output_type=None, compute_object_count=True,
+                                output_type=None, compute_object_count=counted,
                                 object_feature="Metadata_ObjectNumber")
     meta = [c for c in cells.columns if c.startswith("Metadata_") and c not in strata
             and c != "Metadata_ObjectNumber"]

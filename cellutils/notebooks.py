@@ -221,6 +221,10 @@ def run_all(
     print(f"{sum(r.ok for r in records)}/{len(books)} notebooks ran in {total:.0f} s; log: {log}")
     if failure:
         raise failure
+    from cellutils.summary import write_summary
+
+    summary = write_summary(results, profile, {r.notebook: r.seconds for r in records})
+    print(f"summary: {summary}")
     return records
 
 
