@@ -120,6 +120,12 @@ def path_columns(index: pd.DataFrame) -> list[str]:
     return [c for c in index.columns if c.startswith("path_")]
 
 
+def cpjump1_site_key(index: pd.DataFrame) -> pd.Series:
+    """``{plate}_{well}_{site}``: how a CPJUMP1 site is named in masks and ground truth."""
+    return (index.Metadata_Plate.astype(str) + "_" + index.Metadata_Well.astype(str) + "_"
+            + index.Metadata_Site.astype(str))
+
+
 def load_site(row: pd.Series | dict, channels: Sequence[str] | None = None) -> np.ndarray:
     """Load one site (or sample) of an index as a (C, H, W) array.
 

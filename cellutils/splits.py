@@ -87,6 +87,14 @@ def hold_out(df: pd.DataFrame, column: str, values: Sequence | None = None, n: i
     return df[~is_val], df[is_val]
 
 
+def with_replicate_groups(df: pd.DataFrame, label: str, by: str | Sequence[str]
+                          ) -> pd.DataFrame:
+    """The rows whose class occurs in more than one group of ``by`` (e.g. compounds in two or
+    more wells): the only classes a split by ``by`` can test on groups it has not seen."""
+    n_groups = _groups(df, by).groupby(df[label]).nunique()
+    return df[df[label].map(n_groups) > 1]
+
+
 def check_disjoint(train: pd.DataFrame, val: pd.DataFrame, by: str | Sequence[str]) -> None:
     """Raise ``LeakError`` when a group of ``by`` has rows on both sides."""
     shared = set(_groups(train, by)) & set(_groups(val, by))

@@ -90,9 +90,10 @@ def decode(index: pd.DataFrame, channels: Sequence[str] | None = None, size: int
     def work(i: int) -> None:
         out[i] = resize(load_site(rows[i], channels), size)
 
+    out[0] = first  # decoded above to learn the shape and dtype
     jobs = jobs or min(4, os.cpu_count() or 1)
     with ThreadPoolExecutor(jobs) as pool:  # PNG/TIFF decoding releases the GIL
-        list(pool.map(work, range(len(rows))))
+        list(pool.map(work, range(1, len(rows))))
     if target is not None:
         out.flush()
         del out

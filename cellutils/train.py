@@ -15,7 +15,9 @@ model as separate arguments (multi-input models).
 
 from __future__ import annotations
 
+import io
 import json
+import math
 import os
 import time
 from dataclasses import asdict, dataclass, field
@@ -30,6 +32,7 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
 from cellutils import evaluate
+from cellutils.paths import atomic_write_bytes
 from cellutils.runtime import pick_device, seed_everything
 
 
@@ -205,7 +208,7 @@ def fit(model: nn.Module, train_ds: Dataset, val_ds: Dataset, cfg: TrainConfig,
         raise ValueError(f"class_weights must be None or 'balanced', not {cfg.class_weights!r}")
     loss_fn = nn.CrossEntropyLoss(weight=weight, label_smoothing=cfg.label_smoothing)
     opt = _optimizer(cfg, [p for p in model.parameters() if p.requires_grad])
-    steps = len(_loader(train_ds, cfg, True))
+    steps = math.ceil(len(train_ds) / cfg.batch_size)  # batches per epoch (drop_last=False)
     if cfg.max_batches:
         steps = min(steps, cfg.max_batches)
     sched = _scheduler(cfg, opt, steps)
@@ -337,8 +340,8 @@ def run_experiment(name: str, model: nn.Module, train_ds: Dataset, eval_sets: di
                     channels_last=cfg.channels_last)
         preds[split] = p
         metrics[split] = evaluate.classification_metrics(p["targets"], p["logits"])
-        path = Path(run_dir) / f"{name}-{split}-predictions.npz"
-        tmp = path.with_suffix(f".{os.getpid()}.tmp.npz")
-        np.savez_compressed(tmp, classes=np.array(classes), **p)
-        os.replace(tmp, path)
+        buf = io.BytesIO()
+        np.savez_compressed(buf, classes=np.array(classes), **p)
+        atomic_write_bytes(Path(run_dir) / f"{name}-{split}-predictions.npz", buf.getvalue(),
+                           overwrite=True)
     return Experiment(name, result, list(classes), preds, metrics)
