@@ -2,9 +2,13 @@
 flows, the cell's regionprops features, and the vote that turns cell predictions into image
 predictions.
 
-Per cell, two 4-channel crops (square around the bounding box, resized to ``size``):
-- mask branch: image, this cell's mask, image x mask, all cells' masks
-- flow branch: cellpose flow dY, flow dX, flow magnitude, image
+Per cell, two 4-channel crops (square around the bounding box, resized to ``size``). Report
+004 feeds its branches a 4-channel *mask image* and a 4-channel *flow image* (the segmentation
+outputs, not the raw image); it does not say what the four channels are, so we define them:
+- mask branch: this cell's mask, all cells' masks, every cell's outline, other cells' masks
+- flow branch: cellpose flow dY, flow dX, flow magnitude, all cells' masks
+With ``with_image=True`` (not the report's) the raw image enters both branches instead:
+mask branch = image, this cell, image x cell, all cells; flow branch = dY, dX, |flow|, image.
 """
 
 from __future__ import annotations
@@ -29,14 +33,19 @@ def _scale(image: np.ndarray) -> np.ndarray:
 
 
 def crop_cells(image: np.ndarray, masks: np.ndarray, flows: np.ndarray, size: int,
-               labels: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
+               labels: Sequence[int], with_image: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """(mask-branch, flow-branch) crops of the cells ``labels``: two (n, 4, size, size) arrays,
     values in [-1, 1] (the report's normalisation, mean 0.5 and std 0.5 per channel)."""
+    from skimage.segmentation import find_boundaries
+
     img = _scale(image)
     mag = np.sqrt((flows**2).sum(0))
     mag = mag / max(mag.max(), 1e-6)
-    stack = np.stack([img, np.zeros_like(img), np.zeros_like(img), (masks > 0).astype(np.float32),
-                      flows[0], flows[1], mag, img])
+    cells = (masks > 0).astype(np.float32)
+    outline = find_boundaries(masks, mode="inner").astype(np.float32)
+    zero = np.zeros_like(img)
+    first = [img, zero, zero, cells] if with_image else [zero, cells, outline, zero]
+    stack = np.stack([*first, flows[0], flows[1], mag, img if with_image else cells])
     objects = {r.label: r.bbox for r in _regions(masks)}
     h, w = masks.shape
     out = np.zeros((len(labels), 8, size, size), np.float32)
@@ -48,7 +57,10 @@ def crop_cells(image: np.ndarray, masks: np.ndarray, flows: np.ndarray, size: in
         ye, xe = min(ys + side, h), min(xs + side, w)
         crop = stack[:, ys:ye, xs:xe].copy()
         cell = (masks[ys:ye, xs:xe] == lab).astype(np.float32)
-        crop[1], crop[2] = cell, crop[0] * cell
+        if with_image:
+            crop[1], crop[2] = cell, crop[0] * cell
+        else:
+            crop[0], crop[3] = cell, crop[1] - cell
         t = torch.from_numpy(crop)[None]
         out[i] = F.interpolate(t, size=(size, size), mode="bilinear", align_corners=False)[0].numpy()
     out[:, [0, 1, 2, 3, 7]] = (out[:, [0, 1, 2, 3, 7]] - 0.5) / 0.5
@@ -77,9 +89,11 @@ class CellSet:
 
 def build_cells(index: pd.DataFrame, segmented: pd.DataFrame, key: str, metadata: Sequence[str],
                 size: int = 64, max_cells_per_image: int | None = 30, channel: str = "median",
-                seed: int = 0, progress: bool = True) -> CellSet:
+                seed: int = 0, progress: bool = True, with_image: bool = False) -> CellSet:
     """Crops and features of up to ``max_cells_per_image`` random cells of every image, with
-    report 004's cleaning (perimeter 0 dropped)."""
+    report 004's cleaning (perimeter 0 dropped). The centroid is measured and kept in the
+    table as metadata, but not among the features the network sees (a cell's position in the
+    field says nothing about the compound)."""
     from tqdm.auto import tqdm
 
     rng = np.random.default_rng(seed)
@@ -98,7 +112,8 @@ def build_cells(index: pd.DataFrame, segmented: pd.DataFrame, key: str, metadata
             table = table.iloc[np.sort(rng.choice(len(table), max_cells_per_image, replace=False))]
         if not len(table):
             continue
-        m, f = crop_cells(image[0], masks, flows, size, table.Metadata_ObjectNumber.tolist())
+        m, f = crop_cells(image[0], masks, flows, size, table.Metadata_ObjectNumber.tolist(),
+                          with_image)
         tables.append(table)
         mcrops.append(m.astype(np.float16))
         fcrops.append(f.astype(np.float16))

@@ -1,7 +1,8 @@
 """Cell segmentation with two backends and one output: instance masks + cellpose-style flows.
 
-- ``cellpose``: cellpose 3.x with the reports' settings (flow threshold 0.7, cell probability
-  threshold -5, automatic diameter from cellpose's size model). Weights: your own ``cyto3``
+- ``cellpose``: cellpose 3.x, by default with report 004's settings (flow threshold 0.7, cell
+  probability threshold -5, automatic diameter from cellpose's size model); report 003 ran
+  cellpose's own defaults (flow 0.4, cell probability 0, 30-px diameter): ``REPORT_003``. Weights: your own ``cyto3``
   (``CELLPOSE_LOCAL_MODELS_PATH`` or ``~/.cellpose/models``) when present; else the converted
   ``cyto`` model of cellpose 0.0.1.6, which ``make weights`` (part of ``make setup``) builds from
   the registry's wheel (GPL-3: generated on your machine, never committed).
@@ -38,8 +39,11 @@ from cellutils.paths import atomic_write_bytes
 from cellutils.runtime import say_once
 
 # The reports' cellpose settings.
-FLOW_THRESHOLD = 0.7
-CELLPROB_THRESHOLD = -5.0
+FLOW_THRESHOLD = 0.7  # report 004
+CELLPROB_THRESHOLD = -5.0  # report 004
+REPORT_003 = {"flow_threshold": 0.4, "cellprob_threshold": 0.0, "diameter": 30.0}
+REPORT_004 = {"flow_threshold": FLOW_THRESHOLD, "cellprob_threshold": CELLPROB_THRESHOLD,
+              "diameter": None}
 
 CYTO0_WHEEL = "cellpose==0.0.1.6"
 CYTO0_SHA256 = "dfc4dd843199e9aacb57cfa81f260b957e0b3e1cef92566db18b93c22a0967cb"
@@ -376,12 +380,19 @@ def resolve_backend(backend: str) -> str:
 
 
 def output_dir(dataset_root: str | os.PathLike, backend: str,
-               data_root: str | os.PathLike | None = None) -> Path:
+               data_root: str | os.PathLike | None = None, settings: dict | None = None) -> Path:
     """Where a dataset's masks go: ``<data root>/segmentation/<dataset folder>/<backend>``,
-    shared by the notebooks so one segmentation serves them all."""
+    shared by the notebooks so one segmentation serves them all; cellpose ``settings`` other
+    than the defaults (report 004's) get a folder of their own, so masks made with other
+    thresholds are never reused by mistake."""
     from cellutils.paths import data_root as _data_root
 
-    return _data_root(data_root) / "segmentation" / Path(dataset_root).name / resolve_backend(backend)
+    backend = resolve_backend(backend)
+    folder = _data_root(data_root) / "segmentation" / Path(dataset_root).name / backend
+    if backend == "cellpose" and settings and settings != REPORT_004:
+        tag = "-".join(f"{k.split('_')[0]}{v}" for k, v in sorted(settings.items()))
+        folder = folder.with_name(f"{backend}-{tag}")
+    return folder
 
 
 def segment_index(index: pd.DataFrame, out_dir: str | os.PathLike, key: str,

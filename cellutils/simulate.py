@@ -210,6 +210,24 @@ def channel_gain(seed: int, n: int, experiment: str, plate: str, well: str,
     return g
 
 
+def context_shift(seed: int, experiment: str, plate: str, well: str, experiment_sd: float = 0.0,
+                  plate_sd: float = 0.0, well_sd: float = 0.0) -> np.ndarray:
+    """Shift of the cells' latent morphology by where they grew, in units of ``EFFECT_SD``.
+
+    Real screens show it: cells of one experiment (a batch of cells, a day's staining) differ
+    from another's, and a well's position and handling change density, size and staining (in
+    CPJUMP1, DMSO wells at the same position retrieve each other far above chance). These
+    shifts are what a split that shares wells or experiments lets a model memorise.
+    """
+    shift = np.zeros(len(LATENT))
+    for sd, key in ((experiment_sd, ("ctx-exp", experiment)),
+                    (plate_sd, ("ctx-plate", experiment, plate)),
+                    (well_sd, ("ctx-well", experiment, plate, well))):
+        if sd:
+            shift += key_rng(seed, *key).normal(0, sd, len(LATENT)) * EFFECT_SD
+    return shift
+
+
 # --------------------------------------------------------------------------------------------
 # Rendering
 # --------------------------------------------------------------------------------------------

@@ -10,6 +10,7 @@ kept to show what it does.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -140,3 +141,94 @@ def describe(train: pd.DataFrame, val: pd.DataFrame, label: str,
     for name, by in (groups or {}).items():
         out[f"val rows whose {name} is in train"] = f"{overlap(train, val, by):.0%}"
     return pd.Series(out)
+
+
+@dataclass
+class Holdout:
+    """One set of evaluation rows that every protocol of a lesson is scored on.
+
+    ``levels`` nest from the outermost group to the innermost (e.g. ``["well"]`` for images,
+    ``["well", "image"]`` for cells). The evaluation rows are a share of the rows of a share of
+    the groups, so every held-out group also keeps rows outside the evaluation set ("siblings").
+    ``train(split_by)`` is what a protocol that splits by ``split_by`` trains on: every other
+    row, minus the rows that share a ``split_by`` group with an evaluation row. Splitting by a
+    level keeps that level's siblings out; splitting by rows (``None``) or by an inner level
+    lets them in — the leak, measured on the very same evaluation rows.
+    """
+
+    pool: pd.DataFrame
+    eval: pd.DataFrame
+    levels: list[str]
+
+    def train(self, split_by: str | None) -> pd.DataFrame:
+        rest = self.pool.drop(index=self.eval.index)
+        if split_by is None:
+            return rest
+        if split_by not in self.levels:
+            raise ValueError(f"split_by must be one of {self.levels} or None, not {split_by!r}")
+        shared = _groups(rest, split_by).isin(set(_groups(self.eval, split_by)))
+        return rest[~shared]
+
+
+def holdout(df: pd.DataFrame, label: str, levels: Sequence[str], groups_frac: float = 0.25,
+            keep: float = 0.5, per_class: bool = True, seed: int = 0) -> Holdout:
+    """Choose evaluation rows for paired comparisons (see ``Holdout``).
+
+    Outermost groups: with ``per_class`` a share ``groups_frac`` of each class's groups (at
+    least one, never all: a class needs a group left to train on; classes in one group are not
+    evaluated); otherwise that share of all groups. Inside each chosen group, a share ``keep``
+    of its subgroups (then of its rows) is evaluated, at least one, leaving at least one.
+    """
+    levels = list(levels)
+    rng = np.random.default_rng(seed)
+    outer = _groups(df, levels[0])
+    if per_class:
+        chosen = set()
+        for _, g in outer.groupby(df[label]):
+            names = sorted(g.unique())
+            if len(names) < 2:
+                continue
+            k = min(max(1, round(groups_frac * len(names))), len(names) - 1)
+            chosen |= set(rng.choice(names, k, replace=False))
+    else:
+        names = sorted(outer.unique())
+        k = min(max(1, round(groups_frac * len(names))), len(names) - 1)
+        chosen = set(rng.choice(names, k, replace=False))
+    if not chosen:
+        raise ValueError(f"no class of {label!r} has two groups of {levels[0]!r} to hold one out")
+    rows = df[outer.isin(chosen)]
+    for level in [*levels[1:], None]:  # inner levels, then the rows themselves
+        parent = levels[levels.index(level) - 1] if level else levels[-1]
+        unit = _groups(rows, level) if level else pd.Series(rows.index.astype(str), rows.index)
+        picked = []
+        for _, g in unit.groupby(_groups(rows, parent)):
+            names = sorted(g.unique())
+            k = min(max(1, round(keep * len(names))), max(len(names) - 1, 1))
+            picked += list(rng.choice(names, k, replace=False)) if len(names) > 1 else []
+        rows = rows[unit.isin(set(picked))]
+    return Holdout(df, rows, levels)
+
+
+def oversample_with_copies_of(pool: pd.DataFrame, eval_rows: pd.DataFrame, label: str,
+                              seed: int = 0) -> pd.DataFrame:
+    """Report 002's leak on a fixed evaluation set: oversample *all* rows, then take one copy of
+    each evaluation row out; the copies the oversampler made of it stay in training."""
+    over = oversample(pool, label, seed)
+    pos = pd.Series(np.arange(len(over)), index=over.index)
+    first = pos[~pos.index.duplicated()]  # one occurrence of every row
+    drop = first[first.index.isin(eval_rows.index)].to_numpy()
+    return over.iloc[np.setdiff1d(np.arange(len(over)), drop)]
+
+
+def cross_predict(estimator, x: np.ndarray, y: np.ndarray, groups: Sequence | None = None,
+                  n_splits: int = 5, seed: int = 0) -> np.ndarray:
+    """Out-of-fold predictions: every row predicted by a model that did not train on it (nor,
+    with ``groups``, on any row of its group). Stratified folds; grouped ones keep each group in
+    one fold (``StratifiedGroupKFold``). Two calls on the same rows give paired predictions."""
+    from sklearn.model_selection import StratifiedKFold, cross_val_predict
+
+    if groups is None:
+        cv = StratifiedKFold(n_splits, shuffle=True, random_state=seed)
+    else:
+        cv = StratifiedGroupKFold(n_splits, shuffle=True, random_state=seed)
+    return cross_val_predict(estimator, x, y, groups=groups, cv=cv)

@@ -1,7 +1,8 @@
 """Collect every notebook's ``metrics.json`` into one table and ``results/SUMMARY.md``.
 
-For each report: the number it claims, our number under the report's own protocol, and our
-leak-free number (the one to trust), on one metric.
+For each report: the number it claims, our number under the report's own protocol, and the
+number to trust, as each lesson (``cellutils.lesson``) marked them, with their intervals,
+class counts and baselines; then every paired comparison.
 """
 
 from __future__ import annotations
@@ -13,24 +14,6 @@ from pathlib import Path
 import pandas as pd
 
 from cellutils.paths import atomic_write_text, results_root
-
-# notebook -> (claimed key, result metric, words in the preferred protocols, what it is)
-HEADLINES = {
-    "02_features": ("sanity_check_accuracy", "balanced_accuracy", "sanity check, grouped",
-                    "DMSO vs compound from cell features (report 004's sanity check)"),
-    "03_rxrx1_efficientnet": ("val_accuracy", "val_accuracy", "leak-free",
-                              "validation accuracy, siRNA (report 000)"),
-    "04_cell_lines_densenet": ("val_balanced_accuracy", "val_balanced_accuracy", "leak-free",
-                               "validation balanced accuracy, cell line (report 001)"),
-    "05_cpjump1_mobilenet": ("val_accuracy", "accuracy", "split by well",
-                             "validation accuracy, compound (report 002)"),
-    "06_mask_attention": ("test_accuracy", "accuracy", "leak-free",
-                          "test accuracy, compound (report 003, CNN)"),
-    "07_embeddings": ("ridge_resnet50_test_accuracy", "accuracy", "ridge",
-                      "test accuracy, ridge on frozen embeddings (report 003)"),
-    "08_multi_input_cells": ("image_accuracy_majority", "image_accuracy_majority", "leak-free",
-                             "image accuracy by majority vote (report 004)"),
-}
 
 
 def latest_runs(root: str | os.PathLike | None = None, profile: str | None = None
@@ -52,36 +35,66 @@ def load(root: str | os.PathLike | None = None, profile: str | None = None) -> d
             for nb, p in latest_runs(root, profile).items()}
 
 
-def _pick(results: list[dict], leak_free: bool, contains: str | None, metric: str
-          ) -> dict | None:
-    """The first row of that kind (leaky or leak-free) with ``metric``, preferring protocols
-    that contain ``contains``."""
-    rows = [r for r in results if r.get("leak_free") == leak_free and r.get(metric) is not None]
-    if contains:
-        rows = [r for r in rows if contains in r["protocol"]] or rows
-    return rows[0] if rows else None
-
-
 def headline_table(metrics: dict[str, dict]) -> pd.DataFrame:
-    """One row per report notebook: claimed, reproduced (report's protocol), leak-free."""
+    """One row per report notebook: the claim, our number under the report's protocol and the
+    number to trust (the rows each lesson marked), each with its interval, class count, chance
+    and majority-class baseline."""
     rows = []
-    for nb, (claim_key, metric, prefix, what) in HEADLINES.items():
-        if nb not in metrics:
+    for nb, m in sorted(metrics.items()):
+        marked = {r.get("headline"): r for r in m.get("results", []) if r.get("headline")}
+        if "trusted" not in marked:
             continue
-        m = metrics[nb]
-        rep = _pick(m["results"], False, prefix, metric)
-        free = _pick(m["results"], True, prefix, metric)
-        rows.append({
-            "notebook": nb, "report": m.get("report"), "metric": what,
-            "claimed": m["claimed"].get(claim_key),
-            "reproduced (report's protocol)": rep[metric] if rep else None,
-            "leak-free (trust this)": free[metric] if free else None,
-            "leak-free protocol": free["protocol"] if free else "",
-            "held-out test": (free or {}).get("test_" + metric.removeprefix("val_"))
-            if metric.startswith("val_") else None,
-            "data": m.get("data"), "profile": m.get("profile"),
-        })
+        claim, rep, tr = m.get("claim", {}), marked.get("reported", {}), marked["trusted"]
+        row = {"notebook": nb, "report": m.get("report"), "metric": tr["metric"],
+               "claimed": claim.get("value"), "claimed_metric": claim.get("metric"),
+               "claimed_classes": claim.get("n_classes"), "claimed_split": claim.get("split")}
+        for prefix, r in (("reported", rep), ("trusted", tr)):
+            row |= {f"{prefix}_{k}": r.get(k) for k in
+                    ("label", "value", "ci_low", "ci_high", "n_classes", "chance", "majority",
+                     "n_eval", "n_units", "unit", "imagenet", "seeds")}
+        row |= {"data": m.get("data"), "profile": m.get("profile"), "run": m.get("run")}
+        rows.append(row)
     return pd.DataFrame(rows)
+
+
+def comparisons_table(metrics: dict[str, dict]) -> pd.DataFrame:
+    """Every paired comparison of every lesson."""
+    rows = [{"notebook": nb, **c} for nb, m in sorted(metrics.items())
+            for c in m.get("comparisons", [])]
+    return pd.DataFrame(rows)
+
+
+def plot_headline(table: pd.DataFrame):
+    """One panel per report, each on its own task: ours under the report's protocol and the
+    number to trust, with 95% intervals and that task's chance (grey bar) and majority-class
+    (x) baselines; the claim as a red dashed line, its class count in the title."""
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(len(table), 1, figsize=(10, 1.3 * len(table) + 0.8), squeeze=False)
+    for ax, r in zip(axes[:, 0], table.itertuples(index=False), strict=True):
+        for y, (prefix, colour) in enumerate((("reported", "#c2a5cf"), ("trusted", "#1b7837"))):
+            v = getattr(r, f"{prefix}_value")
+            if v is None or pd.isna(v):
+                continue
+            err = [[v - getattr(r, f"{prefix}_ci_low")], [getattr(r, f"{prefix}_ci_high") - v]]
+            ax.barh(y, v, xerr=err, color=colour, edgecolor="black", capsize=3,
+                    hatch="//" if prefix == "reported" else None)
+            ax.plot([getattr(r, f"{prefix}_chance")] * 2, [y - 0.4, y + 0.4], color="grey", lw=3)
+            ax.plot(getattr(r, f"{prefix}_majority"), y, "kx")
+            ax.text(1.01, y, f"{getattr(r, f'{prefix}_n_classes')} classes", va="center",
+                    fontsize=7, transform=ax.get_yaxis_transform())
+        if r.claimed is not None and not pd.isna(r.claimed):
+            ax.plot([r.claimed] * 2, [-0.5, 1.5], color="#b2182b", ls="--", lw=1.5)
+        ax.set_yticks([0, 1], ["report's protocol", "trust this"], fontsize=8)
+        ax.invert_yaxis()
+        ax.set_xlim(0, 1)
+        ax.set_title(f"report {r.report} ({r.notebook}): {r.metric.replace('_', ' ')}; claimed "
+                     f"{r.claimed:.2f} on {r.claimed_classes} classes (red)", fontsize=9,
+                     loc="left")
+    axes[-1, 0].set_xlabel("score with 95% interval; grey bar: chance, x: majority class, "
+                           "each for that row's own classes")
+    fig.tight_layout()
+    return fig
 
 
 def _fmt(v) -> str:
@@ -90,28 +103,56 @@ def _fmt(v) -> str:
     return f"{v:.3f}" if isinstance(v, float) else str(v)
 
 
+def _ci(r, prefix: str) -> str:
+    v = getattr(r, f"{prefix}_value")
+    if v is None or pd.isna(v):
+        return "–"
+    return (f"{v:.3f} [{getattr(r, f'{prefix}_ci_low'):.3f}, "
+            f"{getattr(r, f'{prefix}_ci_high'):.3f}]")
+
+
 def write_summary(root: str | os.PathLike | None = None, profile: str | None = None,
                   times: dict[str, float] | None = None, name: str = "SUMMARY.md") -> Path:
-    """Write ``results/SUMMARY.md``: the headline table, segmentation accuracy, times, and the
-    figures of the evaluation notebook. Overwrites only the previous summary (it is derived)."""
+    """Write ``results/SUMMARY.md``: the headline table (intervals, classes, baselines), the
+    paired comparisons, segmentation accuracy, times, and the evaluation notebook's figures.
+    Overwrites only the previous summary (it is derived)."""
     root = results_root(root)
     metrics = load(root, profile)
     table = headline_table(metrics)
+    data = sorted({str(m["data"]) for m in metrics.values() if m.get("data") and m.get("claim")})
     lines = ["# Results summary", "",
-             f"Profile: **{profile or 'any'}**; data: "
-             f"{', '.join(sorted({str(m['data']) for m in metrics.values() if m.get('data')}))}. "
-             "Generated by `make reproduce` from each notebook's newest `metrics.json`.", "",
-             "## Claimed vs reproduced vs leak-free", "",
-             "| report | notebook | metric | claimed | ours, report's protocol | ours, leak-free "
-             "| leak-free protocol | held-out test |", "|---|---|---|---|---|---|---|---|"]
+             f"Profile: **{profile or 'any'}**; data: {', '.join(data) or 'unknown'}. "
+             "Generated by `make reproduce` from each notebook's newest `metrics.json`. Every "
+             "number carries its 95% interval (a bootstrap over the unit named), its class "
+             "count, and the chance and majority-class baselines of that same task.", "",
+             "## Claimed vs reproduced vs the number to trust", "",
+             "| report | notebook | metric | claimed (classes) | ours, report's protocol "
+             "[95% CI] | classes / chance / majority | **trust this** [95% CI] | classes / "
+             "chance / majority | evaluated | protocol to trust |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
     for r in table.itertuples(index=False):
-        lines.append(f"| {r.report} | `{r.notebook}` | {r.metric} | {_fmt(r.claimed)} | "
-                     f"{_fmt(r[4])} | **{_fmt(r[5])}** | {r[6]} | {_fmt(r[7])} |")
+        lines.append(
+            f"| {r.report} | `{r.notebook}` | {r.metric.replace('_', ' ')} | {_fmt(r.claimed)} "
+            f"({r.claimed_classes}) | {_ci(r, 'reported')} | {r.reported_n_classes} / "
+            f"{_fmt(r.reported_chance)} / {_fmt(r.reported_majority)} | **{_ci(r, 'trusted')}** "
+            f"| {r.trusted_n_classes} / {_fmt(r.trusted_chance)} / {_fmt(r.trusted_majority)} | "
+            f"{r.trusted_n_eval} rows, {r.trusted_n_units} {r.trusted_unit}s | "
+            f"{r.trusted_label} |")
+    comps = comparisons_table(metrics)
+    if len(comps):
+        lines += ["", "## Paired comparisons (same evaluation rows)", "",
+                  "| notebook | lesson | a − b | difference [95% CI] | units |",
+                  "|---|---|---|---|---|"]
+        for c in comps.itertuples(index=False):
+            mark = " **(excludes 0)**" if c.excludes_zero else ""
+            lines.append(f"| `{c.notebook}` | {c.lesson} | {c.a} − {c.b} | {c.diff:+.3f} "
+                         f"[{c.ci[0]:+.3f}, {c.ci[1]:+.3f}]{mark} | {c.n_units} {c.unit}s |")
     if "01_segmentation" in metrics:
         lines += ["", "## Segmentation (notebook 01), average precision", "",
                   "| backend and data | AP@0.5 | AP@0.75 |", "|---|---|---|"]
         for r in metrics["01_segmentation"]["results"]:
-            lines.append(f"| {r['protocol']} | {_fmt(r.get('AP@0.5'))} | {_fmt(r.get('AP@0.75'))} |")
+            lines.append(f"| {r['protocol']} | {_fmt(r.get('AP@0.5'))} | "
+                         f"{_fmt(r.get('AP@0.75'))} |")
     if times:
         lines += ["", "## Time per notebook", "", "| notebook | seconds |", "|---|---|"]
         lines += [f"| `{k}` | {v:.0f} |" for k, v in times.items()]
@@ -122,8 +163,9 @@ def write_summary(root: str | os.PathLike | None = None, profile: str | None = N
         if figs:
             lines += ["", "## Figures", ""]
             lines += [f"![{f.stem}]({os.path.relpath(f, root)})" for f in figs]
-    lines += ["", "On synthetic data the numbers teach the protocols, not the biology: compare "
-              "each row's reproduced and leak-free columns, not our numbers with the claims.", ""]
+    lines += ["", "On synthetic data the numbers teach the protocols, not the biology: read each "
+              "row's two numbers against each other and against their own baselines, not "
+              "against the claims, which are on other tasks.", ""]
     path = root / name
     atomic_write_text(path, "\n".join(lines), overwrite=True)
     return path

@@ -81,6 +81,11 @@ class Imaging:
     photons: float = 300.0
     batch_strength: float = 1.0
     illumination: float = 0.25
+    # latent morphology shifts of the context, in units of a perturbation's typical effect
+    # (``simulate.context_shift``): what a split sharing experiments or wells can memorise
+    experiment_sd: float = 0.0
+    plate_sd: float = 0.0
+    well_sd: float = 0.0
 
 
 def _channel(spec: str, site: sim.Site, rng: np.random.Generator, protein: str) -> np.ndarray:
@@ -99,7 +104,10 @@ def _run_job(job: SiteJob, root: Path, seed: int, effects: np.ndarray, imaging: 
     line = sim.cell_line(job.line)
     edge = sim.is_edge_well(job.well)
     dens = density.get(job.well, 1.0) * (0.85 if edge else 1.0)
-    site = sim.render_site(rng, line, effects[job.pert], imaging.size, imaging.scale, dens)
+    shift = sim.context_shift(seed, job.experiment, job.plate, job.well, imaging.experiment_sd,
+                              imaging.plate_sd, imaging.well_sd)
+    site = sim.render_site(rng, line, effects[job.pert] + shift, imaging.size, imaging.scale,
+                           dens)
     protein = sim.STAINS[int(rng.integers(1, len(sim.STAINS)))]
     stack = np.stack([_channel(c, site, rng, protein) * _BRIGHT.get(c, 1.0) for c in job.channels])
     gain = sim.channel_gain(seed, len(job.channels), job.experiment, job.plate, job.well,
@@ -279,6 +287,11 @@ def well_name(row: int, col: int) -> str:
 # --------------------------------------------------------------------------------------------
 
 RXRX1_EXPERIMENTS = {"HUVEC": 5, "HEPG2": 2, "RPE": 2, "U2OS": 2}
+# Latent shifts of experiments, plates and wells (``simulate.context_shift``), in units of a
+# perturbation's typical effect. RxRx1's batch effect is mostly the experiment's; CPJUMP1's
+# well-position effect is large (percent replicating of DMSO wells at one position: 53%).
+RXRX1_NUISANCE = {"experiment_sd": 0.6, "plate_sd": 0.2, "well_sd": 0.2}
+CPJUMP1_NUISANCE = {"experiment_sd": 0.0, "plate_sd": 0.2, "well_sd": 0.5}
 
 
 def write_rxrx1(
@@ -292,6 +305,7 @@ def write_rxrx1(
     size: int = 128,
     seed: int = 0,
     strength: float = 1.0,
+    nuisance: dict[str, float] | None = None,
     n_jobs: int | None = None,
 ) -> Path:
     """RxRx1 look-alike: ``n_sirnas`` siRNAs in 4 fixed plate groups, each once per experiment.
@@ -307,7 +321,8 @@ def write_rxrx1(
         raise ValueError(f"n_sirnas must split into 4 plate groups, got {n_sirnas}")
     params = dict(layout="rxrx1", form=form, n_sirnas=n_sirnas, n_positive=n_positive,
                   experiments=experiments, n_test=n_test, sites=sites, size=size, seed=seed,
-                  strength=strength)
+                  strength=strength,
+                  nuisance=nuisance or RXRX1_NUISANCE)
     stage = _Staging(root, params)
     if stage.existing():
         return stage.root
@@ -347,7 +362,8 @@ def write_rxrx1(
             [i for i, k in enumerate(perts.kind) if k == "poscon"] + \
             [i for i, k in enumerate(perts.kind) if k == "negcon"]
     new_id = {old: new for new, old in enumerate(order)}
-    imaging = Imaging(size=size, scale=0.35 * size / 128, dtype="uint8", counts=55.0)
+    imaging = Imaging(size=size, scale=0.35 * size / 128, dtype="uint8", counts=55.0,
+                      **params["nuisance"])
     with stage as tmp:
         sites_df, cells = _render_all(jobs, tmp, seed, perts, imaging, None, n_jobs, "rxrx1")
         md = pd.DataFrame(meta)
@@ -440,6 +456,7 @@ def write_cpjump1(
     size: int = 160,
     seed: int = 0,
     strength: float = 1.0,
+    nuisance: dict[str, float] | None = None,
     n_jobs: int | None = None,
 ) -> Path:
     """CPJUMP1 look-alike: replicate plates sharing one compound platemap, 8 channels per site.
@@ -449,7 +466,8 @@ def write_cpjump1(
     """
     params = dict(layout="cpjump1", plates=list(plates), n_compounds=n_compounds,
                   n_positive=n_positive, n_dmso_wells=n_dmso_wells, sites=sites, size=size,
-                  seed=seed, strength=strength)
+                  seed=seed, strength=strength,
+                  nuisance=nuisance or CPJUMP1_NUISANCE)
     stage = _Staging(root, params)
     if stage.existing():
         return stage.root
@@ -478,7 +496,7 @@ def write_cpjump1(
                            Metadata_AbsPositionZ=round(float(rng.normal(0.135, 0.001)), 6))
                 load_rows.append(row)
     imaging = Imaging(size=size, scale=0.3 * size / 160, dtype="uint16", counts=2500.0,
-                      offset=100.0, photons=600.0)
+                      offset=100.0, photons=600.0, **params["nuisance"])
     with stage as tmp:
         sites_df, cells = _render_all(jobs, tmp, seed, perts, imaging, None, n_jobs, "cpjump1")
         ld = pd.DataFrame(load_rows)
@@ -511,28 +529,30 @@ SUBSET_COLUMNS = [
 
 def write_cpjump1_subset(
     root: str | os.PathLike,
-    n_single: int = 60,
-    n_double: int = 6,
+    n_single: int = 40,
+    n_double: int = 20,
     n_dmso_wells: int = 12,
     sites: int = 9,
     size: int = 160,
     upper_case_fraction: float = 0.03,
     index_column: bool = True,
     seed: int = 0,
-    strength: float = 1.0,
+    strength: float = 2.0,
+    nuisance: dict[str, float] | None = None,
     n_jobs: int | None = None,
 ) -> Path:
     """The course subset of plate BR00116991: one median-aggregated TIFF per site.
 
-    Real proportions, scaled down: DMSO in ``n_dmso_wells`` wells, ``n_double`` compounds in two
-    wells, ``n_single`` in one well, ``sites`` sites per well, wells filled row-major from A01.
+    Scaled down: DMSO in ``n_dmso_wells`` wells, ``n_double`` compounds in two wells (more
+    than the real plate's share, so that a split by well has enough wells to test on), ``n_single`` in one well, ``sites`` sites per well, wells filled row-major from A01.
     A share ``upper_case_fraction`` of image files gets an upper-case name (report 002 had to
     lower-case names to match). ``index_column`` writes the unnamed first index column.
     """
     params = dict(layout="cpjump1_subset", n_single=n_single, n_double=n_double,
                   n_dmso_wells=n_dmso_wells, sites=sites, size=size,
                   upper_case_fraction=upper_case_fraction, index_column=index_column, seed=seed,
-                  strength=strength)
+                  strength=strength,
+                  nuisance=nuisance or CPJUMP1_NUISANCE)
     stage = _Staging(root, params)
     if stage.existing():
         return stage.root
@@ -569,7 +589,7 @@ def write_cpjump1_subset(
                 "Metadata_pubchem_cid": int(compounds.pubchem_cid[p]),
             })
     imaging = Imaging(size=size, scale=0.3 * size / 160, dtype="uint16", counts=2500.0,
-                      offset=100.0, photons=600.0)
+                      offset=100.0, photons=600.0, **params["nuisance"])
     with stage as tmp:
         sites_df, cells = _render_all(jobs, tmp, seed, perts, imaging, None, n_jobs,
                                       "cpjump1 subset")

@@ -284,6 +284,38 @@ def decode_masks(paths: Sequence[str | os.PathLike], size: int | None) -> np.nda
     return np.stack(out)
 
 
+class ControlNormalised:
+    """Decoded images normalised per plate to that plate's control wells, lazily (no copy).
+
+    Each image has its plate's control images' per-channel mean subtracted and is divided by
+    their standard deviation: what the plate's gain and staining add, the controls carry too,
+    so it cancels on plates no model has seen. Uses only the controls (known by design, never
+    the treatment labels). Indexes like the array it wraps.
+    """
+
+    def __init__(self, images: np.ndarray, index: pd.DataFrame, controls: Sequence[bool],
+                 by: Sequence[str] = ("experiment", "plate")):
+        self.images, self.shape, self.dtype = images, images.shape, np.dtype(np.float32)
+        self.mean = np.zeros(images.shape[:2], np.float32)
+        self.std = np.ones(images.shape[:2], np.float32)
+        controls = np.asarray(controls, bool)
+        for key, g in index.groupby(list(by)).indices.items():
+            ctrl = g[controls[g]]
+            if not len(ctrl):
+                raise ValueError(f"plate {key} has no control images to normalise to; keep the "
+                                 "control wells in the index passed to ControlNormalised")
+            x = np.asarray(images[np.sort(ctrl)], np.float64)
+            self.mean[g] = x.mean(axis=(0, 2, 3))
+            self.std[g] = np.maximum(x.std(axis=(0, 2, 3)), 1e-6)
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def __getitem__(self, i) -> np.ndarray:
+        x = np.asarray(self.images[i], np.float32)
+        return (x - self.mean[i][..., None, None]) / self.std[i][..., None, None]
+
+
 def positions(index: pd.DataFrame, part: pd.DataFrame) -> np.ndarray:
     """Row positions in ``index`` of the rows of ``part`` (a split; duplicates allowed)."""
     pos = index.index.get_indexer(part.index)

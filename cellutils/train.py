@@ -4,7 +4,8 @@
   for OneCycle, per epoch otherwise)
 - loss: cross-entropy with label smoothing and optional class weights ("balanced")
 - mixed precision on CUDA (bfloat16 autocast on CPU is off: it is slower there), channels_last
-- per-epoch history, best checkpoint by a chosen metric, early stopping
+- per-epoch history, the best epoch by a chosen metric on a validation set (or the last epoch),
+  early stopping; ``run_experiment`` refuses to select on a set named "test"
 - resume: every epoch writes ``checkpoint-last.pt`` (model, optimiser, scheduler, scaler, RNG
   states, history); ``fit`` on the same run folder continues after the last finished epoch
 - deterministic for a seed on CPU (and with deterministic algorithms on CUDA)
@@ -52,6 +53,8 @@ class TrainConfig:
     label_smoothing: float = 0.0
     class_weights: str | None = None  # None | "balanced"
     monitor: str = "accuracy"  # a validation metric (higher is better) or "loss"
+    keep: str = "best"  # "best": the epoch best by ``monitor``; "last": the last epoch run
+    stop_after: int | None = None  # run only this many of the ``epochs`` scheduled (report 003)
     patience: int | None = None  # early stopping: epochs without improvement
     amp: bool | str = "auto"  # mixed precision: "auto" = on CUDA only
     channels_last: bool = True
@@ -71,6 +74,7 @@ class FitResult:
     run_dir: Path
     seconds: float
     resumed_from: int
+    watched: np.ndarray | None = None  # (epochs, n) labels predicted on the watched set
 
     def summary(self) -> dict:
         return {"best_epoch": self.best_epoch, **{f"best_{k}": v for k, v in self.best.items()},
@@ -195,6 +199,8 @@ def fit(model: nn.Module, train_ds: Dataset, val_ds: Dataset, cfg: TrainConfig,
     seed_everything(cfg.seed)
     device = pick_device(cfg.device, verbose=False)
     use_amp = device.type == "cuda" if cfg.amp == "auto" else bool(cfg.amp)
+    if cfg.keep not in ("best", "last"):
+        raise ValueError(f"keep must be 'best' or 'last', not {cfg.keep!r}")
     model.to(device)
     if cfg.channels_last:
         model.to(memory_format=torch.channels_last)
@@ -215,6 +221,8 @@ def fit(model: nn.Module, train_ds: Dataset, val_ds: Dataset, cfg: TrainConfig,
     scaler = torch.amp.GradScaler(device.type, enabled=use_amp and device.type == "cuda")
 
     history: list[dict] = []
+    watched: list[np.ndarray] = []  # predicted labels on the watched set, one row per epoch
+    watch_path = run_dir / f"{name}-watched.npy"
     start, best_score, best_epoch, since_best, stopped = 1, -np.inf, 0, 0, False
     config_json = json.dumps(asdict(cfg), sort_keys=True, default=str)
     hist_path = run_dir / f"{name}-history.csv"
@@ -227,7 +235,8 @@ def fit(model: nn.Module, train_ds: Dataset, val_ds: Dataset, cfg: TrainConfig,
         hist = pd.read_csv(hist_path)
         print(f"{name}: already trained in {run_dir}; loaded the kept epoch {ck['epoch']}")
         return FitResult(model, hist, ck["epoch"], _best_row(hist, ck["epoch"]), run_dir, 0.0,
-                         int(hist.epoch.max()))
+                         int(hist.epoch.max()),
+                         np.load(watch_path) if watch_path.exists() else None)
     if last_path.exists():
         ck = torch.load(last_path, map_location=device, weights_only=False)
         if ck["config"] != config_json:
@@ -241,6 +250,7 @@ def fit(model: nn.Module, train_ds: Dataset, val_ds: Dataset, cfg: TrainConfig,
         _set_rng_state(ck["rng"])
         history, best_score, best_epoch, since_best = (ck["history"], ck["best_score"],
                                                         ck["best_epoch"], ck["since_best"])
+        watched = ck.get("watched", [])
         start, stopped = ck["epoch"] + 1, ck["stopped"]
         print(f"{name}: resuming after epoch {ck['epoch']} from {last_path}")
     resumed_from = start - 1
@@ -279,31 +289,40 @@ def fit(model: nn.Module, train_ds: Dataset, val_ds: Dataset, cfg: TrainConfig,
                **{f"val_{k}": v for k, v in val.items()},
                "seconds": time.perf_counter() - t_epoch}
         history.append(row)
+        watched.append(pred["logits"].argmax(1).astype(np.int32))
         score = -val_loss if cfg.monitor == "loss" else val[cfg.monitor]
-        if score > best_score:
-            best_score, best_epoch, since_best = score, epoch, 0
+        improved = score > best_score
+        best_score, since_best = (score, 0) if improved else (best_score, since_best + 1)
+        if improved or cfg.keep == "last":  # the kept epoch: best so far, or simply the latest
+            best_epoch = epoch
             _save({"model": model.state_dict(), "epoch": epoch, "config": config_json,
                    "info": getattr(model, "info", {})}, best_path)
-        else:
-            since_best += 1
-        stop = cfg.patience is not None and since_best >= cfg.patience
+        stop = (cfg.patience is not None and since_best >= cfg.patience) or (
+            cfg.stop_after is not None and epoch >= cfg.stop_after)
         _save({"model": model.state_dict(), "optimizer": opt.state_dict(),
                "scheduler": sched.state_dict() if sched is not None else None,
                "scaler": scaler.state_dict(), "rng": _rng_state(), "history": history,
                "best_score": best_score, "best_epoch": best_epoch, "since_best": since_best,
-               "epoch": epoch, "config": config_json, "stopped": stop}, last_path)
+               "epoch": epoch, "config": config_json, "stopped": stop, "watched": watched},
+              last_path)
         bar.set_postfix(loss=f"{row['train_loss']:.3f}", val=f"{val[cfg.monitor] if cfg.monitor != 'loss' else val_loss:.3f}")
         if stop:
-            print(f"{name}: early stop after epoch {epoch} (best epoch {best_epoch})")
+            print(f"{name}: stopped after epoch {epoch} of {cfg.epochs} scheduled "
+                  f"(kept epoch {best_epoch})")
             break
 
     hist = pd.DataFrame(history)
+    watched_arr = np.stack(watched) if watched else None
+    if watched_arr is not None:
+        buf = io.BytesIO()
+        np.save(buf, watched_arr)
+        atomic_write_bytes(watch_path, buf.getvalue(), overwrite=True)
     hist.to_csv(hist_path, index=False)
     if best_path.exists():
         model.load_state_dict(torch.load(best_path, map_location=device, weights_only=False)["model"])
         last_path.unlink(missing_ok=True)  # finished: the resume point is no longer needed
     return FitResult(model, hist, best_epoch, _best_row(hist, best_epoch), run_dir,
-                     time.perf_counter() - t0, resumed_from)
+                     time.perf_counter() - t0, resumed_from, watched_arr)
 
 
 def _best_row(hist: pd.DataFrame, epoch: int) -> dict:
@@ -322,6 +341,11 @@ class Experiment:
     classes: list[str]
     predictions: dict[str, dict[str, np.ndarray]]
     metrics: dict[str, dict]
+    selected_on: str | None  # the set the kept epoch was chosen on; None: the last epoch
+
+    def labels(self, split: str) -> np.ndarray:
+        """Predicted labels on one evaluation set."""
+        return self.predictions[split]["logits"].argmax(1)
 
     def table(self) -> pd.DataFrame:
         return pd.DataFrame(self.metrics).T.rename_axis(self.name)
@@ -329,11 +353,21 @@ class Experiment:
 
 def run_experiment(name: str, model: nn.Module, train_ds: Dataset, eval_sets: dict[str, Dataset],
                    cfg: TrainConfig, run_dir: str | os.PathLike, classes: list[str],
-                   embeddings: bool = True, progress: bool = True) -> Experiment:
-    """``fit`` on ``train_ds`` (best epoch chosen on ``eval_sets['val']``), then predict every
-    evaluation set and save ``{name}-{set}-predictions.npz`` (logits, targets, embeddings,
-    class names) for the evaluation notebook."""
-    result = fit(model, train_ds, eval_sets["val"], cfg, run_dir, name, progress)
+                   embeddings: bool = True, progress: bool = True, monitor_on: str = "val"
+                   ) -> Experiment:
+    """``fit`` on ``train_ds``, watching ``eval_sets[monitor_on]`` each epoch (the kept epoch is
+    chosen on it when ``cfg.keep == "best"``), then predict every evaluation set and save
+    ``{name}-{set}-predictions.npz`` (logits, targets, embeddings, class names).
+
+    Choosing an epoch on a set named "test" raises ``LeakError``: carve a validation set from
+    the training side, or keep the last epoch (``keep="last"``), which only *watches* it."""
+    from cellutils.splits import LeakError
+
+    selected_on = monitor_on if cfg.keep == "best" else None
+    if selected_on and "test" in selected_on.lower():
+        raise LeakError(f"{name}: the kept epoch would be chosen on {monitor_on!r}. Choose it on "
+                        "a validation split carved from training, or use keep='last'.")
+    result = fit(model, train_ds, eval_sets[monitor_on], cfg, run_dir, name, progress)
     preds, metrics = {}, {}
     for split, ds in eval_sets.items():
         p = predict(result.model, ds, cfg.batch_size * 2, embeddings=embeddings,
@@ -344,4 +378,43 @@ def run_experiment(name: str, model: nn.Module, train_ds: Dataset, eval_sets: di
         np.savez_compressed(buf, classes=np.array(classes), **p)
         atomic_write_bytes(Path(run_dir) / f"{name}-{split}-predictions.npz", buf.getvalue(),
                            overwrite=True)
-    return Experiment(name, result, list(classes), preds, metrics)
+    return Experiment(name, result, list(classes), preds, metrics, selected_on)
+
+
+class _Features(torch.utils.data.Dataset):
+    """Precomputed embeddings and targets, as a dataset."""
+
+    def __init__(self, x: np.ndarray, targets: np.ndarray):
+        self.x, self.targets = torch.from_numpy(np.asarray(x, np.float32)), np.asarray(targets)
+
+    def __len__(self) -> int:
+        return len(self.targets)
+
+    def __getitem__(self, i: int):
+        return self.x[i], int(self.targets[i])
+
+
+def frozen_features(model: nn.Module, datasets: dict[str, Dataset], batch_size: int = 64
+                    ) -> tuple[nn.Module, dict[str, Dataset]]:
+    """A frozen backbone, run once: each dataset becomes its embeddings (each distinct image
+    embedded once, so oversampled copies cost nothing; no augmentation), and the model becomes
+    a probe, its own head on an identity backbone. ``fit`` then trains the head only —
+    a pretrained backbone's quick stand-in for fine-tuning, in CPU seconds."""
+    import copy
+
+    model.eval()
+    out = {}
+    for name, ds in datasets.items():
+        rows = getattr(ds, "rows", None)
+        if rows is None:
+            p = predict(model, ds, batch_size, embeddings=True)
+            out[name] = _Features(p["embeddings"], p["targets"])
+            continue
+        uniq, inv = np.unique(rows, return_inverse=True)
+        once = copy.copy(ds)
+        once.rows, once.targets, once.augment = uniq, np.zeros(len(uniq), np.int64), None
+        emb = predict(model, once, batch_size, embeddings=True)["embeddings"]
+        out[name] = _Features(emb[inv], ds.targets)
+    info = {**getattr(model, "info", {}), "frozen_backbone": True}
+    probe = type(model)(nn.Identity(), model.head, model.n_features, info)
+    return probe, out
