@@ -285,10 +285,14 @@ class MultiInputCellNet(nn.Module):
 
     def __init__(self, n_classes: int, n_tabular: int, in_channels: int = 4,
                  arch: str = "efficientnet_b0", pretrained: bool | str = "auto",
-                 tab_dim: int = 32, proj_dim: int = 256, dropout: float = 0.3):
+                 tab_dim: int = 32, proj_dim: int = 256, dropout: float = 0.3,
+                 freeze_branches: bool = False):
         super().__init__()
         self.mask_branch, n_mask, loaded = backbone(arch, in_channels, pretrained)
         self.flow_branch, n_flow, _ = backbone(arch, in_channels, pretrained)
+        self.freeze_branches = freeze_branches  # quick profile: pretrained branches as they are
+        for p in [*self.mask_branch.parameters(), *self.flow_branch.parameters()]:
+            p.requires_grad = not freeze_branches
         self.tabular = nn.Sequential(nn.Linear(n_tabular, tab_dim), nn.ReLU(inplace=True),
                                      nn.BatchNorm1d(tab_dim), nn.Dropout(dropout))
         n = n_mask + n_flow + tab_dim
@@ -297,7 +301,16 @@ class MultiInputCellNet(nn.Module):
         self.project = nn.Sequential(nn.Linear(n, proj_dim), nn.ReLU(inplace=True))
         self.head = nn.Linear(proj_dim, n_classes)
         self.info = {"arch": f"2x {arch} + tabular MLP + attention", "n_classes": n_classes,
-                     "imagenet": loaded, "in_channels": in_channels, "n_tabular": n_tabular}
+                     "imagenet": loaded, "in_channels": in_channels, "n_tabular": n_tabular,
+                     "frozen_branches": freeze_branches}
+
+    def train(self, mode: bool = True):
+        """Frozen branches stay in evaluation mode (their batch-norm statistics included)."""
+        super().train(mode)
+        if self.freeze_branches:
+            self.mask_branch.eval()
+            self.flow_branch.eval()
+        return self
 
     def embed(self, mask: torch.Tensor, flow: torch.Tensor, tabular: torch.Tensor) -> torch.Tensor:
         f = torch.cat([self.mask_branch(mask), self.flow_branch(flow), self.tabular(tabular)], 1)

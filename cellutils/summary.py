@@ -103,6 +103,13 @@ def _fmt(v) -> str:
     return f"{v:.3f}" if isinstance(v, float) else str(v)
 
 
+def _weights(imagenet) -> str:
+    """Whether a row's model started from ImageNet weights (a silent fallback shows here)."""
+    if imagenet is None or (isinstance(imagenet, float) and pd.isna(imagenet)):
+        return "–"
+    return "yes" if imagenet else "no (random init)"
+
+
 def _ci(r, prefix: str) -> str:
     v = getattr(r, f"{prefix}_value")
     if v is None or pd.isna(v):
@@ -128,8 +135,8 @@ def write_summary(root: str | os.PathLike | None = None, profile: str | None = N
              "## Claimed vs reproduced vs the number to trust", "",
              "| report | notebook | metric | claimed (classes) | ours, report's protocol "
              "[95% CI] | classes / chance / majority | **trust this** [95% CI] | classes / "
-             "chance / majority | evaluated | protocol to trust |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+             "chance / majority | evaluated | protocol to trust | ImageNet weights |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in table.itertuples(index=False):
         lines.append(
             f"| {r.report} | `{r.notebook}` | {r.metric.replace('_', ' ')} | {_fmt(r.claimed)} "
@@ -137,7 +144,7 @@ def write_summary(root: str | os.PathLike | None = None, profile: str | None = N
             f"{_fmt(r.reported_chance)} / {_fmt(r.reported_majority)} | **{_ci(r, 'trusted')}** "
             f"| {r.trusted_n_classes} / {_fmt(r.trusted_chance)} / {_fmt(r.trusted_majority)} | "
             f"{r.trusted_n_eval} rows, {r.trusted_n_units} {r.trusted_unit}s | "
-            f"{r.trusted_label} |")
+            f"{r.trusted_label} | {_weights(r.trusted_imagenet)} |")
     comps = comparisons_table(metrics)
     if len(comps):
         lines += ["", "## Paired comparisons (same evaluation rows)", "",

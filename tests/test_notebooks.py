@@ -8,6 +8,25 @@ import pytest
 from cellutils import notebooks as nbs
 
 BOOKS = nbs.list_notebooks()
+LESSONS = {"02", "03", "04", "05", "06", "07", "08"}  # the report notebooks: claims to weigh
+ROW_KEYS = {"value", "ci_low", "ci_high", "n_eval", "unit", "n_classes", "chance", "majority"}
+
+
+def _check_lesson(metrics: dict) -> None:
+    """Every number carries its interval, class count and baselines; every comparison is
+    paired; nothing trusted was selected on a test split."""
+    assert metrics["claim"]["value"] and metrics["claim"]["n_classes"]
+    for row in metrics["results"]:
+        assert ROW_KEYS <= set(row), (row["label"], ROW_KEYS - set(row))
+        assert row["ci_low"] <= row["value"] <= row["ci_high"], row["label"]
+        if "test" in str(row.get("selected_on")).lower():
+            assert not row["leak_free"], f"{row['label']} is selected on a test split"
+    heads = {r["headline"]: r for r in metrics["results"] if r["headline"]}
+    assert set(heads) == {"reported", "trusted"} and heads["trusted"]["leak_free"]
+    assert metrics["comparisons"]
+    for c in metrics["comparisons"]:
+        assert {"lesson", "a", "b", "metric", "diff", "ci", "unit"} <= set(c)
+        assert c["ci"][0] <= c["diff"] <= c["ci"][1]
 
 
 def test_there_are_notebooks():
@@ -53,6 +72,8 @@ def test_notebook_runs_in_smoke_profile(book, tmp_path):
     assert (folder / book.name).exists()
     metrics = json.loads((folder / "metrics.json").read_text())
     assert metrics["notebook"] == book.stem and metrics["profile"] == "smoke"
+    if book.stem[:2] in LESSONS:
+        _check_lesson(metrics)
     executed = nbformat.read(folder / book.name, as_version=4)
     assert not any(o.get("output_type") == "error" for c in executed.cells for o in c.get("outputs", []))
 

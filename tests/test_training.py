@@ -221,6 +221,53 @@ def test_onecycle_step_early_stopping_and_class_weights(tmp_path):
     assert w[2] == 0 and w[1] == 3 * w[0]
 
 
+def test_keep_last_stop_after_and_no_selection_on_test(tmp_path):
+    sets = {"val": _toy(32, 1), "test": _toy(32, 2)}
+    with pytest.raises(splits.LeakError, match="chosen on 'test'"):
+        train.run_experiment("m", _Tiny(), _toy(), sets, _cfg(), tmp_path / "a", ["0", "1"],
+                             monitor_on="test", progress=False)
+    e = train.run_experiment("m", _Tiny(), _toy(), sets, _cfg(keep="last", stop_after=4),
+                             tmp_path / "b", ["0", "1"], monitor_on="test", progress=False)
+    assert e.selected_on is None and e.fit.best_epoch == 4 == len(e.fit.history)
+    assert e.fit.history.lr.iloc[-1] > 0  # the cosine schedule ran over 6 epochs, stopped at 4
+    assert e.fit.watched.shape == (4, 32)  # the watched set's predictions, per epoch
+    assert (e.fit.watched[-1] == e.labels("test")).all()
+    best = train.run_experiment("m", _Tiny(), _toy(), sets, _cfg(), tmp_path / "c",
+                                ["0", "1"], progress=False)
+    assert best.selected_on == "val"
+
+
+def test_frozen_features_train_the_head_on_each_image_once(tmp_path):
+    images = np.random.default_rng(0).random((10, 1, 8, 8)).astype(np.float32)
+    images[5:] += 0.8
+    targets = np.array([0] * 5 + [1] * 5)
+    rows = np.array([0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 5, 6])  # oversampled: two copies
+    tr = torchdata.ImageDataset(images, rows, targets[rows])
+    model = models.Classifier(_Tiny().backbone, nn.Linear(4, 2), 4, {"arch": "tiny"})
+    probe, sets = train.frozen_features(model, {"train": tr, "val": _toy(8, 3)})
+    assert len(sets["train"]) == 12 and sets["train"].x.shape == (12, 4)
+    assert torch.equal(sets["train"].x[10], sets["train"].x[5])
+    assert probe.head is model.head and probe.info["frozen_backbone"]
+    r = train.fit(probe, sets["train"], sets["train"], _cfg(epochs=30, lr=0.1), tmp_path,
+                  progress=False)
+    assert r.best["accuracy"] >= 0.9
+
+
+def test_control_normalised_removes_a_plate_gain():
+    rng = np.random.default_rng(0)
+    index = pd.DataFrame({"experiment": ["e"] * 8, "plate": [1] * 4 + [2] * 4,
+                          "control": [True, True, False, False] * 2})
+    images = rng.random((8, 2, 4, 4)).astype(np.float32) + 1
+    images[4:] *= 3.0  # plate 2 is three times brighter
+    norm = torchdata.ControlNormalised(images, index, index.control)
+    assert norm.shape == images.shape and norm[[0, 1]].shape == (2, 2, 4, 4)
+    np.testing.assert_allclose(norm[4], (images[4] - norm.mean[4][:, None, None])
+                               / norm.std[4][:, None, None], rtol=1e-5)
+    assert abs(norm[2].mean() - norm[6].mean()) < abs(images[2].mean() - images[6].mean())
+    with pytest.raises(ValueError, match="no control images"):
+        torchdata.ControlNormalised(images, index, [False] * 8)
+
+
 def test_metrics_and_metrics_json(tmp_path):
     y = np.array([0, 0, 0, 1])
     m = evaluate.classification_metrics(y, np.array([0, 0, 0, 0]))
