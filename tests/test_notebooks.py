@@ -17,7 +17,7 @@ def _check_lesson(metrics: dict) -> None:
     paired; nothing trusted was selected on a test split."""
     assert metrics["claim"]["value"] and metrics["claim"]["n_classes"]
     for row in metrics["results"]:
-        assert ROW_KEYS <= set(row), (row["label"], ROW_KEYS - set(row))
+        assert set(row) >= ROW_KEYS, (row["label"], ROW_KEYS - set(row))
         assert row["ci_low"] <= row["value"] <= row["ci_high"], row["label"]
         if "test" in str(row.get("selected_on")).lower():
             assert not row["leak_free"], f"{row['label']} is selected on a test split"
