@@ -1,12 +1,13 @@
-"""Metrics, the field's figures, and the ``metrics.json`` every notebook writes.
+"""Metrics, the field's figures, and the plain ``metrics.json`` of the notebooks that make no
+claim to weigh (00, 01, 09); the report notebooks write theirs through ``cellutils.lesson``,
+with intervals, baselines and comparisons.
 
-``metrics.json`` (read by notebook 09 and ``make reproduce``'s summary)::
+Plain ``metrics.json``::
 
-    {"notebook": "03_rxrx1_efficientnet", "report": "000", "title": ...,
-     "data": "synthetic" | "real", "profile": "quick",
-     "claimed": {"val_accuracy": 0.4947, ...},          # the report's own numbers
-     "results": [{"protocol": ..., "leak_free": false, "accuracy": ..., ...}, ...],
-     "trust": "which protocol's number to trust and why", "extra": {...}}
+    {"notebook": "01_segmentation", "report": "003, 004", "title": ...,
+     "data": "synthetic" | "real", "profile": "quick", "claimed": {...},
+     "results": [{"protocol": ..., "leak_free": true, "AP@0.5": ..., ...}, ...],
+     "trust": "...", "extra": {...}}
 """
 
 from __future__ import annotations
@@ -39,13 +40,6 @@ def classification_metrics(targets: np.ndarray, scores: np.ndarray, k: int = 5) 
         topk = np.argsort(-scores, axis=1)[:, :k]
         out[f"top{k}_accuracy"] = float((topk == targets[:, None]).any(1).mean())
     return out
-
-
-def chance_level(train_targets: np.ndarray, val_targets: np.ndarray) -> dict:
-    """What guessing gives: uniform over classes and always-the-majority-class accuracy."""
-    classes, counts = np.unique(train_targets, return_counts=True)
-    majority = classes[counts.argmax()]
-    return {"uniform": 1 / len(classes), "majority": float((val_targets == majority).mean())}
 
 
 def per_class_recall(targets: np.ndarray, pred: np.ndarray, classes: Sequence[str]) -> pd.Series:
@@ -119,30 +113,6 @@ def plot_confusion(targets: np.ndarray, pred: np.ndarray, classes: Sequence[str]
     ax.set(xlabel="predicted", ylabel="true", title=title or "confusion matrix (row-normalised)")
     ax.tick_params(axis="x", labelrotation=90, labelsize=8 if n > 15 else 9)
     ax.tick_params(axis="y", labelrotation=0, labelsize=8 if n > 15 else 9)
-    return ax.figure
-
-
-def plot_protocols(table: pd.DataFrame, metric: str, claimed: float | None = None,
-                   chance: float | None = None, ax=None, title: str = ""):
-    """Bar chart of one metric per protocol, leak-free bars solid, leaky ones hatched, with the
-    report's claim and chance as lines."""
-    if ax is None:
-        _, ax = plt.subplots(figsize=(7, 0.6 * len(table) + 1.6))
-    y = np.arange(len(table))
-    colours = ["#1b7837" if lf else "#c2a5cf" for lf in table.leak_free]
-    bars = ax.barh(y, table[metric], color=colours, edgecolor="black")
-    for bar, lf in zip(bars, table.leak_free, strict=True):
-        if not lf:
-            bar.set_hatch("//")
-    ax.set_yticks(y, table.protocol)
-    ax.invert_yaxis()
-    if claimed is not None:
-        ax.axvline(claimed, color="#b2182b", ls="--", label=f"report's claim {claimed:.2f}")
-    if chance is not None:
-        ax.axvline(chance, color="grey", ls=":", label=f"chance {chance:.2f}")
-    ax.set(xlabel=metric.replace("_", " "), xlim=(0, 1), title=title)
-    ax.legend(loc="lower right", fontsize=8)
-    ax.figure.tight_layout()
     return ax.figure
 
 
