@@ -4,6 +4,7 @@ PYTHON     ?= python3
 VENV       ?= .venv
 PY         := $(VENV)/bin/python
 PROFILE    ?= quick
+REAL       ?=
 KERNEL     := cellpaint
 STAMP      := $(VENV)/.setup-done
 PIP_FLAGS  ?= -q
@@ -39,8 +40,8 @@ lint: setup ## ruff on code and notebooks, plus the notebook conventions
 	$(VENV)/bin/ruff check .
 	$(PY) -m cellutils.notebooks check
 
-reproduce: setup ## set up, then run every notebook headlessly (PROFILE=quick by default) into results/
-	$(PY) -m cellutils.notebooks run --profile $(PROFILE)
+reproduce: setup ## set up, then run every notebook headlessly (PROFILE=quick; REAL=real.yml for real data)
+	$(PY) -m cellutils.notebooks run --profile $(PROFILE) $(if $(REAL),--real $(REAL))
 
 lab: setup ## open the notebooks in JupyterLab
 	$(VENV)/bin/jupyter lab notebooks/

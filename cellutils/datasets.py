@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from cellutils.images import stack_channels
+from cellutils.images import read_image, stack_channels
 
 # The channel tables, one place each (DATASETS.md). Index = channel number in the file names.
 RXRX1_CHANNELS = {1: "Hoechst", 2: "ConA", 3: "Phalloidin", 4: "Syto14", 5: "MitoTracker",
@@ -42,6 +42,64 @@ SUBSET_FILE = re.compile(r"^(?P<core>r\d{2}c\d{2}f\d{2})_median_aggregated\.tiff
 
 class DatasetError(ValueError):
     """The folder does not hold the expected layout, or (errors="raise") holds problems."""
+
+
+MISSING = ""  # the one missing value of every text column of an index
+_MISSING_WORDS = {"", "NA", "N/A", "NaN", "nan", "None", "<NA>", "null", "NULL"}
+
+
+def normalise_missing(df: pd.DataFrame) -> pd.DataFrame:
+    """Text columns with one missing value: ``NA``, ``NaN``, ``None``, empty -> ``MISSING``."""
+    out = df.copy()
+    for c in out.columns:
+        if c.startswith("path_"):
+            continue
+        if out[c].dtype == object or pd.api.types.is_string_dtype(out[c]):
+            col = out[c].astype(object)
+            miss = col.isna() | col.astype(str).str.strip().isin(_MISSING_WORDS)
+            out[c] = col.where(~miss, MISSING).astype(str)
+    return out
+
+
+def read_table(path: str | os.PathLike) -> pd.DataFrame:
+    """A metadata table as text: CSV, or tab-separated (``.tsv``/``.txt``, or a tab in the
+    header), gzip allowed; missing values normalised (``normalise_missing``)."""
+    path = Path(path)
+    opener = __import__("gzip").open if path.suffix == ".gz" else open
+    with opener(path, "rt") as f:
+        header = f.readline()
+    stem_suffix = Path(path.stem).suffix if path.suffix == ".gz" else path.suffix
+    sep = "\t" if stem_suffix in (".tsv", ".txt") or "\t" in header else ","
+    try:
+        df = pd.read_csv(path, sep=sep, dtype=str, keep_default_na=False)
+    except Exception as exc:
+        raise DatasetError(f"cannot read {path} as a table ({type(exc).__name__}: {exc}); "
+                           "is it the metadata file it is named after?") from exc
+    df = df.drop(columns=[c for c in df.columns if c == "" or c.startswith("Unnamed")])
+    return normalise_missing(df)
+
+
+def _find(root: Path, stem: str, what: str, fix: str,
+          suffixes: tuple[str, ...] = (".tsv", ".txt", ".csv")) -> Path:
+    """The one file under ``root`` named ``stem`` + a table suffix (gzip allowed); two
+    candidates are an error (never silently chosen), none is an error naming the fix."""
+    hits = sorted(p for p in root.rglob(f"{stem}.*") if p.is_file() and (
+        p.suffix in suffixes or (p.suffix == ".gz" and Path(p.stem).suffix in suffixes)))
+    if not hits:
+        raise DatasetError(f"{what} {stem!r} not found under {root} (looked for {stem}"
+                           f"{{{','.join(suffixes)}}}[.gz]). {fix}")
+    if len(hits) > 1:
+        raise DatasetError(f"{what}: {len(hits)} candidate files for {stem!r}: "
+                           f"{[str(h) for h in hits]}. Keep one, or pass the one to use.")
+    return hits[0]
+
+
+def require_labels(index: pd.DataFrame, column: str, source: str, fix: str) -> None:
+    """Raise when an index meant for a labelled task has no label at all."""
+    if column not in index or not (index[column].astype(str) != MISSING).any():
+        raise DatasetError(f"{source}: no row has a {column!r} label, so this index cannot "
+                           f"train or score a classifier. {fix} (For segmentation only, pass "
+                           "labels=False.)")
 
 
 # --------------------------------------------------------------------------------------------
@@ -90,10 +148,12 @@ def _unclaimed(on_disk: Iterable[Path], claimed: Iterable[Path | None], problems
 
 
 def _finish(index: pd.DataFrame, problems: list, errors: str, name: str,
-            path_cols: list[str]) -> pd.DataFrame:
+            path_cols: list[str], sort: Sequence[str] | None = None) -> pd.DataFrame:
     if errors not in ("report", "raise", "ignore"):
         raise ValueError(f"errors must be 'report', 'raise' or 'ignore', got {errors!r}")
     table = pd.DataFrame(problems, columns=["problem", "file", "detail", "fix"])
+    if sort:  # deterministic row order, whatever order the file system listed files in
+        index = index.sort_values(list(sort), kind="stable")
     complete = index[path_cols].notna().all(axis=1)
     index = index[complete].reset_index(drop=True)
     index.attrs["problems"] = [tuple(p) for p in problems]  # plain records: pandas copies attrs
@@ -140,6 +200,8 @@ def load_site(row: pd.Series | dict, channels: Sequence[str] | None = None) -> n
         if missing:
             raise KeyError(f"no column {missing}; this index has {cols}")
         cols = wanted
+    if cols == ["path_rgb"]:  # one RGB composite per site (WILDS' RxRx1)
+        return read_image(row["path_rgb"], rgb=True)
     return stack_channels([row[c] for c in cols])
 
 
@@ -148,50 +210,68 @@ def load_site(row: pd.Series | dict, channels: Sequence[str] | None = None) -> n
 # --------------------------------------------------------------------------------------------
 
 
-def read_rxrx1(root: str | os.PathLike, errors: str = "report",
-               check_files: bool = True) -> pd.DataFrame:
-    """Index an RxRx1 folder in either released form.
+def read_rxrx1(root: str | os.PathLike, errors: str = "report", check_files: bool = True,
+               labels: bool = True) -> pd.DataFrame:
+    """Index an RxRx1 folder in any of its released forms.
 
-    - rxrx.ai release: ``images/{experiment}/Plate{n}/{well}_s{site}_w{ch}.png`` + ``metadata.csv``
+    - rxrx.ai release: ``images/{experiment}/Plate{n}/{well}_s{site}_w{ch}.png`` +
+      ``metadata.csv``; columns ``path_w1`` .. ``path_w6``
+    - WILDS (``rxrx1_v1.0``): ``images/{experiment}/Plate{n}/{well}_s{site}.png``, one RGB
+      composite per site, + ``metadata.csv`` whose ``dataset`` column holds WILDS' split
+      (``train``; ``val`` and ``test``: held-out experiments; ``id_test``); column ``path_rgb``
     - Kaggle: ``{train,test}/{experiment}/Plate{n}/...`` + ``train.csv``, ``test.csv``,
-      ``train_controls.csv``, ``test_controls.csv``
+      ``train_controls.csv``, ``test_controls.csv``; hidden test labels are ``MISSING``
 
     Columns: site_id, well_id, cell_type, dataset, experiment, plate, well, site, well_type,
-    sirna, sirna_id (<NA> where hidden), path_w1 .. path_w6.
+    sirna (text, ``MISSING`` where hidden), sirna_id (<NA> where hidden), path columns.
+    ``labels`` (default): raise when no training row has a label.
     """
     root = Path(root).expanduser()
     _require(root, "RxRx1 folder", "Pass the folder that holds metadata.csv or train.csv.")
     if not (root / "metadata.csv").exists() and (root / "rxrx1" / "metadata.csv").exists():
         root = root / "rxrx1"  # the release zips extract into rxrx1/
+    form = "rxrx.ai"
     if (root / "metadata.csv").exists():
-        md = pd.read_csv(root / "metadata.csv", keep_default_na=False)
+        md = read_table(root / "metadata.csv")
         need = {"experiment", "plate", "well", "site", "sirna_id", "well_type", "dataset"}
         if not need <= set(md.columns):
             raise DatasetError(f"{root / 'metadata.csv'} lacks columns {sorted(need - set(md.columns))}; "
-                               "is this the rxrx.ai release's metadata.csv?")
+                               "is this the rxrx.ai or WILDS release's metadata.csv?")
         md["folder"] = "images"
-        md["sirna_id"] = pd.to_numeric(md.sirna_id, errors="coerce").astype("Int64")
+        images = root / "images"
+        if not any(images.glob("*/Plate*/*_w1.png")) and any(images.glob("*/Plate*/*_s*.png")):
+            form = "wilds"
     elif (root / "train.csv").exists():
-        md = _read_kaggle(root)
+        md, form = _read_kaggle(root), "kaggle"
     else:
         raise DatasetError(
-            f"{root} holds neither metadata.csv (rxrx.ai release) nor train.csv (Kaggle): not an "
-            "RxRx1 folder. Point root at the folder that holds them, or run "
+            f"{root} holds neither metadata.csv (rxrx.ai or WILDS release) nor train.csv (Kaggle):"
+            " not an RxRx1 folder. Point root at the folder that holds them, or run "
             "`make data NAME=rxrx1` to download the release."
         )
+    md = normalise_missing(md)
+    md["sirna_id"] = pd.to_numeric(md.sirna_id.replace(MISSING, None), errors="coerce"
+                                   ).astype("Int64")
+    if "sirna" not in md:
+        md["sirna"] = md.sirna_id.astype(object).where(md.sirna_id.notna(), MISSING).astype(str)
     md["plate"] = md.plate.astype(int)
     md["site"] = md.site.astype(int)
     bad = ~md.experiment.astype(str).str.match(RXRX1_EXPERIMENT)
     if bad.any():
         raise DatasetError(f"{root}: experiment names {sorted(md.experiment[bad].unique())[:5]} do not "
                            "match 'HUVEC-01'-style names; is this RxRx1?")
+    if labels:
+        require_labels(md[md.dataset == "train"], "sirna", f"RxRx1 at {root}",
+                       "Use the release's metadata.csv (or Kaggle's train.csv), which label the "
+                       "training wells.")
     problems: list = []
-    for ch in RXRX1_CHANNELS:
-        md[f"path_w{ch}"] = [
-            root / f / e / f"Plate{p}" / f"{w}_s{s}_w{ch}.png"
-            for f, e, p, w, s in zip(md.folder, md.experiment, md.plate, md.well, md.site, strict=False)
-        ]
-    cols = [f"path_w{c}" for c in RXRX1_CHANNELS]
+    files = {"path_rgb": "{w}_s{s}.png"} if form == "wilds" else {
+        f"path_w{ch}": f"{{w}}_s{{s}}_w{ch}.png" for ch in RXRX1_CHANNELS}
+    for col, pattern in files.items():
+        md[col] = [root / f / e / f"Plate{p}" / pattern.format(w=w, s=s)
+                   for f, e, p, w, s in zip(md.folder, md.experiment, md.plate, md.well, md.site,
+                                            strict=False)]
+    cols = list(files)
     if check_files:
         disk = [p for f in md.folder.unique() for p in (root / f).glob("*/Plate*/*.png")]
         fix = "re-download or regenerate this site; a missing channel makes the site unusable"
@@ -203,7 +283,10 @@ def read_rxrx1(root: str | os.PathLike, errors: str = "report",
         _unclaimed(disk, claimed, problems,
                    "add the site to the metadata CSV, or move the file out of the image folder")
     md = md.drop(columns=["folder"])
-    return _finish(md, problems, errors, "RxRx1", cols)
+    index = _finish(md, problems, errors, f"RxRx1 ({form})", cols,
+                    sort=["experiment", "plate", "well", "site"])
+    index.attrs["form"] = form
+    return index
 
 
 def _read_kaggle(root: Path) -> pd.DataFrame:
@@ -222,7 +305,7 @@ def _read_kaggle(root: Path) -> pd.DataFrame:
     if "sirna" not in wells:
         wells["sirna"] = pd.NA
     wells["sirna_id"] = pd.to_numeric(wells.sirna, errors="coerce").astype("Int64")
-    wells["sirna"] = wells.sirna_id.astype(str).replace("<NA>", "")
+    wells = wells.drop(columns=["sirna"])  # rebuilt as text (MISSING where hidden)
     wells["cell_type"] = wells.experiment.str.split("-").str[0]
     wells["well_id"] = wells.id_code
     sites = wells.loc[wells.index.repeat(2)].copy()
@@ -230,7 +313,7 @@ def _read_kaggle(root: Path) -> pd.DataFrame:
     sites["site_id"] = sites.well_id + "_" + sites.site.astype(str)
     sites["folder"] = sites.dataset
     cols = ["site_id", "well_id", "cell_type", "dataset", "experiment", "plate", "well", "site",
-            "well_type", "sirna", "sirna_id", "folder"]
+            "well_type", "sirna_id", "folder"]
     return sites[cols].reset_index(drop=True)
 
 
@@ -249,32 +332,40 @@ def _plate_image_dirs(root: Path) -> dict[str, Path]:
 
 
 def read_cpjump1(root: str | os.PathLike, plates: Sequence[str] | None = None,
-                 errors: str = "report", check_files: bool = True) -> pd.DataFrame:
-    """Index CPJUMP1 sites: load_data CSVs (or, without them, the Phenix file names) joined to
-    the compound platemap and compound metadata.
+                 errors: str = "report", check_files: bool = True, labels: bool = True,
+                 compound_metadata: str | os.PathLike | None = None) -> pd.DataFrame:
+    """Index CPJUMP1 sites: load_data tables (or, without them, the Phenix file names) joined to
+    each plate's plate map (named by ``barcode_platemap.csv``) and the compound metadata.
+
+    ``load_data.csv`` or ``load_data.csv.gz`` per plate, with ``FileName_Orig<stain>`` +
+    ``PathName_Orig<stain>`` or ``URL_Orig<stain>`` columns (the Cell Painting Gallery's), all
+    resolved to the local plate folder. Plate maps: ``.tsv``, ``.txt`` or ``.csv``, any name
+    the barcode file gives, extra columns ignored. Compound metadata with ``target``,
+    ``target_list`` and/or ``gene`` (see ``_targets``). Rows are sorted by plate, well, site.
 
     Columns: Metadata_Plate, Metadata_Well, Metadata_Site, Metadata_broad_sample,
-    Metadata_pert_iname, Metadata_target, Metadata_pert_type, Metadata_control_type,
-    path_<stain> for the 8 channels (``CPJUMP1_CHANNELS``).
+    Metadata_pert_iname, Metadata_target, Metadata_target_list, Metadata_pert_type,
+    Metadata_control_type, path_<stain> for the 8 channels (``CPJUMP1_CHANNELS``). Text
+    columns use one missing value, ``MISSING``. ``labels`` (default): raise when no site has a
+    compound name; wells whose compound is not in the metadata are reported and left out.
     """
     root = Path(root).expanduser()
     _require(root, "CPJUMP1 folder", "Pass the folder holding images/ and load_data_csv/.")
     image_dirs = _plate_image_dirs(root)
     stains = list(CPJUMP1_CHANNELS.values())
-    load = sorted(root.rglob("load_data.csv"))
+    load = _load_data_files(root)
     if load:
-        ld = pd.concat([pd.read_csv(p) for p in load], ignore_index=True)
-        missing = [f"FileName_Orig{s}" for s in stains if f"FileName_Orig{s}" not in ld]
-        if missing:
-            raise DatasetError(f"{load[0]} lacks {missing}; expected CellProfiler load_data columns.")
+        ld = pd.concat([_load_data_columns(read_table(p), p, stains) for p in load],
+                       ignore_index=True)
     elif image_dirs:
         ld = _load_data_from_names(image_dirs)
     else:
         raise DatasetError(
-            f"{root} has neither load_data.csv files nor Phenix image folders "
+            f"{root} has neither load_data.csv(.gz) files nor Phenix image folders "
             "('<plate>__<timestamp>-Measurement1/Images'). Run `make data NAME=cpjump1`."
         )
     ld["Metadata_Plate"] = ld.Metadata_Plate.astype(str)
+    ld["Metadata_Site"] = ld.Metadata_Site.astype(int)
     if plates is not None:
         ld = ld[ld.Metadata_Plate.isin(list(plates))].reset_index(drop=True)
     problems: list = []
@@ -293,9 +384,60 @@ def read_cpjump1(root: str | os.PathLike, plates: Sequence[str] | None = None,
                                   "re-download the plate's images (`make data NAME=cpjump1`)")
             claimed += list(ld[c])
         _unclaimed(disk, claimed, problems, "add the site to load_data.csv")
-    ld = _join_platemap(root, ld)
+    try:
+        ld = _join_platemap(root, ld, compound_metadata)
+    except DatasetError as exc:
+        if labels:
+            raise
+        warnings.warn(f"{exc} Perturbation columns are left empty (labels=False).", stacklevel=2)
+        for c in ("broad_sample", "pert_iname", "target", "target_list", "pert_type",
+                  "control_type"):
+            ld[f"Metadata_{c}"] = MISSING
+    if labels:
+        require_labels(ld, "Metadata_pert_iname", f"CPJUMP1 at {root}",
+                       "Put the plate maps, barcode_platemap.csv and the compound metadata under "
+                       "the folder (`make data NAME=cpjump1` fetches them).")
+        unknown = ld[ld.Metadata_pert_iname == MISSING]
+        for (plate, well), _ in unknown.groupby(["Metadata_Plate", "Metadata_Well"]):
+            sample = ld.loc[(ld.Metadata_Plate == plate) & (ld.Metadata_Well == well),
+                            "Metadata_broad_sample"].iloc[0]
+            problems.append(("no_label", f"{plate}/{well}", f"compound {sample} is not in the "
+                             "compound metadata", "use the metadata version of the plate map"))
+        ld = ld[ld.Metadata_pert_iname != MISSING]
     meta = [c for c in ld.columns if c.startswith("Metadata_")]
-    return _finish(ld[meta + cols], problems, errors, "CPJUMP1", cols)
+    return _finish(ld[meta + cols], problems, errors, "CPJUMP1", cols,
+                   sort=["Metadata_Plate", "Metadata_Well", "Metadata_Site"])
+
+
+def _load_data_files(root: Path) -> list[Path]:
+    """``load_data.csv`` or ``load_data.csv.gz`` of every plate; both in one folder is refused."""
+    files = sorted([*root.rglob("load_data.csv"), *root.rglob("load_data.csv.gz")])
+    folders = [p.parent for p in files]
+    twice = sorted({str(f) for f in folders if folders.count(f) > 1})
+    if twice:
+        raise DatasetError(f"both load_data.csv and load_data.csv.gz in {twice}: keep one "
+                           "(they may differ), so that no site is read twice.")
+    return files
+
+
+def _load_data_columns(ld: pd.DataFrame, path: Path, stains: list[str]) -> pd.DataFrame:
+    """``FileName_Orig<stain>`` / ``PathName_Orig<stain>`` for every stain, from those columns
+    or from ``URL_Orig<stain>`` (a file's URL: its name and its folder)."""
+    for s in stains:
+        url = f"URL_Orig{s}"
+        if f"FileName_Orig{s}" not in ld and url in ld:
+            ld[f"FileName_Orig{s}"] = ld[url].str.rsplit("/", n=1).str[-1]
+        if f"PathName_Orig{s}" not in ld:
+            ld[f"PathName_Orig{s}"] = (ld[url].str.rsplit("/", n=1).str[0] if url in ld
+                                       else MISSING)
+    missing = [s for s in stains if f"FileName_Orig{s}" not in ld]
+    if missing:
+        raise DatasetError(f"{path} has neither FileName_Orig<stain> nor URL_Orig<stain> "
+                           f"columns for {missing}; expected a CellProfiler load_data table.")
+    for need in ("Metadata_Plate", "Metadata_Well", "Metadata_Site"):
+        if need not in ld:
+            raise DatasetError(f"{path} has no {need} column; expected a load_data table.")
+    return ld
 
 
 def _resolve_folder(root: Path, path_name: str, plate: str, image_dirs: dict[str, Path]) -> Path:
@@ -327,35 +469,85 @@ def _load_data_from_names(image_dirs: dict[str, Path]) -> pd.DataFrame:
     return pd.DataFrame(list(rows.values()))
 
 
-def _join_platemap(root: Path, ld: pd.DataFrame) -> pd.DataFrame:
-    maps = {p.stem: p for p in root.rglob("*platemap*.tsv")}
-    barcode = sorted(root.rglob("barcode_platemap.csv"))
-    compounds = sorted(root.rglob("*compound_metadata*.tsv"))
-    if not maps or not compounds:
-        warnings.warn(f"{root}: no platemap / compound metadata TSV found; perturbation columns "
-                      "are empty. Download them with `make data NAME=cpjump1`.", stacklevel=3)
-        for c in ("broad_sample", "pert_iname", "target", "pert_type", "control_type"):
-            ld[f"Metadata_{c}"] = ""
-        return ld
-    plate_map = {}
-    if barcode:
-        bc = pd.read_csv(barcode[0], dtype=str)
-        plate_map = dict(zip(bc.Assay_Plate_Barcode, bc.Plate_Map_Name, strict=False))
-    default = next(iter(maps))
-    ld["_map"] = ld.Metadata_Plate.map(plate_map).fillna(default)
-    pm = pd.concat([pd.read_csv(maps[m], sep="\t", dtype=str, keep_default_na=False)
-                    .assign(_map=m) for m in ld._map.unique() if m in maps])
-    cm = pd.read_csv(compounds[0], sep="\t", dtype=str, keep_default_na=False)
-    cm = cm.rename(columns={"target_list": "target"}).drop_duplicates("broad_sample")
+def _targets(cm: pd.DataFrame) -> pd.DataFrame:
+    """One documented target column from any version of the compound metadata.
+
+    ``target`` (single gene; older JUMP-Target) wins, then ``gene`` (the CPJUMP1 paper's
+    file), then ``target_list`` (genes joined by ``|``; current JUMP-Target). The full list is
+    kept as ``target_list`` (the single target where no list exists).
+    """
+    out = cm.copy()
+    single = next((c for c in ("target", "gene") if c in out), None)
+    listed = out.get("target_list")
+    if single is not None:
+        out["target"] = out[single]
+        if listed is not None:  # a gene missing from the single column: take the list
+            out["target"] = out.target.where(out.target != MISSING, listed)
+    else:
+        out["target"] = listed if listed is not None else MISSING
+    out["target_list"] = listed if listed is not None else out.target
+    return out.drop(columns=[c for c in ("gene",) if c in out])
+
+
+def _join_platemap(root: Path, ld: pd.DataFrame,
+                   compound_metadata: str | os.PathLike | None = None) -> pd.DataFrame:
+    """Add perturbation columns: plate -> plate map (``barcode_platemap.csv``) -> well ->
+    broad_sample -> compound metadata. Anything missing or ambiguous is an error naming the
+    file and the fix; labels are never left empty silently."""
+    fix = "Download the plate's metadata (`make data NAME=cpjump1`) into this folder."
+    barcodes = sorted(root.rglob("barcode_platemap.csv"))
+    if barcodes:
+        bc = pd.concat([read_table(p) for p in barcodes]).drop_duplicates()
+        clash = bc[bc.Assay_Plate_Barcode.duplicated(keep=False)]
+        if len(clash):
+            raise DatasetError(f"{[str(p) for p in barcodes]} map plate "
+                               f"{clash.Assay_Plate_Barcode.iloc[0]} to several plate maps; keep "
+                               "one barcode_platemap.csv.")
+        names = dict(zip(bc.Assay_Plate_Barcode, bc.Plate_Map_Name, strict=True))
+        unknown = sorted(set(ld.Metadata_Plate) - set(names))
+        if unknown:
+            raise DatasetError(f"plates {unknown} are not in {barcodes[0]}; add them with their "
+                               "plate map's name.")
+    else:
+        maps = sorted(p for p in root.rglob("*platemap*") if p.is_file()
+                      and p.name != "barcode_platemap.csv" and ".csv" not in p.name)
+        if len(maps) != 1:
+            raise DatasetError(f"no barcode_platemap.csv under {root} and {len(maps)} plate maps "
+                               f"({[p.name for p in maps][:4]}): which plate uses which is "
+                               f"unknown. {fix}")
+        names = {p: maps[0].name.split(".")[0] for p in ld.Metadata_Plate.unique()}
+    ld = ld.assign(_map=ld.Metadata_Plate.map(names))
+    pm = []
+    for name in sorted(ld._map.unique()):
+        t = read_table(_find(root, name, "plate map", fix))
+        if not {"well_position", "broad_sample"} <= set(t.columns):
+            raise DatasetError(f"plate map {name} lacks well_position/broad_sample columns; "
+                               f"has {list(t.columns)}")
+        pm.append(t[["well_position", "broad_sample"]].assign(_map=name))
+    pm = pd.concat(pm)
+    if compound_metadata is None:
+        stems = {n.replace("platemap", "metadata") for n in ld._map.unique()}
+        found = [_find(root, st, "compound metadata", fix) for st in sorted(stems)]
+    else:
+        found = [_require(Path(compound_metadata), "compound metadata", fix)]
+    cm = _targets(pd.concat([read_table(p) for p in found]))
+    for need in ("broad_sample", "pert_iname"):
+        if need not in cm:
+            raise DatasetError(f"{found[0]} has no {need!r} column; is it compound metadata?")
+    cm = cm.drop_duplicates("broad_sample")
+    keep = [c for c in ("broad_sample", "pert_iname", "target", "target_list", "pert_type",
+                        "control_type") if c in cm]
     out = ld.merge(pm, left_on=["_map", "Metadata_Well"], right_on=["_map", "well_position"],
-                   how="left").merge(cm, on="broad_sample", how="left")
-    dmso = out.broad_sample.fillna("").eq("")
+                   how="left").merge(cm[keep], on="broad_sample", how="left")
+    out = normalise_missing(out.drop(columns=["_map", "well_position"]))
+    dmso = out.broad_sample.isin([MISSING, "DMSO"])
     out.loc[dmso, "pert_iname"] = "DMSO"
     out.loc[dmso, "pert_type"] = "control"
     out.loc[dmso, "control_type"] = "negcon"
-    for c in ("broad_sample", "pert_iname", "target", "pert_type", "control_type"):
-        out[f"Metadata_{c}"] = out[c].fillna("") if c in out else ""
-    return out
+    for c in ("broad_sample", "pert_iname", "target", "target_list", "pert_type", "control_type"):
+        out[f"Metadata_{c}"] = out.get(c, MISSING)
+    return out.drop(columns=[c for c in ("broad_sample", "pert_iname", "target", "target_list",
+                                         "pert_type", "control_type") if c in out])
 
 
 # --------------------------------------------------------------------------------------------
@@ -364,11 +556,14 @@ def _join_platemap(root: Path, ld: pd.DataFrame) -> pd.DataFrame:
 
 
 def read_cpjump1_subset(root: str | os.PathLike, metadata: str | os.PathLike | None = None,
-                        errors: str = "report") -> pd.DataFrame:
+                        errors: str = "report", labels: bool = True) -> pd.DataFrame:
     """Index the course subset: ``metadata_BR00116991.csv`` + ``r..c..f.._median_aggregated.tiff``.
 
     Images are matched on the first 9 characters of ``FileName_OrigRNA`` (``rXXcXXfXX``),
-    ignoring case (names that differ in case are reported). Adds ``core`` and ``path_median``.
+    ignoring case (names that differ in case are reported). Two files for one site anywhere
+    under the folder (e.g. a copy in a results subfolder) are reported and neither is chosen.
+    Adds ``core`` and ``path_median``; text columns use one missing value, ``MISSING``.
+    ``labels`` (default): raise when no row names a compound.
     """
     root = Path(root).expanduser()
     _require(root, "CPJUMP1 subset folder",
@@ -378,24 +573,31 @@ def read_cpjump1_subset(root: str | os.PathLike, metadata: str | os.PathLike | N
         if not found:
             raise DatasetError(f"no metadata_*.csv in {root}; pass metadata= the course CSV's path.")
         metadata = found[0]
-    md = pd.read_csv(metadata, keep_default_na=False)
-    md = md.drop(columns=[c for c in md.columns if c.startswith("Unnamed") or c == ""])
+    md = read_table(metadata)
     for need in ("FileName_OrigRNA", "Metadata_pert_iname", "Metadata_Well"):
         if need not in md:
             raise DatasetError(f"{metadata} has no column {need!r}; is it the course metadata CSV?")
+    if labels:
+        require_labels(md, "Metadata_pert_iname", str(metadata),
+                       "Use the course's metadata CSV, which names each site's compound.")
     md["core"] = md.FileName_OrigRNA.str[:9].str.lower()
     problems: list = []
-    disk: dict[str, Path] = {}
-    for p in root.rglob("*"):
+    disk: dict[str, list[Path]] = {}
+    for p in sorted(root.rglob("*")):
         m = SUBSET_FILE.match(p.name)
         if m and p.is_file():
             core = m["core"].lower()
             if m["core"] != core or p.name != p.name.lower():
                 problems.append(("case_mismatch", str(p), f"name differs in case from {core}",
                                  "matched ignoring case (as report 002 did by lower-casing)"))
-            disk[core] = p
-    md["path_median"] = md.core.map(disk)
-    for core in md.core[md.path_median.isna()]:
+            disk.setdefault(core, []).append(p)
+    ambiguous = {core for core, found in disk.items() if len(found) > 1}
+    for core in sorted(ambiguous):
+        problems.append(("ambiguous_file", ", ".join(map(str, disk.pop(core))),
+                         f"several files for site {core}; none was chosen",
+                         "move the copies out of the dataset folder"))
+    md["path_median"] = md.core.map({k: v[0] for k, v in disk.items()})
+    for core in md.core[md.path_median.isna() & ~md.core.isin(ambiguous)]:
         problems.append(("missing_file", f"{core}_median_aggregated.tiff",
                          "named by metadata but not on disk", "re-extract the course images"))
     for core in sorted(set(disk) - set(md.core)):
@@ -415,22 +617,52 @@ def read_cpjump1_subset(root: str | os.PathLike, metadata: str | os.PathLike | N
 
 def read_cell_lines(root: str | os.PathLike, split: str = "train",
                     channels: Sequence[str] = ("blue", "red", "yellow"),
-                    errors: str = "report") -> pd.DataFrame:
-    """Index HPA-style samples: ``{split}/{id}_{colour}.png``; labels from ``{split}.csv``
-    (``filename,cell_line``) when present. Columns: filename, cell_line, path_<colour>."""
+                    errors: str = "report", labels: bool | None = None) -> pd.DataFrame:
+    """Index the cell-line samples: ``{split}/`` or ``images_{split}/`` holding
+    ``{id}_{colour}.png``; labels from ``{split}.csv`` or ``y_{split}.csv`` (an id column
+    ``filename``, ``file_id`` or ``id``, and ``cell_line``). The challenge's zero-padded ids
+    (``00026_blue.png``) and unpadded ids (``26``) match each other; two files for one id are
+    reported, never chosen. Columns: filename, cell_line, path_<colour>.
+
+    ``labels``: raise when no sample has a label (default: for the training split; the
+    challenge kept its test labels).
+    """
     root = Path(root).expanduser()
-    folder = _require(root / split, f"{split}/ folder of the cell-line data",
-                      "Pass the folder that holds train/ and train.csv.")
+    labels = split == "train" if labels is None else labels
+    folder = next((root / f for f in (split, f"images_{split}") if (root / f).is_dir()), None)
+    if folder is None:
+        raise DatasetError(f"{split}/ (or images_{split}/) folder not found in {root}. Pass the folder "
+                           f"that holds the extracted images_{split}.tar and y_{split}.csv.")
     files = [p for p in folder.iterdir() if p.suffix.lower() == ".png"]
-    ids = sorted({p.name.rsplit("_", 1)[0] for p in files})
-    labels = root / f"{split}.csv"
-    if labels.exists():
-        md = pd.read_csv(labels, dtype=str)
-        if not {"filename", "cell_line"} <= set(md.columns):
-            raise DatasetError(f"{labels} must have columns filename,cell_line; has {list(md.columns)}")
-    else:
-        md = pd.DataFrame({"filename": ids, "cell_line": pd.NA})
     problems: list = []
+    by_key: dict[str, set[str]] = {}
+    for p in files:
+        sid = p.name.rsplit("_", 1)[0]
+        by_key.setdefault(_sample_key(sid), set()).add(sid)
+    for key, ids in list(by_key.items()):
+        if len(ids) > 1:
+            problems.append(("ambiguous_file", str(folder / sorted(ids)[0]),
+                             f"sample ids {sorted(ids)} are one sample", "keep one set of files"))
+            del by_key[key]
+    table = next((root / n for n in (f"{split}.csv", f"y_{split}.csv") if (root / n).exists()),
+                 None)
+    if table is not None:
+        md = read_table(table)
+        idcol = next((c for c in ("filename", "file_id", "id", "ID") if c in md), None)
+        if idcol is None or "cell_line" not in md:
+            raise DatasetError(f"{table} needs an id column (filename, file_id or id) and "
+                               f"cell_line; has {list(md.columns)}")
+        md = md.rename(columns={idcol: "filename"})
+    elif labels:
+        raise DatasetError(f"no {split}.csv or y_{split}.csv in {root}: the {split} samples "
+                           "have no labels. Put the challenge's y_train.csv beside the images "
+                           "(or pass labels=False for an unlabelled index).")
+    else:
+        md = pd.DataFrame({"filename": sorted(i for ids in by_key.values() for i in ids),
+                           "cell_line": MISSING})
+    md["filename"] = [next(iter(by_key.get(_sample_key(i), {i}))) for i in md.filename]
+    if labels:
+        require_labels(md, "cell_line", str(table), "Check the label file's cell_line column.")
     cols = [f"path_{c}" for c in channels]
     found = _DiskFiles(files)
     claimed = []
@@ -438,7 +670,12 @@ def read_cell_lines(root: str | os.PathLike, split: str = "train",
         md[f"path_{c}"] = found.resolve([folder / f"{i}_{c}.png" for i in md.filename],
                                         problems, "the sample needs all its channel files")
         claimed += list(md[f"path_{c}"])
-    if labels.exists():
+    if table is not None:
         mine = [p for p in files if p.stem.rsplit("_", 1)[-1].lower() in channels]
-        _unclaimed(mine, claimed, problems, f"add the sample to {labels.name} or move it away")
-    return _finish(md, problems, errors, f"cell lines ({split})", cols)
+        _unclaimed(mine, claimed, problems, f"add the sample to {table.name} or move it away")
+    return _finish(md, problems, errors, f"cell lines ({split})", cols, sort=["filename"])
+
+
+def _sample_key(sample_id: str) -> str:
+    """``00026`` and ``26`` are one sample (the challenge told users to strip the zeros)."""
+    return sample_id.lstrip("0") or "0"

@@ -13,8 +13,9 @@ class ImageError(ValueError):
     """An image file is missing, unreadable, or does not match its siblings."""
 
 
-def read_image(path: str | os.PathLike) -> np.ndarray:
-    """Read one single-channel image (PNG via imageio, TIFF via tifffile) as a 2-D array."""
+def read_image(path: str | os.PathLike, rgb: bool = False) -> np.ndarray:
+    """Read one single-channel image (PNG via imageio, TIFF via tifffile) as a 2-D array, or,
+    with ``rgb``, an RGB composite (e.g. WILDS' RxRx1) as a (3, H, W) array."""
     path = Path(path)
     if not path.is_file():
         raise ImageError(
@@ -37,6 +38,10 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
             "truncated or not an image: delete it and download or generate it again."
         ) from exc
     arr = np.asarray(arr)
+    if rgb:
+        if arr.ndim != 3 or arr.shape[-1] not in (3, 4):
+            raise ImageError(f"{path} has shape {arr.shape}; expected an RGB image.")
+        return np.moveaxis(arr[..., :3], -1, 0)
     if arr.ndim == 3 and arr.shape[-1] in (3, 4) and path.suffix.lower() == ".png":
         arr = arr[..., 0]  # an RGB-saved grey PNG: the channels are equal
     if arr.ndim != 2:

@@ -127,8 +127,10 @@ def run_notebook(
     results: str | Path | None = None,
     parameters: dict | None = None,
     log_output: bool = False,
+    real: dict[str, str] | None = None,
 ) -> RunRecord:
-    """Execute one notebook under ``profile``; raise :class:`NotebookFailed` on an error."""
+    """Execute one notebook under ``profile``; raise :class:`NotebookFailed` on an error.
+    ``real`` ({dataset: folder}) sets the ``real_<dataset>`` parameters the notebook has."""
     import papermill as pm
 
     path = Path(path).resolve()
@@ -136,6 +138,8 @@ def run_notebook(
     params = load_profile(profile, stem)
     params.update(parameters or {})
     declared = set(pm.inspect_notebook(str(path)).keys())
+    params.update({f"real_{k}": str(v) for k, v in (real or {}).items()
+                   if f"real_{k}" in declared})
     unknown = sorted(set(params) - declared)
     if unknown:
         raise ValueError(
@@ -190,8 +194,10 @@ def run_all(
     only: list[str] | None = None,
     results: str | Path | None = None,
     log_output: bool = False,
+    real: dict[str, str] | None = None,
 ) -> list[RunRecord]:
-    """Run every notebook in order, stop at the first failure, and write a timing log."""
+    """Run every notebook in order, stop at the first failure, and write a timing log.
+    ``real`` ({dataset: folder}, see ``read_real``) points the notebooks at real data."""
     books = list_notebooks()
     if only:
         books = [b for b in books if b.stem in only or b.stem.split("_")[0] in only]
@@ -202,7 +208,7 @@ def run_all(
     for i, book in enumerate(books, 1):
         print(f"[{i}/{len(books)}] {book.stem} ({profile}) ...", flush=True)
         try:
-            rec = run_notebook(book, profile, results, log_output=log_output)
+            rec = run_notebook(book, profile, results, log_output=log_output, real=real)
         except NotebookFailed as exc:
             failure = exc
             records.append(RunRecord(book.stem, profile, 0.0, "", "", False, str(exc)))
@@ -228,6 +234,35 @@ def run_all(
     return records
 
 
+DATASETS = ("rxrx1", "cpjump1", "cpjump1_subset", "cell_lines")
+
+
+def read_real(specs: list[str] | None) -> dict[str, str]:
+    """``--real`` values: a YAML file (``rxrx1: data/rxrx1`` per line) and/or ``name=folder``
+    pairs; every folder must exist (relative ones: working folder, repository, data root)."""
+    from cellutils.catalog import resolve_real
+
+    out: dict[str, str] = {}
+    for spec in specs or []:
+        if "=" in spec:
+            name, folder = spec.split("=", 1)
+            pairs = {name.strip(): folder.strip()}
+        else:
+            pairs = yaml.safe_load(Path(spec).read_text()) or {}
+            if not isinstance(pairs, dict):
+                raise ValueError(f"{spec} must map dataset names to folders, e.g. "
+                                 "'rxrx1: data/rxrx1'")
+        for name, folder in pairs.items():
+            if name not in DATASETS:
+                raise ValueError(f"{spec}: unknown dataset {name!r}; use one of {DATASETS}")
+            found = resolve_real(folder)
+            if found is None:
+                raise FileNotFoundError(f"{spec}: the {name} folder {folder} does not exist "
+                                        "(relative paths: working folder, repository, data root)")
+            out[name] = str(found)
+    return out
+
+
 def _main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m cellutils.notebooks", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -237,13 +272,17 @@ def _main(argv: list[str] | None = None) -> int:
     run.add_argument("--only", nargs="*", help="notebook stems or numbers, e.g. 00_data or 03")
     run.add_argument("--results", help="results root (default: $CELLUTILS_RESULTS or results/)")
     run.add_argument("--log-output", action="store_true", help="echo cell output while running")
+    run.add_argument("--real", action="append", metavar="YAML|NAME=FOLDER",
+                     help="real data: a YAML file mapping datasets (rxrx1, cpjump1, "
+                          "cpjump1_subset, cell_lines) to folders, or name=folder; repeatable")
     sub.add_parser("check", help="check every notebook's conventions")
     strip = sub.add_parser("strip", help="remove outputs from notebooks in place")
     strip.add_argument("paths", nargs="*")
     args = parser.parse_args(argv)
     if args.cmd == "run":
         try:
-            run_all(args.profile, args.only, args.results, args.log_output)
+            run_all(args.profile, args.only, args.results, args.log_output,
+                    read_real(args.real))
         except NotebookFailed:
             return 1
         return 0

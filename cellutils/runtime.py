@@ -66,3 +66,21 @@ def say_once(message: str) -> None:
     if message not in _SAID:
         _SAID.add(message)
         print(message)
+
+
+def check_profile(profile: str, device, gpu_minutes: float, cpu_factor: float = 30.0) -> None:
+    """Say what the full profile costs where it runs: on a CPU, the expected time (about
+    ``cpu_factor`` times the GPU time: our two-core machines train these networks 20-50 times
+    slower than one H100) and the one-line way to the quick settings."""
+    if profile != "full":
+        return
+    where = getattr(device, "type", str(device))
+    if where == "cpu":
+        hours = gpu_minutes * cpu_factor / 60
+        print(f"WARNING: the full profile (the report's settings) on a CPU takes about {hours:.0f} "
+              f"h (about {gpu_minutes:.0f} min on one GPU). For the quick settings, run "
+              "`make reproduce` (or `python -m cellutils.notebooks run --only <nn>`), or set "
+              "profile = 'quick' and the overrides of notebooks/profiles.yml in the parameters "
+              "cell.", flush=True)
+    else:
+        print(f"full profile on {where}: expect about {gpu_minutes:.0f} min", flush=True)

@@ -381,18 +381,20 @@ def resolve_backend(backend: str) -> str:
 
 def output_dir(dataset_root: str | os.PathLike, backend: str,
                data_root: str | os.PathLike | None = None, settings: dict | None = None) -> Path:
-    """Where a dataset's masks go: ``<data root>/segmentation/<dataset folder>/<backend>``,
-    shared by the notebooks so one segmentation serves them all; cellpose ``settings`` other
-    than the defaults (report 004's) get a folder of their own, so masks made with other
-    thresholds are never reused by mistake."""
+    """Where a dataset's masks go: ``<data root>/segmentation/<dataset folder>/<key>``, shared
+    by the notebooks so one segmentation serves them all. The key names everything that makes
+    the masks: the backend, and for cellpose the weights file and the settings (default: report
+    004's), e.g. ``cellpose-cyto3-cellprob-5.0-diameterNone-flow0.7``; masks made with other
+    weights or thresholds are never reused by mistake."""
     from cellutils.paths import data_root as _data_root
 
     backend = resolve_backend(backend)
-    folder = _data_root(data_root) / "segmentation" / Path(dataset_root).name / backend
-    if backend == "cellpose" and settings and settings != REPORT_004:
-        tag = "-".join(f"{k.split('_')[0]}{v}" for k, v in sorted(settings.items()))
-        folder = folder.with_name(f"{backend}-{tag}")
-    return folder
+    key = backend
+    if backend == "cellpose":
+        weights = find_cellpose_weights()
+        tag = "-".join(f"{k.split('_')[0]}{v}" for k, v in sorted((settings or REPORT_004).items()))
+        key = f"cellpose-{weights.model.name if weights else 'noweights'}-{tag}"
+    return _data_root(data_root) / "segmentation" / Path(dataset_root).name / key
 
 
 def segment_index(index: pd.DataFrame, out_dir: str | os.PathLike, key: str,

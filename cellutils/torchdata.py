@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -80,6 +81,15 @@ def decode(index: pd.DataFrame, channels: Sequence[str] | None = None, size: int
                     print(f"decoded images: cache hit {target} {arr.shape}")
                 return arr
         folder.mkdir(parents=True, exist_ok=True)
+        need = int(np.prod(shape)) * first.dtype.itemsize
+        free = shutil.disk_usage(folder).free
+        if verbose:
+            print(f"decoded images: writing a {need / 2**30:.2f} GiB cache {shape} to {folder} "
+                  f"({free / 2**30:.0f} GiB free)")
+        if need > free - 2**30:  # keep a GiB for everything else
+            raise OSError(f"the decoded-image cache needs {need / 2**30:.1f} GiB in {folder} but "
+                          f"only {free / 2**30:.1f} GiB are free. Free space, set CELLUTILS_DATA "
+                          "to a larger disk, or decode fewer sites / a smaller image_size.")
         partial = target.with_suffix(f".{os.getpid()}.partial")
         out = np.lib.format.open_memmap(partial, mode="w+", dtype=first.dtype, shape=shape)
     else:

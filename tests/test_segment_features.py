@@ -224,3 +224,18 @@ def test_profiles_aggregate_per_well(tiny):
     assert "Metadata_pert_iname" in wells and "Metadata_Site" not in wells
     assert "Cells_AreaShape_Center_X" not in wells  # position is not a phenotype
     assert catalog.is_synthetic(tiny["cpjump1"])
+
+
+def test_mask_folders_are_keyed_by_backend_weights_and_settings(tmp_path, monkeypatch):
+    from cellutils import segment
+
+    weights = segment.CellposeWeights(tmp_path / "cyto3", None, "cyto3")
+    monkeypatch.setattr(segment, "find_cellpose_weights", lambda: weights)
+    monkeypatch.setattr(segment, "resolve_backend", lambda b: b)
+    default = segment.output_dir(tmp_path / "subset", "cellpose", tmp_path)
+    r003 = segment.output_dir(tmp_path / "subset", "cellpose", tmp_path, segment.REPORT_003)
+    assert default.name.startswith("cellpose-cyto3-") and "cellprob-5.0" in default.name
+    assert r003 != default and "flow0.4" in r003.name
+    assert segment.output_dir(tmp_path / "subset", "classical", tmp_path).name == "classical"
+    weights.model = tmp_path / "cyto0_torch"
+    assert segment.output_dir(tmp_path / "subset", "cellpose", tmp_path) != default

@@ -318,11 +318,33 @@ def test_cell_crops_and_vote():
     flows = np.random.default_rng(1).normal(size=(2, 40, 40)).astype(np.float32)
     m, f = cells.crop_cells(image, masks, flows, 16, [2, 1])
     assert m.shape == (2, 4, 16, 16) and f.shape == (2, 4, 16, 16)
-    assert m[:, 1].max() == 1.0 and m[:, 1].min() == -1.0  # this cell's mask, scaled to [-1, 1]
+    assert m[:, 0].max() == 1.0 and m[:, 0].min() == -1.0  # this cell's mask, scaled to [-1, 1]
+    other, _ = cells.crop_cells(image[::-1].copy(), masks, flows, 16, [2, 1])
+    assert np.allclose(other, m)  # the report's inputs: masks and flows only, no raw image
+    mi, fi = cells.crop_cells(image, masks, flows, 16, [2, 1], with_image=True)
+    assert len(np.unique(mi[:, 0])) > 10 and np.allclose(fi[:, :3], f[:, :3])  # image behind a switch
     logits = np.array([[3, 0], [3, 0], [0, 3], [0, 1], [0, 1]], np.float32)
     v = cells.vote(["a", "a", "a", "b", "b"], logits, np.array([0, 0, 0, 1, 1])).set_index("image")
     assert v.loc["a", "majority_vote"] == 0 and v.loc["b", "majority_vote"] == 1
     assert v.loc["a", "cells"] == 3
+
+
+def test_cell_crops_on_disk_read_like_crops_in_memory(tmp_path):
+    from cellutils import cells
+
+    rng = np.random.default_rng(0)
+    m, f = rng.random((5, 4, 12, 12)), rng.random((5, 4, 12, 12))
+    writer = cells._CropWriter(tmp_path / "crops", 12)
+    writer.add(m[:2], f[:2])
+    writer.add(m[2:], f[2:])
+    mm, ff = writer.close()
+    assert isinstance(mm, np.memmap) and mm.shape == (5, 4, 12, 12)
+    table = pd.DataFrame({"x": range(5)})
+    on_disk = cells.CellSet(table, mm, ff, 12)
+    in_memory = cells.CellSet(table, m.astype(np.float16), f.astype(np.float16), 12)
+    for a, b in zip(on_disk.crops(3), in_memory.crops(3), strict=True):
+        assert torch.equal(a, b)
+    assert cells.CellSet(table, mm, ff, 20).crops(0)[0].shape == (4, 20, 20)  # resized on read
 
 
 def test_embeddings_and_classical_scores():
