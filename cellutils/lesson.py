@@ -132,19 +132,21 @@ class Lesson:
         return result
 
     def record_experiment(self, protocol: Protocol, experiments, rows: pd.DataFrame,
-                          units: str, train_targets, split: str = "val", **kw) -> Result:
+                          units: str, train_targets, split: str = "val", where=None,
+                          **kw) -> Result:
         """``record`` for trained models (``train.Experiment``; a list: one per seed) scored on
         the evaluation ``rows`` (a DataFrame, in the order of the dataset), resampled by the
-        column ``units``."""
+        column ``units``; ``where`` (a boolean mask over ``rows``) scores a part of them."""
         exps = experiments if isinstance(experiments, (list, tuple)) else [experiments]
         first = exps[0]
+        keep = np.ones(len(rows), bool) if where is None else np.asarray(where, bool)
         info = getattr(first.fit.model, "info", {})
         kw.setdefault("model", info.get("arch", first.name))
         kw.setdefault("imagenet", info.get("imagenet"))
-        return self.record(protocol, first.predictions[split]["targets"],
-                           [e.labels(split) for e in exps], rows[units].to_numpy(),
+        return self.record(protocol, first.predictions[split]["targets"][keep],
+                           [e.labels(split)[keep] for e in exps], rows[units].to_numpy()[keep],
                            len(first.classes), train_targets, split=split,
-                           rows=rows.index.to_numpy(), selected_on=first.selected_on,
+                           rows=rows.index.to_numpy()[keep], selected_on=first.selected_on,
                            epochs_run=int(first.fit.history.epoch.max()),
                            kept_epoch=int(first.fit.best_epoch), **kw)
 

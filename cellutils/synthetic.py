@@ -288,9 +288,10 @@ def well_name(row: int, col: int) -> str:
 
 RXRX1_EXPERIMENTS = {"HUVEC": 5, "HEPG2": 2, "RPE": 2, "U2OS": 2}
 # Latent shifts of experiments, plates and wells (``simulate.context_shift``), in units of a
-# perturbation's typical effect. RxRx1's batch effect is mostly the experiment's; CPJUMP1's
+# perturbation's typical effect. RxRx1's batches are experiments and their plates (each plate
+# holds a fixed quarter of the siRNAs, so a plate's look tells its siRNA group); CPJUMP1's
 # well-position effect is large (percent replicating of DMSO wells at one position: 53%).
-RXRX1_NUISANCE = {"experiment_sd": 0.6, "plate_sd": 0.2, "well_sd": 0.2}
+RXRX1_NUISANCE = {"experiment_sd": 0.5, "plate_sd": 0.5, "well_sd": 0.2}
 CPJUMP1_NUISANCE = {"experiment_sd": 0.0, "plate_sd": 0.2, "well_sd": 0.5}
 
 
@@ -455,7 +456,7 @@ def write_cpjump1(
     sites: int = 4,
     size: int = 160,
     seed: int = 0,
-    strength: float = 1.0,
+    strength: float = 2.0,
     nuisance: dict[str, float] | None = None,
     n_jobs: int | None = None,
 ) -> Path:
@@ -613,7 +614,7 @@ HPA_WEIGHTS = {"U-251 MG": 1.0, "HeLa": 0.22, "PC-3": 0.9, "A549": 0.8, "MCF7": 
 def write_cell_lines(
     root: str | os.PathLike,
     n_train: int = 900,
-    n_test: int = 300,
+    n_test: int = 600,
     size: int = 64,
     weights: dict[str, float] | None = None,
     n_batches: int = 6,
