@@ -22,7 +22,7 @@ import pandas as pd
 
 from cellutils.images import read_image, stack_channels
 
-# The channel tables, one place each (DATASETS.md). Index = channel number in the file names.
+# The channel tables, one place each (docs/datasets.md). Index = channel number in the file names.
 RXRX1_CHANNELS = {1: "Hoechst", 2: "ConA", 3: "Phalloidin", 4: "Syto14", 5: "MitoTracker",
                   6: "WGA"}
 RXRX1_COMPARTMENTS = {1: "nucleus", 2: "ER", 3: "actin", 4: "nucleoli/RNA", 5: "mitochondria",

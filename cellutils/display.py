@@ -8,7 +8,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-# RxRx1 reference utilities: per channel an RGB colour and a display range (DATASETS.md).
+# RxRx1 reference utilities: per channel an RGB colour and a display range (docs/datasets.md).
 RXRX1_COLOURS = [(19, 0, 249), (42, 255, 31), (255, 0, 25), (45, 255, 252), (250, 0, 253),
                  (254, 255, 40)]
 RXRX1_RANGES = [(0, 51), (0, 107), (0, 64), (0, 191), (0, 89), (0, 191)]

@@ -251,15 +251,18 @@ def _noise(rng: np.random.Generator, shape: tuple[int, int], sigma: float) -> np
 
 def _place_centres(rng, n, size, radii, overlap=0.75, tries=40):
     """Random centres, rejecting ones that overlap earlier cells by more than allowed."""
-    pts, kept = [], []
+    pts = np.empty((n, 2))
+    kept = np.empty(n, dtype=int)
+    k = 0
     for i in range(n):
         for _ in range(tries):
             p = rng.uniform(-0.3 * radii[i], size + 0.3 * radii[i], 2)
-            if all(np.hypot(*(p - q)) > overlap * (radii[i] + radii[j]) for q, j in zip(pts, kept, strict=False)):
-                pts.append(p)
-                kept.append(i)
+            # the same test as one check per placed cell, in one vectorised step
+            if np.all(np.hypot(*(pts[:k] - p).T) > overlap * (radii[i] + radii[kept[:k]])):
+                pts[k], kept[k] = p, i
+                k += 1
                 break
-    return np.array(pts).reshape(-1, 2), np.array(kept, dtype=int)
+    return pts[:k], kept[:k]
 
 
 def render_site(

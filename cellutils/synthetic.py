@@ -1,6 +1,6 @@
 """Write synthetic datasets in the real on-disk layouts, with ground truth beside them.
 
-Four layouts (``../shared/DATASETS.md``), each read back by the real readers in
+Four layouts (``docs/datasets.md``), each read back by the real readers in
 ``cellutils.datasets``:
 
 - :func:`write_rxrx1`            RxRx1, Kaggle or rxrx.ai form, 6 PNG channels per site

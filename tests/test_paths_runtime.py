@@ -69,3 +69,13 @@ def test_seed_everything_repeats_numbers():
     b = (torch.rand(3), np.random.rand(2), g2.random())  # noqa: NPY002
     assert torch.equal(a[0], b[0]) and np.array_equal(a[1], b[1]) and a[2] == b[2]
     assert os.environ["PYTHONHASHSEED"] == "7"
+
+
+def test_full_profile_on_a_cpu_says_how_long_and_how_to_switch(capsys):
+    from cellutils.runtime import check_profile
+
+    check_profile("quick", torch.device("cpu"), 30)
+    assert capsys.readouterr().out == ""
+    check_profile("full", torch.device("cpu"), 30)
+    out = capsys.readouterr().out
+    assert "WARNING" in out and "15 h" in out and "profile = 'quick'" in out
