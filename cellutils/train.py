@@ -415,6 +415,11 @@ def frozen_features(model: nn.Module, datasets: dict[str, Dataset], batch_size: 
         once.rows, once.targets, once.augment = uniq, np.zeros(len(uniq), np.int64), None
         emb = predict(model, once, batch_size, embeddings=True)["embeddings"]
         out[name] = _Features(emb[inv], ds.targets)
+    return probe(model), out
+
+
+def probe(model: nn.Module) -> nn.Module:
+    """``model``'s head on an identity backbone: what trains on ``frozen_features``' output
+    (features depend on the backbone only, so several seeds' heads can share them)."""
     info = {**getattr(model, "info", {}), "frozen_backbone": True}
-    probe = type(model)(nn.Identity(), model.head, model.n_features, info)
-    return probe, out
+    return type(model)(nn.Identity(), model.head, model.n_features, info)
