@@ -113,6 +113,8 @@ class Lesson:
                             "training, or keep the last epoch.")
         metric = metric or self.metric
         targets, pred = np.asarray(targets), np.atleast_2d(labels_of(pred))
+        if not len(targets):
+            raise ValueError(f"{protocol.name!r}: no evaluated rows to score")
         units = np.asarray(units).astype(str)
         label = label or protocol.name + (f" [{model}]" if model else "") + (
             f" ({split})" if split != "val" else "")

@@ -137,3 +137,9 @@ def test_cross_predict_grouped_never_trains_on_the_wells_it_predicts():
     grouped = (splits.cross_predict(knn, x, y, wells, 5, 0) == y).mean()
     assert random_folds > 0.8 and grouped < random_folds - 0.2  # well identity helps only
     # when the well is shared
+
+
+def test_nothing_to_score_is_an_error_not_a_nan():
+    with pytest.raises(ValueError, match="no evaluated rows"):
+        _lesson().record(Protocol("by well", "well", True, "ok"), np.array([], int),
+                         np.array([], int), np.array([]), 4, np.array([0, 1]))
