@@ -181,31 +181,26 @@ def holdout(df: pd.DataFrame, label: str, levels: Sequence[str], groups_frac: fl
     """
     levels = list(levels)
     rng = np.random.default_rng(seed)
+
+    def some_of(names: pd.Series, share: float) -> set:
+        """A share of the distinct ``names``: at least one, and one left over (none of one)."""
+        names = sorted(names.unique())
+        if len(names) < 2:
+            return set()
+        k = min(max(1, round(share * len(names))), len(names) - 1)
+        return set(rng.choice(names, k, replace=False))
+
     outer = _groups(df, levels[0])
-    if per_class:
-        chosen = set()
-        for _, g in outer.groupby(df[label]):
-            names = sorted(g.unique())
-            if len(names) < 2:
-                continue
-            k = min(max(1, round(groups_frac * len(names))), len(names) - 1)
-            chosen |= set(rng.choice(names, k, replace=False))
-    else:
-        names = sorted(outer.unique())
-        k = min(max(1, round(groups_frac * len(names))), len(names) - 1)
-        chosen = set(rng.choice(names, k, replace=False))
+    chosen = (set().union(*(some_of(g, groups_frac) for _, g in outer.groupby(df[label])))
+              if per_class else some_of(outer, groups_frac))
     if not chosen:
         raise ValueError(f"no class of {label!r} has two groups of {levels[0]!r} to hold one out")
     rows = df[outer.isin(chosen)]
     for level in [*levels[1:], None]:  # inner levels, then the rows themselves
         parent = levels[levels.index(level) - 1] if level else levels[-1]
         unit = _groups(rows, level) if level else pd.Series(rows.index.astype(str), rows.index)
-        picked = []
-        for _, g in unit.groupby(_groups(rows, parent)):
-            names = sorted(g.unique())
-            k = min(max(1, round(keep * len(names))), max(len(names) - 1, 1))
-            picked += list(rng.choice(names, k, replace=False)) if len(names) > 1 else []
-        rows = rows[unit.isin(set(picked))]
+        picked = set().union(*(some_of(g, keep) for _, g in unit.groupby(_groups(rows, parent))))
+        rows = rows[unit.isin(picked)]
     return Holdout(df, rows, levels)
 
 
