@@ -456,7 +456,7 @@ def write_cpjump1(
     sites: int = 4,
     size: int = 160,
     seed: int = 0,
-    strength: float = 2.0,
+    strength: float = 1.0,
     nuisance: dict[str, float] | None = None,
     n_jobs: int | None = None,
 ) -> Path:
