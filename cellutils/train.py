@@ -423,3 +423,27 @@ def probe(model: nn.Module) -> nn.Module:
     (features depend on the backbone only, so several seeds' heads can share them)."""
     info = {**getattr(model, "info", {}), "frozen_backbone": True}
     return type(model)(nn.Identity(), model.head, model.n_features, info)
+
+
+def run_seeds(name: str, build, train_ds: Dataset, eval_sets: dict[str, Dataset],
+              cfg: TrainConfig, run_dir: str | os.PathLike, classes: list[str],
+              seeds: range | list[int], frozen_backbone: bool = False, monitor_on: str = "val"
+              ) -> list[Experiment]:
+    """``run_experiment`` once per seed, as ``{name}-seed{s}``. Each seed is set just before
+    ``build()`` makes the model, so two protocols of one seed start from the same weights. With
+    ``frozen_backbone`` the backbone runs once over the data (``frozen_features``) and every
+    seed trains its own head on those features."""
+    from dataclasses import replace
+
+    runs, frozen = [], None
+    for s in seeds:
+        seed_everything(s)
+        model, t_ds, sets = build(), train_ds, dict(eval_sets)
+        if frozen_backbone:
+            if frozen is None:
+                frozen = frozen_features(model, {"train": train_ds, **eval_sets})[1]
+            model, sets = probe(model), dict(frozen)
+            t_ds = sets.pop("train")
+        runs.append(run_experiment(f"{name}-seed{s}", model, t_ds, sets, replace(cfg, seed=s),
+                                   run_dir, classes, monitor_on=monitor_on))
+    return runs

@@ -253,6 +253,24 @@ def test_frozen_features_train_the_head_on_each_image_once(tmp_path):
     assert r.best["accuracy"] >= 0.9
 
 
+def test_run_seeds_same_start_per_seed_and_one_frozen_pass(tmp_path, monkeypatch):
+    calls = []
+    real = train.frozen_features
+    monkeypatch.setattr(train, "frozen_features", lambda *a, **k: calls.append(1) or real(*a, **k))
+
+    def build():
+        return models.Classifier(nn.Sequential(nn.Flatten(), nn.Linear(64, 4)), nn.Linear(4, 2),
+                                 4, {"arch": "tiny"})
+
+    runs = train.run_seeds("m", build, _toy(), {"val": _toy(32, 1)}, _cfg(epochs=2),
+                           tmp_path, ["0", "1"], [0, 1], frozen_backbone=True)
+    assert [r.name for r in runs] == ["m-seed0", "m-seed1"] and len(calls) == 1
+    assert not torch.equal(runs[0].fit.model.head.weight, runs[1].fit.model.head.weight)
+    again = train.run_seeds("m", build, _toy(), {"val": _toy(32, 1)}, _cfg(epochs=2),
+                            tmp_path / "b", ["0", "1"], [0], frozen_backbone=True)
+    assert torch.equal(again[0].fit.model.head.weight, runs[0].fit.model.head.weight)
+
+
 def test_control_normalised_removes_a_plate_gain():
     rng = np.random.default_rng(0)
     index = pd.DataFrame({"experiment": ["e"] * 8, "plate": [1] * 4 + [2] * 4,
