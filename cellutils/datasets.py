@@ -11,6 +11,7 @@ with the file, what is wrong and the fix), summarised in a warning, or raised wi
 
 from __future__ import annotations
 
+import gzip
 import os
 import re
 import warnings
@@ -65,7 +66,7 @@ def read_table(path: str | os.PathLike) -> pd.DataFrame:
     """A metadata table as text: CSV, or tab-separated (``.tsv``/``.txt``, or a tab in the
     header), gzip allowed; missing values normalised (``normalise_missing``)."""
     path = Path(path)
-    opener = __import__("gzip").open if path.suffix == ".gz" else open
+    opener = gzip.open if path.suffix == ".gz" else open
     with opener(path, "rt") as f:
         header = f.readline()
     stem_suffix = Path(path.stem).suffix if path.suffix == ".gz" else path.suffix
@@ -249,7 +250,6 @@ def read_rxrx1(root: str | os.PathLike, errors: str = "report", check_files: boo
             " not an RxRx1 folder. Point root at the folder that holds them, or run "
             "`make data NAME=rxrx1` to download the release."
         )
-    md = normalise_missing(md)
     md["sirna_id"] = pd.to_numeric(md.sirna_id.replace(MISSING, None), errors="coerce"
                                    ).astype("Int64")
     if "sirna" not in md:
@@ -314,7 +314,7 @@ def _read_kaggle(root: Path) -> pd.DataFrame:
     sites["folder"] = sites.dataset
     cols = ["site_id", "well_id", "cell_type", "dataset", "experiment", "plate", "well", "site",
             "well_type", "sirna_id", "folder"]
-    return sites[cols].reset_index(drop=True)
+    return normalise_missing(sites[cols].reset_index(drop=True))  # hidden labels: MISSING
 
 
 # --------------------------------------------------------------------------------------------

@@ -209,7 +209,7 @@ class Lesson:
         ax.scatter([r.row["majority"] for r in res], y, marker="x", s=40, color="black",
                    zorder=3, label="majority class")
         ax.set_yticks(y, [f"{r.label}\n{r.row['n_classes']} classes, {r.row['n_eval']} "
-                          f"{'rows'}, {r.row['n_units']} {r.row['unit']}s" for r in res],
+                          f"rows, {r.row['n_units']} {r.row['unit']}s" for r in res],
                       fontsize=8)
         ax.invert_yaxis()
         ax.set(xlabel=f"{self.metric.replace('_', ' ')} (95% interval over {self.unit}s)",
