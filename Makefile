@@ -46,8 +46,8 @@ reproduce: setup ## set up, then run every notebook headlessly (PROFILE=quick; R
 lab: setup ## open the notebooks in JupyterLab
 	$(VENV)/bin/jupyter lab notebooks/
 
-bench: setup ## benchmarks: ratios against a baseline measured in the same run (JSON in results/bench/)
-	$(PY) -m benchmarks
+bench: setup ## benchmarks: ratios against a baseline measured in the same run (ONLY=fullscale: some; JSON in results/bench/)
+	$(PY) -m benchmarks $(ONLY)
 
 data: setup ## generate the synthetic default data (or NAME=rxrx1|cpjump1: download the real one)
 ifdef NAME

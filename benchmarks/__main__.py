@@ -19,14 +19,14 @@ from cellutils.paths import results_root, write_json
 
 def bench_generation(n_sirnas: int = 40) -> list[dict]:
     """Synthetic data generation: sites/s with all cores against one process."""
-    from cellutils import synthetic
+    from cellutils import datasets
 
     rows = {}
     jobs = min(os.cpu_count() or 1, 8)
     for label, n_jobs in (("1 process", 1), (f"{jobs} processes", jobs)):
         with tempfile.TemporaryDirectory() as tmp:
             t0 = time.perf_counter()
-            root = synthetic.write_rxrx1(Path(tmp) / "r", n_sirnas=n_sirnas, n_positive=0,
+            root = datasets.write_rxrx1(Path(tmp) / "r", n_sirnas=n_sirnas, n_positive=0,
                                          experiments={"HUVEC": 1}, sites=2, size=128,
                                          n_jobs=n_jobs, seed=1)
             seconds = time.perf_counter() - t0
@@ -50,7 +50,7 @@ def bench_decoded_cache(n_sirnas: int = 60, size: int = 256, epochs: int = 2) ->
     PNG files per sample (same tensors, same DataLoader, batch 32, one worker process)."""
     from torch.utils.data import DataLoader
 
-    from cellutils import datasets, synthetic, torchdata
+    from cellutils import datasets, torchdata
 
     def rate(ds) -> float:
         t0 = time.perf_counter()
@@ -61,7 +61,7 @@ def bench_decoded_cache(n_sirnas: int = 60, size: int = 256, epochs: int = 2) ->
         return n / (time.perf_counter() - t0)
 
     with tempfile.TemporaryDirectory() as tmp:
-        root = synthetic.write_rxrx1(Path(tmp) / "r", n_sirnas=n_sirnas, n_positive=0,
+        root = datasets.write_rxrx1(Path(tmp) / "r", n_sirnas=n_sirnas, n_positive=0,
                                      experiments={"HUVEC": 1}, sites=2, size=size, seed=1)
         index = datasets.read_rxrx1(root)
         targets = index.sirna_id.fillna(-1).astype(int).to_numpy()
@@ -77,9 +77,9 @@ def bench_decoded_cache(n_sirnas: int = 60, size: int = 256, epochs: int = 2) ->
 
 
 def _cpjump1_sites(tmp: str, n_compounds: int = 4, size: int = 256):
-    from cellutils import datasets, synthetic
+    from cellutils import datasets
 
-    root = synthetic.write_cpjump1(Path(tmp) / "c", plates=("BR00116991",),
+    root = datasets.write_cpjump1(Path(tmp) / "c", plates=("BR00116991",),
                                    n_compounds=n_compounds, n_positive=0, n_dmso_wells=2,
                                    sites=2, size=size, seed=2)
     index = datasets.read_cpjump1(root)
@@ -133,12 +133,25 @@ def bench_segmentation() -> list[dict]:
     return [row]
 
 
-BENCHMARKS = [bench_generation, bench_decoded_cache, bench_features, bench_segmentation]
+def bench_fullscale() -> list[dict]:
+    """Each notebook's full-profile data path at real scale: peak RSS against 16 GB."""
+    from benchmarks.fullscale import bench_fullscale as run
+
+    return run()
 
 
-def main() -> int:
+BENCHMARKS = [bench_generation, bench_decoded_cache, bench_features, bench_segmentation,
+              bench_fullscale]
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m benchmarks [name ...]``: all benchmarks, or those whose name contains one
+    of the arguments (e.g. ``fullscale``)."""
+    wanted = sys.argv[1:] if argv is None else argv
     rows = []
     for bench in BENCHMARKS:
+        if wanted and not any(w in bench.__name__ for w in wanted):
+            continue
         print(f"running {bench.__name__} ...", flush=True)
         rows += bench()
     width = max(len(r["benchmark"]) for r in rows)
@@ -146,7 +159,8 @@ def main() -> int:
     for r in rows:
         b = f"{r['baseline_value']} {r['unit']} ({r['baseline']})"
         c = f"{r['candidate_value']} {r['unit']} ({r['candidate']})"
-        print(f"{r['benchmark']:<{width}}  {b:>22}  {c:>22}  {r['ratio']:.2f}x")
+        print(f"{r['benchmark']:<{width}}  {b:>22}  {c:>22}  {r['ratio']:.2f}x"
+              + (f"  disk {r['disk_gb']} GB" if "disk_gb" in r else ""))
     out = results_root() / "bench"
     out.mkdir(parents=True, exist_ok=True)
     stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")

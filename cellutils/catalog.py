@@ -17,32 +17,7 @@ from cellutils import datasets, synthetic
 from cellutils.paths import data_root as _data_root
 from cellutils.paths import repo_root
 
-READERS = {
-    "rxrx1": datasets.read_rxrx1,
-    "cpjump1": datasets.read_cpjump1,
-    "cpjump1_subset": datasets.read_cpjump1_subset,
-    "cell_lines": datasets.read_cell_lines,
-}
-LABELS = {  # the column each report predicts
-    "rxrx1": "sirna_id",
-    "cpjump1": "Metadata_pert_iname",
-    "cpjump1_subset": "Metadata_pert_iname",
-    "cell_lines": "cell_line",
-}
-# Where `make data NAME=...` (or you) put each real dataset under the data root, and a file
-# that tells the layout is there; such a folder is used without any edit.
-MARKERS = {
-    "rxrx1": ("metadata.csv", "rxrx1/metadata.csv", "train.csv"),
-    "cpjump1": ("**/load_data.csv", "**/load_data.csv.gz", "images/*/*__*/Images"),
-    "cpjump1_subset": ("metadata_*.csv",),
-    "cell_lines": ("train.csv", "y_train.csv"),
-}
-GET_REAL = {
-    "rxrx1": "`make data NAME=rxrx1` (46 GB), then real_rxrx1='data/rxrx1'",
-    "cpjump1": "`make data NAME=cpjump1`, then real_cpjump1='data/cpjump1'",
-    "cpjump1_subset": "the course's metadata_BR00116991.csv + median-aggregated TIFFs folder",
-    "cell_lines": "the HPA challenge folder with train/ and train.csv",
-}
+LAYOUTS = datasets.LAYOUTS  # one module per layout in cellutils.datasets
 
 
 def locate(name: str, real: str | os.PathLike | None = None,
@@ -58,20 +33,21 @@ def locate(name: str, real: str | os.PathLike | None = None,
     ``<data root>/synthetic/<name>``; generator ``overrides`` get their own folder
     (``<name>-<hash>``), so a small test set never collides with the default one.
     """
-    if name not in READERS:
-        raise ValueError(f"unknown dataset {name!r}; choose from {sorted(READERS)}")
+    if name not in LAYOUTS:
+        raise ValueError(f"unknown dataset {name!r}; choose from {sorted(LAYOUTS)}")
+    layout = LAYOUTS[name]
     if real:
         root = resolve_real(real, data_root)
         if root is None:
             raise FileNotFoundError(f"real {name} data not found at {real} (looked in the working "
                                     f"folder, {repo_root()} and {_data_root(data_root, create=False)})."
-                                    f" Get it with: {GET_REAL[name]}; or pass None to use the "
+                                    f" Get it with: {layout.get_real}; or pass None to use the "
                                     "synthetic default.")
         if verbose:
             print(f"{name}: real data at {root}")
         return root
     fetched = _data_root(data_root, create=False) / name
-    if not overrides and any(any(fetched.glob(m)) for m in MARKERS[name]):
+    if not overrides and any(any(fetched.glob(m)) for m in layout.markers):
         if verbose:
             print(f"{name}: real data found at {fetched} (from `make data NAME={name}`); pass "
                   "synthetic overrides or move it to use the synthetic default")
@@ -82,10 +58,10 @@ def locate(name: str, real: str | os.PathLike | None = None,
         folder = f"{name}-{digest}"
     base = _data_root(data_root) / "synthetic" / folder
     existed = (base / synthetic.MANIFEST).exists()
-    root = synthetic.DEFAULTS[name](base, seed=seed, **(overrides or {}))
+    root = layout.write(base, seed=seed, **(overrides or {}))
     if verbose:
         how = "found" if existed else "generated"
-        print(f"{name}: synthetic data ({how}) at {root} -- for the real data: {GET_REAL[name]}")
+        print(f"{name}: synthetic data ({how}) at {root} -- for the real data: {layout.get_real}")
     return root
 
 
@@ -100,7 +76,7 @@ def resolve_real(path: str | os.PathLike, data_root: str | os.PathLike | None = 
 
 def read_index(name: str, root: str | os.PathLike, **kw) -> pd.DataFrame:
     """The tidy index of dataset ``name`` at ``root`` (see ``cellutils.datasets``)."""
-    return READERS[name](root, **kw)
+    return LAYOUTS[name].read(root, **kw)
 
 
 def is_synthetic(root: str | os.PathLike) -> bool:

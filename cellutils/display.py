@@ -8,14 +8,6 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-# RxRx1 reference utilities: per channel an RGB colour and a display range (docs/datasets.md).
-RXRX1_COLOURS = [(19, 0, 249), (42, 255, 31), (255, 0, 25), (45, 255, 252), (250, 0, 253),
-                 (254, 255, 40)]
-RXRX1_RANGES = [(0, 51), (0, 107), (0, 64), (0, 191), (0, 89), (0, 191)]
-# CPJUMP1 ch1..5 (Mito, AGP, RNA, ER, DNA) in the usual Cell Painting display colours.
-CPJUMP1_COLOURS = [(255, 0, 255), (255, 0, 0), (255, 255, 0), (0, 255, 0), (0, 0, 255)]
-HPA_COLOURS = [(0, 0, 255), (255, 0, 0), (255, 255, 0)]  # blue, red, yellow
-
 
 def save_figure(fig, folder, name: str, dpi: int = 120):
     """Save ``fig`` as ``<folder>/<name>.png`` (never over an existing file); return the path."""
@@ -26,17 +18,6 @@ def save_figure(fig, folder, name: str, dpi: int = 120):
         raise FileExistsError(f"{path} exists; this run folder already has that figure.")
     fig.savefig(path, dpi=dpi, bbox_inches="tight")
     return path
-
-
-def rxrx1_rgb(image: np.ndarray) -> np.ndarray:
-    """RxRx1's own 6-channel -> RGB conversion of a (6, H, W) uint8 site (rxrx1-utils)."""
-    if image.shape[0] != 6:
-        raise ValueError(f"expected 6 channels (w1..w6), got shape {image.shape}")
-    rgb = np.zeros((*image.shape[1:], 3), np.float32)
-    for ch, colour, (lo, hi) in zip(image.astype(np.float32), RXRX1_COLOURS, RXRX1_RANGES, strict=False):
-        x = np.clip((ch / 255) / ((hi - lo) / 255) + lo / 255, 0, 1)
-        rgb += x[..., None] * np.asarray(colour, np.float32)
-    return np.clip(rgb, 0, 255).astype(np.uint8)
 
 
 def composite(image: np.ndarray, colours: Sequence[Sequence[int]],

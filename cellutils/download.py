@@ -8,7 +8,9 @@ fails its checksum is kept as ``<file>.bad`` for inspection, never deleted.
 
 CPJUMP1 files are listed from the Cell Painting Gallery's public S3 bucket (anonymous
 ``ListObjectsV2`` over HTTPS) and mirrored under ``<dest>/`` with the gallery's own paths below
-``source_4/``, which ``cellutils.datasets.read_cpjump1`` reads.
+``source_4/``, which ``cellutils.datasets.read_cpjump1`` reads. What to fetch is each layout's
+``manifest`` (``cellutils.datasets.rxrx1``, ``cellutils.datasets.cpjump1``); this module moves
+the bytes.
 """
 
 from __future__ import annotations
@@ -30,10 +32,6 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from cellutils.paths import data_root
-
-RXRX1_BASE = "https://storage.googleapis.com/rxrx/rxrx1"
-GALLERY = "https://cellpainting-gallery.s3.amazonaws.com"
-CPJUMP1_PREFIX = "cpg0000-jump-pilot/source_4/"
 
 
 class DownloadError(RuntimeError):
@@ -167,40 +165,18 @@ def list_s3(bucket_url: str, prefix: str, timeout: float = 60.0,
         token = tree.findtext("s3:NextContinuationToken", namespaces=ns)
 
 
-def rxrx1_manifest(images: bool = True) -> list[Remote]:
-    """The rxrx.ai release: metadata zip (small) and images zip (~46 GB)."""
-    files = [Remote(f"{RXRX1_BASE}/rxrx1-metadata.zip", "rxrx1-metadata.zip", unzip=True)]
-    if images:
-        files.append(Remote(f"{RXRX1_BASE}/rxrx1-images.zip", "rxrx1-images.zip", unzip=True))
-    return files
-
-
-def cpjump1_manifest(plates: tuple[str, ...] = ("BR00116991",), bucket: str = GALLERY,
-                     max_images: int | None = None) -> list[Remote]:
-    """Images and load_data CSVs of ``plates`` plus the platemap/compound metadata folder."""
-    files: list[Remote] = []
-    for plate in plates:
-        files += list_s3(bucket, f"{CPJUMP1_PREFIX}images/2020_11_04_CPJUMP1/images/{plate}__",
-                         max_keys=max_images)
-        files += list_s3(bucket, f"{CPJUMP1_PREFIX}workspace/load_data_csv/2020_11_04_CPJUMP1/{plate}/")
-    files += list_s3(bucket, f"{CPJUMP1_PREFIX}workspace/metadata/")
-    if not files:
-        raise DownloadError(f"the listing of {bucket}/{CPJUMP1_PREFIX} came back empty; "
-                            "check the plate names.")
-    return [Remote(f.url, f.dest[len(CPJUMP1_PREFIX):], f.size, md5=f.md5) for f in files]
-
-
 def fetch_dataset(name: str, dest: str | os.PathLike | None = None, **kw) -> Path:
-    """Download dataset ``name`` (rxrx1 | cpjump1) into ``<data root>/<name>``."""
+    """Download dataset ``name`` into ``<data root>/<name>``: the files its layout module's
+    ``manifest`` lists (``cellutils.datasets.<name>``)."""
+    from cellutils.datasets import LAYOUTS
+
     base = Path(dest) if dest else data_root() / name
-    if name == "rxrx1":
-        manifest = rxrx1_manifest(images=kw.get("images", True))
-    elif name == "cpjump1":
-        manifest = cpjump1_manifest(tuple(kw.get("plates") or ("BR00116991",)),
-                                    max_images=kw.get("max_images"))
-    else:
-        raise ValueError(f"unknown dataset {name!r}; choose rxrx1 or cpjump1 (the CPJUMP1 course "
-                         "subset and the HPA cell-line images come from their courses).")
+    layout = LAYOUTS.get(name)
+    if layout is None or layout.manifest is None:
+        fetchable = sorted(k for k, v in LAYOUTS.items() if v.manifest)
+        raise ValueError(f"dataset {name!r} cannot be downloaded; choose from {fetchable} (the "
+                         "CPJUMP1 course subset and the cell-line images come from their courses).")
+    manifest = layout.manifest(**kw)
     for i, item in enumerate(manifest, 1):
         print(f"[{i}/{len(manifest)}] {item.dest}", flush=True)
         path = download(item.url, base / item.dest, sha256=item.sha256, md5=item.md5)
@@ -217,7 +193,7 @@ def fetch_dataset(name: str, dest: str | os.PathLike | None = None, **kw) -> Pat
 def _main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m cellutils.download", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("name", choices=["rxrx1", "cpjump1"])
+    p.add_argument("name", help="a dataset with a download manifest: rxrx1 or cpjump1")
     p.add_argument("--dest", help="target folder (default: <data root>/<name>)")
     p.add_argument("--plates", nargs="*", help="CPJUMP1 plates (default BR00116991)")
     p.add_argument("--max-images", type=int, help="CPJUMP1: at most this many image files")

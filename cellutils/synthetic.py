@@ -1,13 +1,7 @@
-"""Write synthetic datasets in the real on-disk layouts, with ground truth beside them.
-
-Four layouts (``docs/datasets.md``), each read back by the real readers in
-``cellutils.datasets``:
-
-- :func:`write_rxrx1`            RxRx1, Kaggle or rxrx.ai form, 6 PNG channels per site
-- :func:`write_cpjump1`          CPJUMP1, 8 TIFF channels, load_data CSV, platemap, metadata
-- :func:`write_cpjump1_subset`   the course subset: one median-aggregated TIFF per site +
-                                 ``metadata_BR00116991.csv`` (DMSO-heavy class balance)
-- :func:`write_cell_lines`       HPA-style nine cell lines, blue/red/yellow/green PNGs
+"""The synthetic generator's engine: the simulator's cells rendered into files, site by site,
+with ground truth beside them. Each layout's writer lives in its own module of
+``cellutils.datasets`` (``write_rxrx1``, ``write_cpjump1``, ``write_cpjump1_subset``,
+``write_cell_lines``) and builds ``SiteJob`` records that this module renders.
 
 Ground truth lives in ``<root>/ground_truth/``: ``sites.csv`` (perturbation, target, activity,
 hidden test labels, cell count, nuisance), ``cells.csv`` (per-cell latent truth) and
@@ -34,22 +28,20 @@ import tifffile
 from tqdm.auto import tqdm
 
 from cellutils import simulate as sim
-from cellutils.datasets import CPJUMP1_CHANNELS, RXRX1_CHANNELS
 
 GENERATOR_VERSION = 1
 MANIFEST = "synthetic.json"
 
 # Each real channel's stain -> the simulator's compartment (AGP = actin + Golgi/membrane).
-# Channel order comes from the readers' tables in cellutils.datasets (one place).
+# The channel order of each layout is its module's ``CHANNELS`` table.
 SIM_STAIN = {"Hoechst": "DNA", "ConA": "ER", "Phalloidin": "ACTIN", "Syto14": "RNA",
              "MitoTracker": "MITO", "WGA": "GOLGI", "Mito": "MITO", "AGP": "AGP", "RNA": "RNA",
              "ER": "ER", "DNA": "DNA", "Brightfield": "BF", "HighZBF": "BF_HI", "LowZBF": "BF_LO"}
-RXRX1_SIM = tuple(SIM_STAIN[v] for v in RXRX1_CHANNELS.values())  # w1..w6
-CPJUMP1_SIM = tuple(SIM_STAIN[v] for v in CPJUMP1_CHANNELS.values())  # ch1..ch8
-HPA_CHANNELS = {"blue": "DNA", "red": "TUBULIN", "yellow": "ER", "green": "PROTEIN"}
 # Brightness of each channel relative to DNA, so composites look like the real ones.
 _BRIGHT = {"DNA": 1.0, "ER": 0.9, "ACTIN": 0.9, "RNA": 0.8, "MITO": 0.8, "GOLGI": 0.9,
            "AGP": 0.9, "TUBULIN": 0.9, "PROTEIN": 0.7, "BF": 1.0, "BF_HI": 1.0, "BF_LO": 1.0}
+
+
 
 
 # --------------------------------------------------------------------------------------------
@@ -149,7 +141,7 @@ def default_jobs() -> int:
     return int(os.environ.get("CELLUTILS_JOBS", min(os.cpu_count() or 1, 8)))
 
 
-def _render_all(jobs: list[SiteJob], root: Path, seed: int, perts: sim.Perturbations,
+def render_all(jobs: list[SiteJob], root: Path, seed: int, perts: sim.Perturbations,
                 imaging: Imaging, density: dict[str, float] | None, n_jobs: int | None,
                 desc: str) -> tuple[pd.DataFrame, pd.DataFrame]:
     kw = dict(root=root, seed=seed, effects=perts.effects, imaging=imaging,
@@ -180,7 +172,7 @@ def _render_all(jobs: list[SiteJob], root: Path, seed: int, perts: sim.Perturbat
     return sites, cells
 
 
-class _Staging:
+class Staging:
     """Write into ``<root>.partial``; rename onto ``root`` only when the dataset is complete."""
 
     def __init__(self, root: str | os.PathLike, params: dict):
@@ -222,7 +214,7 @@ class _Staging:
         os.replace(self.tmp, self.root)
 
 
-def _write_truth(root: Path, sites: pd.DataFrame, cells: pd.DataFrame,
+def write_truth(root: Path, sites: pd.DataFrame, cells: pd.DataFrame,
                  perts: sim.Perturbations) -> None:
     gt = root / "ground_truth"
     gt.mkdir(exist_ok=True)
@@ -283,394 +275,8 @@ def well_name(row: int, col: int) -> str:
 
 
 # --------------------------------------------------------------------------------------------
-# RxRx1
-# --------------------------------------------------------------------------------------------
-
-RXRX1_EXPERIMENTS = {"HUVEC": 5, "HEPG2": 2, "RPE": 2, "U2OS": 2}
-# Latent shifts of experiments, plates and wells (``simulate.context_shift``), in units of a
-# perturbation's typical effect. RxRx1's batches are experiments and their plates (each plate
-# holds a fixed quarter of the siRNAs, so a plate's look tells its siRNA group); CPJUMP1's
-# well-position effect is large (percent replicating of DMSO wells at one position: 53%).
-RXRX1_NUISANCE = {"experiment_sd": 0.5, "plate_sd": 0.5, "well_sd": 0.2}
-CPJUMP1_NUISANCE = {"experiment_sd": 0.0, "plate_sd": 0.2, "well_sd": 0.5}
-
-
-def write_rxrx1(
-    root: str | os.PathLike,
-    form: str = "rxrx.ai",
-    n_sirnas: int = 40,
-    n_positive: int = 4,
-    experiments: dict[str, int] | None = None,
-    n_test: int = 1,
-    sites: int = 2,
-    size: int = 128,
-    seed: int = 0,
-    strength: float = 1.0,
-    nuisance: dict[str, float] | None = None,
-    n_jobs: int | None = None,
-) -> Path:
-    """RxRx1 look-alike: ``n_sirnas`` siRNAs in 4 fixed plate groups, each once per experiment.
-
-    ``experiments`` maps cell type -> number of experiments (the last ``n_test`` of each are the
-    test set). Wells are B02..O23 (308 used wells on the real plates). ``form`` is ``"rxrx.ai"``
-    (``images/`` + ``metadata.csv``) or ``"kaggle"`` (``train/``, ``test/`` + the Kaggle CSVs).
-    """
-    if form not in ("rxrx.ai", "kaggle"):
-        raise ValueError(f"form must be 'rxrx.ai' or 'kaggle', got {form!r}")
-    experiments = experiments or dict(RXRX1_EXPERIMENTS)
-    if n_sirnas % 4:
-        raise ValueError(f"n_sirnas must split into 4 plate groups, got {n_sirnas}")
-    params = dict(layout="rxrx1", form=form, n_sirnas=n_sirnas, n_positive=n_positive,
-                  experiments=experiments, n_test=n_test, sites=sites, size=size, seed=seed,
-                  strength=strength,
-                  nuisance=nuisance or RXRX1_NUISANCE)
-    stage = _Staging(root, params)
-    if stage.existing():
-        return stage.root
-    perts = sim.make_perturbations(n_sirnas, seed, prefix="sirna", strength=strength,
-                                   negative_control="EMPTY", n_positive=n_positive)
-    rng = sim.key_rng(seed, "rxrx1-names")
-    vendor = [f"s{x}" for x in rng.choice(np.arange(1000, 99999), len(perts.names), replace=False)]
-    used = [well_name(r, c) for r in range(1, 15) for c in range(2, 24)]  # B02..O23
-    group = np.arange(n_sirnas) % 4
-    jobs, meta = [], []
-    for cell_type, n_exp in experiments.items():
-        for e in range(1, n_exp + 1):
-            exp = f"{cell_type}-{e:02d}"
-            dataset = "test" if e > n_exp - n_test else "train"
-            for plate in range(1, 5):
-                members = [int(i) for i in np.flatnonzero(group == plate - 1)]
-                controls = list(range(n_sirnas, len(perts.names)))
-                prng = sim.key_rng(seed, "rxrx1-layout", exp, plate)
-                wells = prng.choice(used, len(members) + len(controls), replace=False)
-                for p, well in zip(members + controls, wells, strict=False):
-                    kind = perts.kind[p]
-                    well_type = {"trt": "treatment", "negcon": "negative_control",
-                                 "poscon": "positive_control"}[kind]
-                    for s in range(1, sites + 1):
-                        base = f"{well}_s{s}_w{{}}.png"
-                        folder = ("images" if form == "rxrx.ai" else dataset) + f"/{exp}/Plate{plate}"
-                        paths = tuple(f"{folder}/{base.format(w)}" for w in range(1, 7))
-                        key = f"{exp}_{plate}_{well}_{s}"
-                        jobs.append(SiteJob(key, cell_type, p, exp, str(plate), well, s,
-                                            RXRX1_SIM, paths))
-                        meta.append(dict(site_id=key, well_id=f"{exp}_{plate}_{well}",
-                                         cell_type=cell_type, dataset=dataset, experiment=exp,
-                                         plate=plate, well=well, site=s, well_type=well_type,
-                                         sirna=vendor[p]))
-    # sirna_id numbering as in RxRx1: treatments first, then positive controls, negative last
-    order = [i for i, k in enumerate(perts.kind) if k == "trt"] + \
-            [i for i, k in enumerate(perts.kind) if k == "poscon"] + \
-            [i for i, k in enumerate(perts.kind) if k == "negcon"]
-    new_id = {old: new for new, old in enumerate(order)}
-    imaging = Imaging(size=size, scale=0.35 * size / 128, dtype="uint8", counts=55.0,
-                      **params["nuisance"])
-    with stage as tmp:
-        sites_df, cells = _render_all(jobs, tmp, seed, perts, imaging, None, n_jobs, "rxrx1")
-        md = pd.DataFrame(meta)
-        md["sirna_id"] = [new_id[jobs[i].pert] for i in range(len(jobs))]
-        sites_df["sirna_id"] = md["sirna_id"].to_numpy()
-        if form == "rxrx.ai":
-            md.to_csv(tmp / "metadata.csv", index=False)
-        else:
-            _write_kaggle_csvs(tmp, md)
-        _write_truth(tmp, sites_df, cells, perts)
-    return stage.root
-
-
-def _write_kaggle_csvs(root: Path, md: pd.DataFrame) -> None:
-    wells = md.drop_duplicates("well_id").copy()
-    wells["id_code"] = wells.well_id
-    for dataset in ("train", "test"):
-        part = wells[wells.dataset == dataset]
-        trt = part[part.well_type == "treatment"]
-        ctl = part[part.well_type != "treatment"]
-        cols = ["id_code", "experiment", "plate", "well"]
-        if dataset == "train":
-            trt.assign(sirna=trt.sirna_id)[cols + ["sirna"]].to_csv(root / "train.csv", index=False)
-        else:
-            trt[cols].to_csv(root / "test.csv", index=False)
-        ctl.assign(sirna=ctl.sirna_id)[cols + ["sirna", "well_type"]].to_csv(
-            root / f"{dataset}_controls.csv", index=False)
-    stats = []
-    for row in md.itertuples():
-        folder = root / row.dataset / row.experiment / f"Plate{row.plate}"
-        for ch in range(1, 7):
-            arr = iio.imread(folder / f"{row.well}_s{row.site}_w{ch}.png")
-            stats.append((row.well_id, row.experiment, row.plate, row.well, row.site, ch,
-                          arr.mean(), arr.std(), np.median(arr), arr.min(), arr.max()))
-    pd.DataFrame(stats, columns=["id_code", "experiment", "plate", "well", "site", "channel",
-                                 "mean", "std", "median", "min", "max"]).round(4).to_csv(
-        root / "pixel_stats.csv", index=False)
-
-
-# --------------------------------------------------------------------------------------------
-# CPJUMP1 (8 channels) and its course subset (median-aggregated)
-# --------------------------------------------------------------------------------------------
-
-CPJUMP1_STAINS = tuple(CPJUMP1_CHANNELS.values())
-CPJUMP1_DIR = "images/2020_11_04_CPJUMP1/images"
-PLATEMAP = "metadata/platemaps/2020_11_04_CPJUMP1/platemap/JUMP-Target-1_compound_platemap.tsv"
-COMPOUNDS = "metadata/external_metadata/JUMP-Target-1_compound_metadata.tsv"
-
-
-def cpjump1_filename(row: int, col: int, field: int, ch: int) -> str:
-    """Opera Phenix name, 1-based row/col/field/channel: ``r01c01f01p01-ch1sk1fk1fl1.tiff``."""
-    return f"r{row:02d}c{col:02d}f{field:02d}p01-ch{ch}sk1fk1fl1.tiff"
-
-
-def _compound_library(n_compounds: int, n_positive: int, seed: int, strength: float):
-    names = drug_names(n_compounds + n_positive, seed)
-    perts = sim.make_perturbations(n_compounds, seed, prefix="cmpd", strength=strength,
-                                   names=names[:n_compounds], n_positive=n_positive,
-                                   negative_control="DMSO")
-    for j in range(n_positive):
-        perts.names[n_compounds + 1 + j] = names[n_compounds + j]
-    genes = gene_names(perts.targets)
-    rng = sim.key_rng(seed, "broad")
-    broad = [f"BRD-K{x:08d}-001-01-{int(rng.integers(0, 10))}" for x in
-             rng.choice(np.arange(10**7, 10**8), len(perts.names), replace=False)]
-    table = pd.DataFrame({
-        "broad_sample": broad,
-        "InChIKey": ["".join(rng.choice(list(string.ascii_uppercase), 14)) + "-UHFFFAOYSA-N"
-                     for _ in perts.names],
-        "pert_iname": perts.names,
-        "pubchem_cid": rng.choice(np.arange(10**5, 10**7), len(perts.names), replace=False),
-        "target": genes,
-        "pert_type": ["control" if k != "trt" else "trt" for k in perts.kind],
-        "control_type": [{"trt": "", "negcon": "negcon", "poscon": "poscon_cp"}[k]
-                         for k in perts.kind],
-        "smiles": ["C" * int(rng.integers(3, 12)) + "O" for _ in perts.names],
-    })
-    table.loc[table.pert_iname == "DMSO", ["broad_sample", "InChIKey", "pubchem_cid", "smiles"]] = \
-        ["", "", -1, ""]
-    return perts, table
-
-
-def write_cpjump1(
-    root: str | os.PathLike,
-    plates: tuple[str, ...] = ("BR00116991", "BR00116992"),
-    n_compounds: int = 24,
-    n_positive: int = 2,
-    n_dmso_wells: int = 8,
-    sites: int = 4,
-    size: int = 160,
-    seed: int = 0,
-    strength: float = 1.0,
-    nuisance: dict[str, float] | None = None,
-    n_jobs: int | None = None,
-) -> Path:
-    """CPJUMP1 look-alike: replicate plates sharing one compound platemap, 8 channels per site.
-
-    Writes the Phenix image folders, a ``load_data.csv`` per plate, the platemap TSV, the
-    compound metadata TSV and ``barcode_platemap.csv``.
-    """
-    params = dict(layout="cpjump1", plates=list(plates), n_compounds=n_compounds,
-                  n_positive=n_positive, n_dmso_wells=n_dmso_wells, sites=sites, size=size,
-                  seed=seed, strength=strength,
-                  nuisance=nuisance or CPJUMP1_NUISANCE)
-    stage = _Staging(root, params)
-    if stage.existing():
-        return stage.root
-    perts, compounds = _compound_library(n_compounds, n_positive, seed, strength)
-    dmso = perts.index("DMSO")
-    content = [i for i in range(len(perts.names)) if i != dmso] + [dmso] * n_dmso_wells
-    rng = sim.key_rng(seed, "cpjump1-platemap")
-    all_wells = [(r, c) for r in range(16) for c in range(1, 25)]
-    chosen = rng.choice(len(all_wells), len(content), replace=False)
-    platemap = []
-    for (r, c), p in sorted(zip([all_wells[i] for i in chosen], content, strict=False)):
-        platemap.append((well_name(r, c), compounds.broad_sample[p], "DMSO", p, r, c))
-    jobs, load_rows = [], []
-    for plate in plates:
-        folder = f"{CPJUMP1_DIR}/{plate}__2020-11-05T19_51_35-Measurement1/Images"
-        for well, _, _, p, r, c in platemap:
-            for f in range(1, sites + 1):
-                files = [cpjump1_filename(r + 1, c, f, ch) for ch in range(1, 9)]
-                key = f"{plate}_{well}_{f}"
-                jobs.append(SiteJob(key, "A549", p, "2020_11_04_CPJUMP1", plate, well, f,
-                                    CPJUMP1_SIM, tuple(f"{folder}/{x}" for x in files)))
-                row = {f"FileName_Orig{s}": x for s, x in zip(CPJUMP1_STAINS, files, strict=False)}
-                row.update({f"PathName_Orig{s}": folder for s in CPJUMP1_STAINS})
-                row.update(Metadata_Plate=plate, Metadata_Well=well, Metadata_Site=f,
-                           Metadata_Row=r + 1, Metadata_Col=c, Metadata_Field=f,
-                           Metadata_AbsPositionZ=round(float(rng.normal(0.135, 0.001)), 6))
-                load_rows.append(row)
-    imaging = Imaging(size=size, scale=0.3 * size / 160, dtype="uint16", counts=2500.0,
-                      offset=100.0, photons=600.0, **params["nuisance"])
-    with stage as tmp:
-        sites_df, cells = _render_all(jobs, tmp, seed, perts, imaging, None, n_jobs, "cpjump1")
-        ld = pd.DataFrame(load_rows)
-        for plate in plates:
-            out = tmp / "load_data_csv" / "2020_11_04_CPJUMP1" / plate / "load_data.csv"
-            out.parent.mkdir(parents=True, exist_ok=True)
-            ld[ld.Metadata_Plate == plate].to_csv(out, index=False)
-        pm = pd.DataFrame(platemap, columns=["well_position", "broad_sample", "solvent", "_p",
-                                             "_r", "_c"])[["well_position", "broad_sample",
-                                                           "solvent"]]
-        (tmp / PLATEMAP).parent.mkdir(parents=True, exist_ok=True)
-        pm.to_csv(tmp / PLATEMAP, sep="\t", index=False)
-        (tmp / COMPOUNDS).parent.mkdir(parents=True, exist_ok=True)
-        compounds.to_csv(tmp / COMPOUNDS, sep="\t", index=False)
-        pd.DataFrame({"Assay_Plate_Barcode": list(plates),
-                      "Plate_Map_Name": ["JUMP-Target-1_compound_platemap"] * len(plates)}).to_csv(
-            tmp / "metadata/platemaps/2020_11_04_CPJUMP1/barcode_platemap.csv", index=False)
-        _write_truth(tmp, sites_df, cells, perts)
-    return stage.root
-
-
-SUBSET_METADATA = "metadata_BR00116991.csv"
-SUBSET_COLUMNS = [
-    "ImageNumber", "FileName_OrigRNA", "Metadata_ChannelID", "Metadata_Plate", "Metadata_Well",
-    "Metadata_Site", "Metadata_AbsPositionZ", "Metadata_PositionX", "Metadata_PositionY",
-    "Metadata_PositionZ", "Metadata_Row", "Metadata_target", "Metadata_experiment_type",
-    "Metadata_cell_line", "Metadata_pert_iname", "Metadata_gene", "Metadata_pubchem_cid",
-]
-
-
-def write_cpjump1_subset(
-    root: str | os.PathLike,
-    n_single: int = 40,
-    n_double: int = 20,
-    n_dmso_wells: int = 12,
-    sites: int = 9,
-    size: int = 160,
-    upper_case_fraction: float = 0.03,
-    index_column: bool = True,
-    seed: int = 0,
-    strength: float = 2.0,
-    nuisance: dict[str, float] | None = None,
-    n_jobs: int | None = None,
-) -> Path:
-    """The course subset of plate BR00116991: one median-aggregated TIFF per site.
-
-    Scaled down: DMSO in ``n_dmso_wells`` wells, ``n_double`` compounds in two wells (more
-    than the real plate's share, so that a split by well has enough wells to test on), ``n_single`` in one well, ``sites`` sites per well, wells filled row-major from A01.
-    A share ``upper_case_fraction`` of image files gets an upper-case name (report 002 had to
-    lower-case names to match). ``index_column`` writes the unnamed first index column.
-    """
-    params = dict(layout="cpjump1_subset", n_single=n_single, n_double=n_double,
-                  n_dmso_wells=n_dmso_wells, sites=sites, size=size,
-                  upper_case_fraction=upper_case_fraction, index_column=index_column, seed=seed,
-                  strength=strength,
-                  nuisance=nuisance or CPJUMP1_NUISANCE)
-    stage = _Staging(root, params)
-    if stage.existing():
-        return stage.root
-    perts, compounds = _compound_library(n_single + n_double, 0, seed, strength)
-    dmso = perts.index("DMSO")
-    content = list(range(n_single + n_double)) + list(range(n_single, n_single + n_double)) + \
-        [dmso] * n_dmso_wells
-    rng = sim.key_rng(seed, "subset-layout")
-    content = [content[i] for i in rng.permutation(len(content))]
-    jobs, rows = [], []
-    for w, p in enumerate(content):
-        r, c = divmod(w, 24)
-        well = well_name(r, c + 1)
-        for f in range(1, sites + 1):
-            core = f"r{r + 1:02d}c{c + 1:02d}f{f:02d}"
-            name = f"{core}_median_aggregated.tiff"
-            if rng.random() < upper_case_fraction:
-                name = name.upper()
-            key = f"BR00116991_{well}_{f}"
-            jobs.append(SiteJob(key, "A549", p, "2020_11_04_CPJUMP1", "BR00116991", well, f,
-                                CPJUMP1_SIM[:3], (f"images/{name}",), median=True))
-            rows.append({
-                "FileName_OrigRNA": f"{core}p01-ch3sk1fk1fl1.tiff", "Metadata_ChannelID": 3,
-                "Metadata_Plate": "BR00116991", "Metadata_Well": well, "Metadata_Site": f,
-                "Metadata_AbsPositionZ": round(float(rng.normal(0.135, 0.001)), 6),
-                "Metadata_PositionX": round(float((f - 1) % 3 * 0.00065 - 0.00065), 6),
-                "Metadata_PositionY": round(float((f - 1) // 3 * 0.00065 - 0.00065), 6),
-                "Metadata_PositionZ": round(float(rng.normal(0, 1e-6)), 9),
-                "Metadata_Row": r + 1,
-                "Metadata_target": compounds.target[p] if p != dmso else "",
-                "Metadata_experiment_type": "Compound", "Metadata_cell_line": "A549",
-                "Metadata_pert_iname": perts.names[p],
-                "Metadata_gene": compounds.target[p] if p != dmso else "",
-                "Metadata_pubchem_cid": int(compounds.pubchem_cid[p]),
-            })
-    imaging = Imaging(size=size, scale=0.3 * size / 160, dtype="uint16", counts=2500.0,
-                      offset=100.0, photons=600.0, **params["nuisance"])
-    with stage as tmp:
-        sites_df, cells = _render_all(jobs, tmp, seed, perts, imaging, None, n_jobs,
-                                      "cpjump1 subset")
-        md = pd.DataFrame(rows)
-        md.insert(0, "ImageNumber", np.arange(1, len(md) + 1))
-        md = md[SUBSET_COLUMNS]
-        md.to_csv(tmp / SUBSET_METADATA, index=index_column)
-        sites_df["image_file"] = [j.paths[0] for j in jobs]
-        _write_truth(tmp, sites_df, cells, perts)
-    return stage.root
-
-
-# --------------------------------------------------------------------------------------------
-# HPA-style cell lines (report 001)
-# --------------------------------------------------------------------------------------------
-
-HPA_WEIGHTS = {"U-251 MG": 1.0, "HeLa": 0.22, "PC-3": 0.9, "A549": 0.8, "MCF7": 0.75,
-               "U-2 OS": 0.2, "HEK 293": 0.95, "CACO-2": 0.6, "RT4": 0.5}
-
-
-def write_cell_lines(
-    root: str | os.PathLike,
-    n_train: int = 900,
-    n_test: int = 600,
-    size: int = 64,
-    weights: dict[str, float] | None = None,
-    n_batches: int = 6,
-    seed: int = 0,
-    n_jobs: int | None = None,
-) -> Path:
-    """Nine cell lines as HPA-style samples: ``{id}_{blue,red,yellow,green}.png`` per sample.
-
-    Classes are imbalanced by ``weights`` (HeLa and U-2 OS rare, as in report 001). ``train.csv``
-    holds ``filename,cell_line``; the test labels are kept in ``ground_truth/sites.csv``.
-    Samples come from ``n_batches`` acquisition batches (hidden nuisance).
-    """
-    weights = weights or dict(HPA_WEIGHTS)
-    params = dict(layout="cell_lines", n_train=n_train, n_test=n_test, size=size,
-                  weights=weights, n_batches=n_batches, seed=seed)
-    stage = _Staging(root, params)
-    if stage.existing():
-        return stage.root
-    lines = list(weights)
-    prob = np.array([weights[k] for k in lines], float)
-    prob /= prob.sum()
-    perts = sim.make_perturbations(0, seed, negative_control="none")  # no perturbation
-    rng = sim.key_rng(seed, "hpa-samples")
-    jobs, labels = [], []
-    for split, n in (("train", n_train), ("test", n_test)):
-        for k in range(n):
-            line = lines[int(rng.choice(len(lines), p=prob))]
-            sid = f"{int(rng.integers(16**7, 16**8)):08x}-{split[:2]}{k:05d}"
-            batch = f"batch{int(rng.integers(1, n_batches + 1))}"
-            paths = tuple(f"{split}/{sid}_{c}.png" for c in HPA_CHANNELS)
-            jobs.append(SiteJob(sid, line, 0, batch, "1", "C03", 1,
-                                tuple(HPA_CHANNELS.values()), paths))
-            labels.append((split, sid, line))
-    imaging = Imaging(size=size, scale=0.35 * size / 64, dtype="uint8", counts=170.0,
-                      photons=200.0)
-    with stage as tmp:
-        sites_df, cells = _render_all(jobs, tmp, seed, perts, imaging, None, n_jobs, "cell lines")
-        lab = pd.DataFrame(labels, columns=["split", "filename", "cell_line"])
-        lab[lab.split == "train"][["filename", "cell_line"]].to_csv(tmp / "train.csv", index=False)
-        sites_df["split"] = lab.split.to_numpy()
-        sites_df = sites_df.drop(columns=["plate", "well", "site", "edge_well"]).rename(
-            columns={"experiment": "batch"})
-        _write_truth(tmp, sites_df, cells, perts)
-    return stage.root
-
-
-# --------------------------------------------------------------------------------------------
 # The default data of every notebook
 # --------------------------------------------------------------------------------------------
-
-DEFAULTS = {
-    "rxrx1": write_rxrx1,
-    "cpjump1": write_cpjump1,
-    "cpjump1_subset": write_cpjump1_subset,
-    "cell_lines": write_cell_lines,
-}
 
 
 def make_default_data(root: str | os.PathLike | None = None, which: tuple[str, ...] | None = None,
@@ -680,17 +286,18 @@ def make_default_data(root: str | os.PathLike | None = None, which: tuple[str, .
     They live in ``<data root>/synthetic/<name>``. ``overrides`` maps a dataset name to keyword
     arguments for its writer, e.g. ``rxrx1={"size": 64}``.
     """
+    from cellutils.datasets import LAYOUTS
     from cellutils.paths import data_root
 
     base = data_root(root) / "synthetic"
     out = {}
-    for name in which or tuple(DEFAULTS):
-        if name not in DEFAULTS:
-            raise ValueError(f"unknown dataset {name!r}; choose from {sorted(DEFAULTS)}")
+    for name in which or tuple(LAYOUTS):
+        if name not in LAYOUTS:
+            raise ValueError(f"unknown dataset {name!r}; choose from {sorted(LAYOUTS)}")
         t0 = time.perf_counter()
         existed = (base / name / MANIFEST).exists()
-        out[name] = DEFAULTS[name](base / name, seed=seed, n_jobs=n_jobs,
-                                   **overrides.get(name, {}))
+        out[name] = LAYOUTS[name].write(base / name, seed=seed, n_jobs=n_jobs,
+                                        **overrides.get(name, {}))
         what = "found" if existed else f"written in {time.perf_counter() - t0:.1f} s"
         print(f"synthetic {name}: {what} -> {out[name]}")
     return out
@@ -718,7 +325,7 @@ def read_truth_masks(root: str | os.PathLike, key: str) -> tuple[np.ndarray, np.
 
 
 __all__ = [
-    "DEFAULTS", "Imaging", "SiteJob", "drug_names", "make_default_data",
-    "read_truth", "read_truth_masks", "write_cell_lines", "write_cpjump1",
-    "write_cpjump1_subset", "write_rxrx1",
+    "MANIFEST", "Imaging", "SiteJob", "Staging", "drug_names", "gene_names", "load_manifest",
+    "make_default_data", "read_truth", "read_truth_masks", "render_all", "well_name",
+    "write_truth",
 ]

@@ -9,7 +9,7 @@ import pytest
 os.environ.setdefault("MPLBACKEND", "Agg")
 os.environ.setdefault("CELLUTILS_JOBS", "1")
 
-from cellutils import synthetic  # noqa: E402
+from cellutils import datasets  # noqa: E402
 
 TINY = {
     "rxrx1": dict(n_sirnas=8, n_positive=1, experiments={"HUVEC": 2, "RPE": 1}, size=48),
@@ -25,7 +25,7 @@ TINY = {
 def tiny(tmp_path_factory):
     """{layout: root} of tiny synthetic datasets (read-only: copy before damaging one)."""
     base = tmp_path_factory.mktemp("tiny")
-    return {name: synthetic.DEFAULTS[name](base / name, seed=3, **kw) for name, kw in TINY.items()}
+    return {name: datasets.LAYOUTS[name].write(base / name, seed=3, **kw) for name, kw in TINY.items()}
 
 
 @pytest.fixture

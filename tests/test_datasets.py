@@ -33,7 +33,7 @@ def test_rxrx1_round_trip(tiny):
 
 
 def test_rxrx1_kaggle_form(tmp_path):
-    root = synthetic.write_rxrx1(tmp_path / "k", form="kaggle", n_sirnas=4, n_positive=1,
+    root = datasets.write_rxrx1(tmp_path / "k", form="kaggle", n_sirnas=4, n_positive=1,
                                  experiments={"HUVEC": 2}, size=32, seed=1, n_jobs=1)
     for f in ("train.csv", "test.csv", "train_controls.csv", "test_controls.csv", "pixel_stats.csv"):
         assert (root / f).exists()
@@ -50,7 +50,7 @@ def test_rxrx1_kaggle_form(tmp_path):
 def test_cpjump1_round_trip(tiny):
     ix = datasets.read_cpjump1(tiny["cpjump1"], errors="raise")
     assert len(ix) == 2 * (4 + 1 + 2) * 2
-    assert list(datasets.path_columns(ix)) == [f"path_{s}" for s in datasets.CPJUMP1_CHANNELS.values()]
+    assert list(datasets.path_columns(ix)) == [f"path_{s}" for s in datasets.cpjump1.CHANNELS.values()]
     assert (ix.Metadata_pert_iname == "DMSO").sum() == 2 * 2 * 2
     assert set(ix.loc[ix.Metadata_pert_iname == "DMSO", "Metadata_control_type"]) == {"negcon"}
     # replicate plates share the platemap
@@ -86,7 +86,7 @@ def test_subset_round_trip_with_real_columns(tiny):
     raw = pd.read_csv(root / "metadata_BR00116991.csv")
     assert raw.columns[0].startswith("Unnamed")  # the original's unnamed index column
     ix = datasets.read_cpjump1_subset(root, errors="raise")
-    assert list(ix.columns[:17]) == synthetic.SUBSET_COLUMNS
+    assert list(ix.columns[:17]) == datasets.cpjump1_subset.COLUMNS
     assert len(ix) == (6 + 2 * 2 + 3) * 3
     counts = ix.Metadata_pert_iname.value_counts()
     assert counts.index[0] == "DMSO" and counts.iloc[0] == 9
@@ -101,7 +101,7 @@ def test_cell_lines_round_trip(tiny):
     root = tiny["cell_lines"]
     ix = datasets.read_cell_lines(root, errors="raise")
     truth = synthetic.read_truth(root)["sites"]
-    assert len(ix) == 40 and ix.cell_line.isin(synthetic.HPA_WEIGHTS).all()
+    assert len(ix) == 40 and ix.cell_line.isin(datasets.cell_lines.WEIGHTS).all()
     assert dict(zip(ix.filename, ix.cell_line, strict=False)).items() <= dict(zip(truth.key, truth.cell_line, strict=False)).items()
     test = datasets.read_cell_lines(root, split="test")
     assert len(test) == 10 and (test.cell_line == datasets.MISSING).all()  # labels hidden
@@ -119,23 +119,23 @@ def _tree_hash(root):
 
 def test_same_seed_same_bytes(tmp_path):
     kw = dict(n_sirnas=4, n_positive=1, experiments={"HUVEC": 1}, size=32, n_jobs=1)
-    a = synthetic.write_rxrx1(tmp_path / "a", seed=5, **kw)
-    b = synthetic.write_rxrx1(tmp_path / "b", seed=5, **{**kw, "n_jobs": 2})
-    c = synthetic.write_rxrx1(tmp_path / "c", seed=6, **kw)
+    a = datasets.write_rxrx1(tmp_path / "a", seed=5, **kw)
+    b = datasets.write_rxrx1(tmp_path / "b", seed=5, **{**kw, "n_jobs": 2})
+    c = datasets.write_rxrx1(tmp_path / "c", seed=6, **kw)
     assert _tree_hash(a) == _tree_hash(b) != _tree_hash(c)
 
 
 def test_writers_never_overwrite(tmp_path, tiny):
     kw = synthetic.load_manifest(tiny["cell_lines"])["params"]
-    assert synthetic.write_cell_lines(tiny["cell_lines"], n_train=kw["n_train"], n_test=kw["n_test"],
+    assert datasets.write_cell_lines(tiny["cell_lines"], n_train=kw["n_train"], n_test=kw["n_test"],
                                       size=kw["size"], seed=3) == tiny["cell_lines"]  # found
     with pytest.raises(FileExistsError, match="other parameters"):
-        synthetic.write_cell_lines(tiny["cell_lines"], n_train=5, seed=3)
+        datasets.write_cell_lines(tiny["cell_lines"], n_train=5, seed=3)
     mine = tmp_path / "my_results"
     mine.mkdir()
     (mine / "precious.csv").write_text("keep me")
     with pytest.raises(FileExistsError, match="not a synthetic dataset"):
-        synthetic.write_cell_lines(mine, n_train=5, n_test=1)
+        datasets.write_cell_lines(mine, n_train=5, n_test=1)
     assert (mine / "precious.csv").read_text() == "keep me"
 
 
@@ -217,3 +217,17 @@ def test_not_a_dataset_folder(tmp_path):
         datasets.read_cpjump1_subset(tmp_path / "x")
     with pytest.raises(datasets.DatasetError, match="not found"):
         datasets.read_cell_lines(tmp_path / "missing")
+
+
+def test_every_layout_module_is_complete(tiny):
+    """One module per layout: its writer's output is read back by its reader, labelled, with one
+    path column per channel in its table and a display colour for each composite channel."""
+    assert list(datasets.LAYOUTS) == ["rxrx1", "cpjump1", "cpjump1_subset", "cell_lines"]
+    for name, layout in datasets.LAYOUTS.items():
+        index = layout.read(tiny[name])
+        assert len(index) and (index[layout.label].astype(str) != datasets.MISSING).all(), name
+        paths = datasets.path_columns(index)
+        assert len(paths) <= len(layout.channels), name
+        assert 1 <= len(layout.colours) <= len(layout.channels), name
+        assert layout.licence and layout.get_real and layout.markers, name
+    assert {n for n, lay in datasets.LAYOUTS.items() if lay.manifest} == {"rxrx1", "cpjump1"}

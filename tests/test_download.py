@@ -133,5 +133,7 @@ def test_s3_listing_follows_continuation(server):
 
 
 def test_unknown_dataset_name():
-    with pytest.raises(ValueError, match="rxrx1 or cpjump1"):
+    with pytest.raises(ValueError, match=r"cannot be downloaded; choose from \['cpjump1', 'rxrx1'\]"):
         dl.fetch_dataset("hpa")
+    with pytest.raises(ValueError, match="come from their courses"):
+        dl.fetch_dataset("cell_lines")  # a layout without a download manifest

@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from cellutils import datasets, synthetic
+from cellutils import datasets
 
 FIXTURES = Path(__file__).parent / "fixtures" / "cpjump1"
 MAP = "JUMP-Target-1_compound_platemap"
@@ -184,7 +184,7 @@ def test_cell_line_challenge_layout(tmp_path, tiny):
 
 
 def test_rxrx1_hidden_labels_are_missing_not_nan(tmp_path):
-    root = synthetic.write_rxrx1(tmp_path / "k", form="kaggle", n_sirnas=4, n_positive=1,
+    root = datasets.write_rxrx1(tmp_path / "k", form="kaggle", n_sirnas=4, n_positive=1,
                                  experiments={"HUVEC": 2}, size=32, seed=1, n_jobs=1)
     ix = datasets.read_rxrx1(root)
     hidden = ix[(ix.dataset == "test") & (ix.well_type == "treatment")]

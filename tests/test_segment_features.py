@@ -100,7 +100,7 @@ def test_missing_weights_say_how_to_get_them(monkeypatch, tmp_path):
 @pytest.fixture(scope="module")
 def site160(tmp_path_factory):
     """One CPJUMP1-style site at the default 160 px (the tiny 48-px data has 3-px nuclei)."""
-    root = synth.write_cpjump1(tmp_path_factory.mktemp("seg") / "c", plates=("BR00116991",),
+    root = datasets.write_cpjump1(tmp_path_factory.mktemp("seg") / "c", plates=("BR00116991",),
                                n_compounds=2, n_positive=0, n_dmso_wells=1, sites=1, size=160,
                                seed=5)
     r = datasets.read_cpjump1(root).iloc[0]
