@@ -10,7 +10,7 @@ STAMP      := $(VENV)/.setup-done
 PIP_FLAGS  ?= -q
 
 .DEFAULT_GOAL := help
-.PHONY: help setup weights test lint reproduce lab bench data data-rxrx1 data-cpjump1 strip clean distclean
+.PHONY: help setup weights test lint reproduce lab bench data data-rxrx1 data-cpjump1 strip student hooks clean distclean
 
 help: ## list the targets (this text)
 	@echo "cellpaint-course -- usage: make <target> [PROFILE=quick|smoke|full]"
@@ -34,17 +34,19 @@ weights: setup ## (re)build the offline cellpose model from the registry's cellp
 
 test: setup ## set up, then lint and run the tests (notebooks run in the smoke profile)
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
 	$(PY) -m pytest
 
-lint: setup ## ruff on code and notebooks, plus the notebook conventions
+lint: setup ## ruff (check + format) on code and notebooks, plus the notebook conventions
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
 	$(PY) -m cellutils.notebooks check
 
 reproduce: setup ## set up, then run every notebook headlessly (PROFILE=quick; REAL=real.yml for real data)
 	$(PY) -m cellutils.notebooks run --profile $(PROFILE) $(if $(REAL),--real $(REAL))
 
-lab: setup ## open the notebooks in JupyterLab
-	$(VENV)/bin/jupyter lab notebooks/
+lab: setup ## open JupyterLab at the repository root (notebooks/, results/, data/, docs/)
+	$(VENV)/bin/jupyter lab --notebook-dir=.
 
 bench: setup ## benchmarks: ratios against a baseline measured in the same run (ONLY=fullscale: some; JSON in results/bench/)
 	$(PY) -m benchmarks $(ONLY)
@@ -63,8 +65,14 @@ data-rxrx1: setup ## download RxRx1 (rxrx.ai release, ~46 GB; resumable) into da
 data-cpjump1: setup ## download CPJUMP1 plate BR00116991 from the Cell Painting Gallery into data/cpjump1
 	$(PY) -m cellutils.download cpjump1 $(ARGS)
 
-strip: setup ## remove outputs from the notebooks before a commit
+strip: setup ## nbstripout the notebooks and write their jupytext twins (notebooks/*.py)
 	$(PY) -m cellutils.notebooks strip
+
+student: setup ## build the student notebooks (solution cells removed) into build/student/
+	$(PY) -m cellutils.notebooks student
+
+hooks: setup ## install the pre-commit hooks (ruff check + format, nbstripout, twins in sync)
+	$(VENV)/bin/pre-commit install
 
 clean: ## remove caches and build files (never data/ or results/)
 	rm -rf .pytest_cache .ruff_cache build *.egg-info

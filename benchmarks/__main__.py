@@ -26,23 +26,44 @@ def bench_generation(n_sirnas: int = 40) -> list[dict]:
     for label, n_jobs in (("1 process", 1), (f"{jobs} processes", jobs)):
         with tempfile.TemporaryDirectory() as tmp:
             t0 = time.perf_counter()
-            root = datasets.write_rxrx1(Path(tmp) / "r", n_sirnas=n_sirnas, n_positive=0,
-                                         experiments={"HUVEC": 1}, sites=2, size=128,
-                                         n_jobs=n_jobs, seed=1)
+            root = datasets.write_rxrx1(
+                Path(tmp) / "r",
+                n_sirnas=n_sirnas,
+                n_positive=0,
+                experiments={"HUVEC": 1},
+                n_test=0,
+                sites=2,
+                size=128,
+                n_jobs=n_jobs,
+                seed=1,
+            )
             seconds = time.perf_counter() - t0
             n_sites = len((root / "metadata.csv").read_text().splitlines()) - 1
             rows[label] = n_sites / seconds
     (b_label, base), (c_label, cand) = rows.items()
-    return [{"benchmark": "synthetic generation (RxRx1, 128 px, 6 PNG channels)",
-             "baseline": b_label, "candidate": c_label, "unit": "sites/s",
-             "baseline_value": round(base, 2), "candidate_value": round(cand, 2),
-             "ratio": round(cand / base, 2)}]
+    return [
+        {
+            "benchmark": "synthetic generation (RxRx1, 128 px, 6 PNG channels)",
+            "baseline": b_label,
+            "candidate": c_label,
+            "unit": "sites/s",
+            "baseline_value": round(base, 2),
+            "candidate_value": round(cand, 2),
+            "ratio": round(cand / base, 2),
+        }
+    ]
 
 
 def _row(name: str, unit: str, base: tuple[str, float], cand: tuple[str, float]) -> dict:
-    return {"benchmark": name, "baseline": base[0], "candidate": cand[0], "unit": unit,
-            "baseline_value": round(base[1], 2), "candidate_value": round(cand[1], 2),
-            "ratio": round(cand[1] / base[1], 2)}
+    return {
+        "benchmark": name,
+        "baseline": base[0],
+        "candidate": cand[0],
+        "unit": unit,
+        "baseline_value": round(base[1], 2),
+        "candidate_value": round(cand[1], 2),
+        "ratio": round(cand[1] / base[1], 2),
+    }
 
 
 def bench_decoded_cache(n_sirnas: int = 60, size: int = 256, epochs: int = 2) -> list[dict]:
@@ -61,8 +82,16 @@ def bench_decoded_cache(n_sirnas: int = 60, size: int = 256, epochs: int = 2) ->
         return n / (time.perf_counter() - t0)
 
     with tempfile.TemporaryDirectory() as tmp:
-        root = datasets.write_rxrx1(Path(tmp) / "r", n_sirnas=n_sirnas, n_positive=0,
-                                     experiments={"HUVEC": 1}, sites=2, size=size, seed=1)
+        root = datasets.write_rxrx1(
+            Path(tmp) / "r",
+            n_sirnas=n_sirnas,
+            n_positive=0,
+            experiments={"HUVEC": 1},
+            n_test=0,
+            sites=2,
+            size=size,
+            seed=1,
+        )
         index = datasets.read_rxrx1(root)
         targets = index.sirna_id.fillna(-1).astype(int).to_numpy()
         t0 = time.perf_counter()
@@ -72,16 +101,25 @@ def bench_decoded_cache(n_sirnas: int = 60, size: int = 256, epochs: int = 2) ->
         files = rate(torchdata.FileDataset(index, targets, size=size, stats=stats))
         cached = rate(torchdata.ImageDataset(images, range(len(index)), targets, stats))
     name = f"training input, RxRx1 {size} px x 6 PNG channels, {epochs} epochs"
-    return [_row(name, "samples/s", ("decode files", files), ("decoded cache", cached)) | {
-        "note": f"building the cache once took {build:.1f} s for {len(index)} sites"}]
+    return [
+        _row(name, "samples/s", ("decode files", files), ("decoded cache", cached))
+        | {"note": f"building the cache once took {build:.1f} s for {len(index)} sites"}
+    ]
 
 
 def _cpjump1_sites(tmp: str, n_compounds: int = 4, size: int = 256):
     from cellutils import datasets
 
-    root = datasets.write_cpjump1(Path(tmp) / "c", plates=("BR00116991",),
-                                   n_compounds=n_compounds, n_positive=0, n_dmso_wells=2,
-                                   sites=2, size=size, seed=2)
+    root = datasets.write_cpjump1(
+        Path(tmp) / "c",
+        plates=("BR00116991",),
+        n_compounds=n_compounds,
+        n_positive=0,
+        n_dmso_wells=2,
+        sites=2,
+        size=size,
+        seed=2,
+    )
     index = datasets.read_cpjump1(root)
     return [datasets.load_site(r, ["DNA", "ER", "RNA", "AGP", "Mito"]) for _, r in index.iterrows()]
 
@@ -97,8 +135,10 @@ def bench_features() -> list[dict]:
     chans = ["DNA", "ER", "RNA", "AGP", "Mito"]
     n_cells = sum(int(m.max()) for m in masks)
     rates = {}
-    for label, fn in (("per-cell loop", features.measure_cells_naive),
-                      ("regionprops_table + ndimage", features.measure_cells)):
+    for label, fn in (
+        ("per-cell loop", features.measure_cells_naive),
+        ("regionprops_table + ndimage", features.measure_cells),
+    ):
         t0 = time.perf_counter()
         for m, im in zip(masks, images, strict=True):
             fn(m, im, chans)
@@ -126,8 +166,12 @@ def bench_segmentation() -> list[dict]:
     if "cellpose" not in secs:
         print("bench_segmentation: no cellpose weights (`make weights`); classical only")
         return []
-    row = _row(f"segmentation, {len(images)} images of 256 px, 2 channels", "s/MP",
-               ("cellpose", secs["cellpose"]), ("classical", secs["classical"]))
+    row = _row(
+        f"segmentation, {len(images)} images of 256 px, 2 channels",
+        "s/MP",
+        ("cellpose", secs["cellpose"]),
+        ("classical", secs["classical"]),
+    )
     row["ratio"] = round(secs["cellpose"] / secs["classical"], 2)  # lower s/MP is better
     row["note"] = "ratio = cellpose time / classical time"
     return [row]
@@ -140,8 +184,13 @@ def bench_fullscale() -> list[dict]:
     return run()
 
 
-BENCHMARKS = [bench_generation, bench_decoded_cache, bench_features, bench_segmentation,
-              bench_fullscale]
+BENCHMARKS = [
+    bench_generation,
+    bench_decoded_cache,
+    bench_features,
+    bench_segmentation,
+    bench_fullscale,
+]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -159,14 +208,25 @@ def main(argv: list[str] | None = None) -> int:
     for r in rows:
         b = f"{r['baseline_value']} {r['unit']} ({r['baseline']})"
         c = f"{r['candidate_value']} {r['unit']} ({r['candidate']})"
-        print(f"{r['benchmark']:<{width}}  {b:>22}  {c:>22}  {r['ratio']:.2f}x"
-              + (f"  disk {r['disk_gb']} GB" if "disk_gb" in r else ""))
+        print(
+            f"{r['benchmark']:<{width}}  {b:>22}  {c:>22}  {r['ratio']:.2f}x"
+            + (f"  disk {r['disk_gb']} GB" if "disk_gb" in r else "")
+        )
     out = results_root() / "bench"
     out.mkdir(parents=True, exist_ok=True)
     stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
     path = out / f"bench-{stamp}.json"
-    write_json(path, {"machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0],
-                                  "platform": platform.platform()}, "rows": rows})
+    write_json(
+        path,
+        {
+            "machine": {
+                "cpus": os.cpu_count(),
+                "python": sys.version.split()[0],
+                "platform": platform.platform(),
+            },
+            "rows": rows,
+        },
+    )
     print(f"\nsaved {path}")
     return 0
 

@@ -105,10 +105,26 @@ def make_pools(base: Path) -> dict[str, str]:
 
     from cellutils import datasets, segment, synthetic
 
-    rx = datasets.write_rxrx1(base / "rxrx1", n_sirnas=8, n_positive=0,
-                              experiments={"HUVEC": 1}, n_test=0, sites=1, size=512, seed=5)
-    sub = datasets.write_cpjump1_subset(base / "subset", n_single=6, n_double=0, n_dmso_wells=2,
-                                        sites=2, size=1080, upper_case_fraction=0.0, seed=5)
+    rx = datasets.write_rxrx1(
+        base / "rxrx1",
+        n_sirnas=8,
+        n_positive=0,
+        experiments={"HUVEC": 1},
+        n_test=0,
+        sites=1,
+        size=512,
+        seed=5,
+    )
+    sub = datasets.write_cpjump1_subset(
+        base / "subset",
+        n_single=6,
+        n_double=0,
+        n_dmso_wells=2,
+        sites=2,
+        size=1080,
+        upper_case_fraction=0.0,
+        seed=5,
+    )
     lines = datasets.write_cell_lines(base / "lines", n_train=64, n_test=0, size=64, seed=5)
     # masks and flows from the generator's ground truth (what a good segmentation returns;
     # ~90 cells per site, the real subset has ~160): the data paths after segmentation
@@ -119,10 +135,12 @@ def make_pools(base: Path) -> dict[str, str]:
         masks = synthetic.read_truth_masks(sub, f"BR00116991_{well}_{site}")[0]
         mpath, fpath = base / "seg" / f"{core}_masks.tif", base / "seg" / f"{core}_flows.tif"
         tifffile.imwrite(mpath, masks, compression="zlib")
-        tifffile.imwrite(fpath, segment.masks_to_flows(masks).astype(np.float16),
-                         compression="zlib")
-        rows.append({"core": core, "path_masks": mpath, "path_flows": fpath,
-                     "n_cells": int(masks.max())})
+        tifffile.imwrite(
+            fpath, segment.masks_to_flows(masks).astype(np.float16), compression="zlib"
+        )
+        rows.append(
+            {"core": core, "path_masks": mpath, "path_flows": fpath, "n_cells": int(masks.max())}
+        )
     seg = pd.DataFrame(rows)
     seg.to_csv(base / "seg.csv", index=False)
     return {"rxrx1": str(rx), "subset": str(sub), "lines": str(lines), "seg": str(base / "seg.csv")}
@@ -140,10 +158,10 @@ def path_03(pools: dict, work: Path) -> dict:
 
     pool = datasets.read_rxrx1(pools["rxrx1"], labels=False)
     exps = [f"HUVEC-{e:02d}" for e in range(1, 25)]
-    keys = pd.MultiIndex.from_product([exps, [1, 2, 3, 4], range(308)],
-                                      names=["experiment", "plate", "w"]).to_frame(index=False)
-    index = pd.concat([keys, _cycle(pool.drop(columns=["experiment", "plate"]),
-                                    len(keys))], axis=1)
+    keys = pd.MultiIndex.from_product(
+        [exps, [1, 2, 3, 4], range(308)], names=["experiment", "plate", "w"]
+    ).to_frame(index=False)
+    index = pd.concat([keys, _cycle(pool.drop(columns=["experiment", "plate"]), len(keys))], axis=1)
     index["well_type"] = np.where(keys.w < 31, "negative_control", "treatment")
     size, decoded = 320, 512
     part = index.iloc[:decoded]
@@ -152,8 +170,12 @@ def path_03(pools: dict, work: Path) -> dict:
     ds = torchdata.ImageDataset(norm, range(len(part)), np.zeros(len(part), int), None)
     seen = _batches(ds, 32, 12)
     planned = len(index) * 6 * size * size
-    return {"n": f"{len(index):,} sites", "disk_gb": planned / GB, "written_gb": _du(work) / GB,
-            "note": f"{decoded} sites decoded, {seen} samples in batches of 32"}
+    return {
+        "n": f"{len(index):,} sites",
+        "disk_gb": planned / GB,
+        "written_gb": _du(work) / GB,
+        "note": f"{decoded} sites decoded, {seen} samples in batches of 32",
+    }
 
 
 def path_04(pools: dict, work: Path) -> dict:
@@ -167,8 +189,12 @@ def path_04(pools: dict, work: Path) -> dict:
     stats = torchdata.ChannelStats.fit(images, range(9632))
     ds = torchdata.ImageDataset(images, range(9632), np.zeros(9632, int), stats)
     seen = _batches(ds, 64, 20)
-    return {"n": f"{len(index):,} samples", "disk_gb": _du(work) / GB,
-            "written_gb": _du(work) / GB, "note": f"all decoded, {seen} samples in batches of 64"}
+    return {
+        "n": f"{len(index):,} samples",
+        "disk_gb": _du(work) / GB,
+        "written_gb": _du(work) / GB,
+        "note": f"all decoded, {seen} samples in batches of 64",
+    }
 
 
 def _subset_index(pools: dict) -> pd.DataFrame:
@@ -188,18 +214,32 @@ def path_05(pools: dict, work: Path) -> dict:
     index = _subset_index(pools)
     images = torchdata.decode(index, size=128, data_root=work, verbose=False)
     stats = torchdata.ChannelStats.fit(images, range(len(index)))
-    ds = torchdata.ImageDataset(images, range(len(index)), np.zeros(len(index), int), stats,
-                                torchdata.augmentation("flips_rotation_jitter", 128))
+    ds = torchdata.ImageDataset(
+        images,
+        range(len(index)),
+        np.zeros(len(index), int),
+        stats,
+        torchdata.augmentation("flips_rotation_jitter", 128),
+    )
     seen = _batches(ds, 16, 40)
-    return {"n": "2,867 sites", "disk_gb": _du(work) / GB, "written_gb": _du(work) / GB,
-            "note": f"all decoded, {seen} samples in batches of 16"}
+    return {
+        "n": "2,867 sites",
+        "disk_gb": _du(work) / GB,
+        "written_gb": _du(work) / GB,
+        "note": f"all decoded, {seen} samples in batches of 16",
+    }
 
 
 def _seg_bytes_per_site(pools: dict) -> float:
     seg = pd.read_csv(pools["seg"])
-    return float(np.mean([_du(Path(p)) + _du(Path(q)) for p, q in zip(seg.path_masks,
-                                                                        seg.path_flows,
-                                                                        strict=True)]))
+    return float(
+        np.mean(
+            [
+                _du(Path(p)) + _du(Path(q))
+                for p, q in zip(seg.path_masks, seg.path_flows, strict=True)
+            ]
+        )
+    )
 
 
 def path_06(pools: dict, work: Path) -> dict:
@@ -209,9 +249,16 @@ def path_06(pools: dict, work: Path) -> dict:
 
     index = _subset_index(pools)
     backend = "cellpose" if segment.find_cellpose_weights() else "classical"
-    one = segment.segment_index(index.iloc[:1], work / "seg", "core", None, "median", backend,
-                                progress=False, **(segment.REPORT_003 if backend == "cellpose"
-                                                   else {}))
+    one = segment.segment_index(
+        index.iloc[:1],
+        work / "seg",
+        "core",
+        None,
+        "median",
+        backend,
+        progress=False,
+        **(segment.REPORT_003 if backend == "cellpose" else {}),
+    )
     masks_pool = pd.read_csv(pools["seg"]).path_masks
     images = torchdata.decode(index, size=128, data_root=work, verbose=False)
     masks = torchdata.decode_masks(_cycle(masks_pool.to_frame(), len(index)).path_masks, 128)
@@ -219,9 +266,13 @@ def path_06(pools: dict, work: Path) -> dict:
     ds = torchdata.ImageDataset(x, range(len(index)), np.zeros(len(index), int), None)
     seen = _batches(ds, 32, 20)
     planned = _du(work / "cache") + len(index) * _seg_bytes_per_site(pools)
-    return {"n": "2,867 sites", "disk_gb": planned / GB, "written_gb": _du(work) / GB,
-            "note": f"{backend} on 1 site ({int(one.n_cells.iloc[0])} cells); {seen} samples in "
-                    "batches of 32; disk = cache + masks and flows of every site"}
+    return {
+        "n": "2,867 sites",
+        "disk_gb": planned / GB,
+        "written_gb": _du(work) / GB,
+        "note": f"{backend} on 1 site ({int(one.n_cells.iloc[0])} cells); {seen} samples in "
+        "batches of 32; disk = cache + masks and flows of every site",
+    }
 
 
 def path_07(pools: dict, work: Path) -> dict:
@@ -246,8 +297,12 @@ def path_07(pools: dict, work: Path) -> dict:
             seen += len(x)
             if i + 1 >= 4:
                 break
-    return {"n": "2,867 sites", "disk_gb": _du(work) / GB, "written_gb": _du(work) / GB,
-            "note": f"{seen} images through ResNet-50 in batches of 32"}
+    return {
+        "n": "2,867 sites",
+        "disk_gb": _du(work) / GB,
+        "written_gb": _du(work) / GB,
+        "note": f"{seen} images through ResNet-50 in batches of 32",
+    }
 
 
 def path_08(pools: dict, work: Path) -> dict:
@@ -259,9 +314,17 @@ def path_08(pools: dict, work: Path) -> dict:
     index = _subset_index(pools)
     seg = pd.read_csv(pools["seg"])
     seg = _cycle(seg, len(index)).assign(core=index.core.to_numpy())
-    built = cells.build_cells(index.iloc[:24], seg, "core", ["Metadata_pert_iname"], size=224,
-                              max_cells_per_image=None, progress=False, store=work / "built",
-                              store_size=64)
+    built = cells.build_cells(
+        index.iloc[:24],
+        seg,
+        "core",
+        ["Metadata_pert_iname"],
+        size=224,
+        max_cells_per_image=None,
+        progress=False,
+        store=work / "built",
+        store_size=64,
+    )
     per_site = len(built.table) / 24
     n_cells = max(400_000, int(per_site * len(index)))
     table = _cycle(built.table, n_cells)
@@ -274,13 +337,18 @@ def path_08(pools: dict, work: Path) -> dict:
         stores.append(mm)
     full = cells.CellSet(table, stores[0], stores[1], 224)
     feats = full.table[full.feature_columns].to_numpy(np.float32)
-    ds = cells.CellDataset(full, np.arange(n_cells), np.zeros(n_cells, int), feats.mean(0),
-                           feats.std(0) + 1e-6)
+    ds = cells.CellDataset(
+        full, np.arange(n_cells), np.zeros(n_cells, int), feats.mean(0), feats.std(0) + 1e-6
+    )
     seen = _batches(ds, 512, 4)
     planned = 2 * np.prod(shape) * 2 + len(index) * _seg_bytes_per_site(pools)
-    return {"n": f"{n_cells:,} cells", "disk_gb": planned / GB, "written_gb": _du(work) / GB,
-            "note": f"{per_site:.0f} cells per pool site; {seen} cells in batches of 512; disk = "
-                    "crop store for every cell + masks and flows"}
+    return {
+        "n": f"{n_cells:,} cells",
+        "disk_gb": planned / GB,
+        "written_gb": _du(work) / GB,
+        "note": f"{per_site:.0f} cells per pool site; {seen} cells in batches of 512; disk = "
+        "crop store for every cell + masks and flows",
+    }
 
 
 PATHS = {"03": path_03, "04": path_04, "05": path_05, "06": path_06, "07": path_07, "08": path_08}
@@ -305,21 +373,31 @@ def bench_fullscale() -> list[dict]:
         pools = make_pools(Path(tmp))
         print(f"  pools at real image size written in {time.perf_counter() - t0:.0f} s", flush=True)
         for name in PATHS:
-            proc = subprocess.run([sys.executable, "-m", "benchmarks.fullscale", name,
-                                   json.dumps(pools)], capture_output=True, text=True)
+            proc = subprocess.run(
+                [sys.executable, "-m", "benchmarks.fullscale", name, json.dumps(pools)],
+                capture_output=True,
+                text=True,
+            )
             if proc.returncode:
                 raise RuntimeError(f"full-scale data path {name} failed:\n{proc.stderr[-3000:]}")
             r = json.loads(proc.stdout.strip().splitlines()[-1])
             print(f"  {name}: {r}", flush=True)
-            rows.append({
-                "benchmark": f"full-scale data path {name} ({r['n']})", "baseline": "budget",
-                "candidate": "peak anonymous RSS", "unit": "GB peak RSS",
-                "baseline_value": BUDGET_GB, "candidate_value": round(r["anon_gb"], 2),
-                "ratio": round(BUDGET_GB / max(r["anon_gb"], 1e-3), 2),
-                "disk_gb": round(r["disk_gb"], 2), "written_gb": round(r["written_gb"], 2),
-                "note": f"{r['note']}; peak VmRSS incl. mapped cache pages "
-                        f"{r['rss_gb']:.2f} GB; {r['seconds']:.0f} s; disk for a full run "
-                        f"{r['disk_gb']:.2f} GB (this run wrote {r['written_gb']:.2f} GB)"})
+            rows.append(
+                {
+                    "benchmark": f"full-scale data path {name} ({r['n']})",
+                    "baseline": "budget",
+                    "candidate": "peak anonymous RSS",
+                    "unit": "GB peak RSS",
+                    "baseline_value": BUDGET_GB,
+                    "candidate_value": round(r["anon_gb"], 2),
+                    "ratio": round(BUDGET_GB / max(r["anon_gb"], 1e-3), 2),
+                    "disk_gb": round(r["disk_gb"], 2),
+                    "written_gb": round(r["written_gb"], 2),
+                    "note": f"{r['note']}; peak VmRSS incl. mapped cache pages "
+                    f"{r['rss_gb']:.2f} GB; {r['seconds']:.0f} s; disk for a full run "
+                    f"{r['disk_gb']:.2f} GB (this run wrote {r['written_gb']:.2f} GB)",
+                }
+            )
     return rows
 
 

@@ -16,13 +16,19 @@ from cellutils import models, train
 from cellutils.paths import results_root, write_json
 
 
-def throughput(arch: str, size: int, channels: int, batch: int = 32, steps: int = 20,
-               amp: bool = True) -> float:
-    m = models.build(arch, 50, channels, pretrained=False).cuda().to(memory_format=torch.channels_last)
+def throughput(
+    arch: str, size: int, channels: int, batch: int = 32, steps: int = 20, amp: bool = True
+) -> float:
+    m = (
+        models.build(arch, 50, channels, pretrained=False)
+        .cuda()
+        .to(memory_format=torch.channels_last)
+    )
     opt = torch.optim.AdamW(m.parameters(), 3e-4)
     scaler = torch.amp.GradScaler("cuda", enabled=amp)
     x = torch.randn(batch, channels, size, size, device="cuda").contiguous(
-        memory_format=torch.channels_last)
+        memory_format=torch.channels_last
+    )
     y = torch.randint(0, 50, (batch,), device="cuda")
     for i in range(steps + 5):
         if i == 5:
@@ -43,22 +49,42 @@ def main() -> None:
     ds = torch.utils.data.TensorDataset(torch.randn(256, 6, 64, 64), torch.arange(256) % 4)
     ds.tensors[0][ds.tensors[1] == 1] += 1.0
     with tempfile.TemporaryDirectory() as tmp:
-        r = train.fit(models.build("resnet18", 4, 6, pretrained=False), ds, ds,
-                      train.TrainConfig(epochs=3, batch_size=64, lr=1e-3), tmp, progress=False)
+        r = train.fit(
+            models.build("resnet18", 4, 6, pretrained=False),
+            ds,
+            ds,
+            train.TrainConfig(epochs=3, batch_size=64, lr=1e-3),
+            tmp,
+            progress=False,
+        )
     print("fit on cuda with AMP:", r.best, "device", next(r.model.parameters()).device)
     rows = []
-    for arch, size, ch in [("efficientnet_b3", 320, 6), ("densenet161", 64, 3),
-                           ("mobilenet_v2", 128, 3), ("efficientnet_b0", 224, 4)]:
+    for arch, size, ch in [
+        ("efficientnet_b3", 320, 6),
+        ("densenet161", 64, 3),
+        ("mobilenet_v2", 128, 3),
+        ("efficientnet_b0", 224, 4),
+    ]:
         fp32 = throughput(arch, size, ch, amp=False)
         amp = throughput(arch, size, ch, amp=True)
-        rows.append({"arch": arch, "size": size, "channels": ch, "fp32_img_s": round(fp32, 1),
-                     "amp_img_s": round(amp, 1), "amp_ratio": round(amp / fp32, 2)})
+        rows.append(
+            {
+                "arch": arch,
+                "size": size,
+                "channels": ch,
+                "fp32_img_s": round(fp32, 1),
+                "amp_img_s": round(amp, 1),
+                "amp_ratio": round(amp / fp32, 2),
+            }
+        )
         print(rows[-1], flush=True)
     out = results_root() / "bench"
     out.mkdir(parents=True, exist_ok=True)
     stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
-    write_json(out / f"gpu-{stamp}.json", {"device": torch.cuda.get_device_name(), "rows": rows,
-                                          "fit": r.best})
+    write_json(
+        out / f"gpu-{stamp}.json",
+        {"device": torch.cuda.get_device_name(), "rows": rows, "fit": r.best},
+    )
 
 
 if __name__ == "__main__":

@@ -20,9 +20,14 @@ from cellutils.paths import repo_root
 LAYOUTS = datasets.LAYOUTS  # one module per layout in cellutils.datasets
 
 
-def locate(name: str, real: str | os.PathLike | None = None,
-           data_root: str | os.PathLike | None = None, overrides: dict | None = None,
-           seed: int = 0, verbose: bool = True) -> Path:
+def locate(
+    name: str,
+    real: str | os.PathLike | None = None,
+    data_root: str | os.PathLike | None = None,
+    overrides: dict | None = None,
+    seed: int = 0,
+    verbose: bool = True,
+) -> Path:
     """The folder to read dataset ``name`` from.
 
     ``real`` (a path) wins and must exist; a relative path is tried against the working
@@ -39,18 +44,22 @@ def locate(name: str, real: str | os.PathLike | None = None,
     if real:
         root = resolve_real(real, data_root)
         if root is None:
-            raise FileNotFoundError(f"real {name} data not found at {real} (looked in the working "
-                                    f"folder, {repo_root()} and {_data_root(data_root, create=False)})."
-                                    f" Get it with: {layout.get_real}; or pass None to use the "
-                                    "synthetic default.")
+            raise FileNotFoundError(
+                f"real {name} data not found at {real} (looked in the working "
+                f"folder, {repo_root()} and {_data_root(data_root, create=False)})."
+                f" Get it with: {layout.get_real}; or pass None to use the "
+                "synthetic default."
+            )
         if verbose:
             print(f"{name}: real data at {root}")
         return root
     fetched = _data_root(data_root, create=False) / name
     if not overrides and any(any(fetched.glob(m)) for m in layout.markers):
         if verbose:
-            print(f"{name}: real data found at {fetched} (from `make data NAME={name}`); pass "
-                  "synthetic overrides or move it to use the synthetic default")
+            print(
+                f"{name}: real data found at {fetched} (from `make data NAME={name}`); pass "
+                "synthetic overrides or move it to use the synthetic default"
+            )
         return fetched
     folder = name
     if overrides:
@@ -65,8 +74,9 @@ def locate(name: str, real: str | os.PathLike | None = None,
     return root
 
 
-def resolve_real(path: str | os.PathLike, data_root: str | os.PathLike | None = None
-                 ) -> Path | None:
+def resolve_real(
+    path: str | os.PathLike, data_root: str | os.PathLike | None = None
+) -> Path | None:
     """An existing folder for a user's ``real_*`` path: as given, else relative to the
     repository, else to the data root; None when none exists."""
     p = Path(path).expanduser()

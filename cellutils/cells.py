@@ -34,8 +34,14 @@ def _scale(image: np.ndarray) -> np.ndarray:
     return np.clip(image.astype(np.float32) / max(hi, 1e-6), 0, 1)
 
 
-def crop_cells(image: np.ndarray, masks: np.ndarray, flows: np.ndarray, size: int,
-               labels: Sequence[int], with_image: bool = False) -> tuple[np.ndarray, np.ndarray]:
+def crop_cells(
+    image: np.ndarray,
+    masks: np.ndarray,
+    flows: np.ndarray,
+    size: int,
+    labels: Sequence[int],
+    with_image: bool = False,
+) -> tuple[np.ndarray, np.ndarray]:
     """(mask-branch, flow-branch) crops of the cells ``labels``: two (n, 4, size, size) arrays,
     values in [-1, 1] (the report's normalisation, mean 0.5 and std 0.5 per channel)."""
     from skimage.segmentation import find_boundaries
@@ -64,7 +70,9 @@ def crop_cells(image: np.ndarray, masks: np.ndarray, flows: np.ndarray, size: in
         else:
             crop[0], crop[3] = cell, crop[1] - cell
         t = torch.from_numpy(crop)[None]
-        out[i] = F.interpolate(t, size=(size, size), mode="bilinear", align_corners=False)[0].numpy()
+        out[i] = F.interpolate(t, size=(size, size), mode="bilinear", align_corners=False)[
+            0
+        ].numpy()
     out[:, [0, 1, 2, 3, 7]] = (out[:, [0, 1, 2, 3, 7]] - 0.5) / 0.5
     return out[:, :4], out[:, 4:]
 
@@ -93,19 +101,34 @@ class CellSet:
 
     def crops(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
         """Cell ``i``'s (mask branch, flow branch) crops at ``size``, float32."""
-        pair = [torch.from_numpy(np.asarray(a[i], np.float32)) for a in (self.mask_crops,
-                                                                          self.flow_crops)]
+        pair = [
+            torch.from_numpy(np.asarray(a[i], np.float32))
+            for a in (self.mask_crops, self.flow_crops)
+        ]
         if pair[0].shape[-1] != self.size:
-            pair = [F.interpolate(t[None], size=(self.size, self.size), mode="bilinear",
-                                  align_corners=False)[0] for t in pair]
+            pair = [
+                F.interpolate(
+                    t[None], size=(self.size, self.size), mode="bilinear", align_corners=False
+                )[0]
+                for t in pair
+            ]
         return pair[0], pair[1]
 
 
-def build_cells(index: pd.DataFrame, segmented: pd.DataFrame, key: str, metadata: Sequence[str],
-                size: int = 64, max_cells_per_image: int | None = 30, channel: str = "median",
-                seed: int = 0, progress: bool = True, with_image: bool = False,
-                store: str | os.PathLike | None = None, store_size: int | None = None
-                ) -> CellSet:
+def build_cells(
+    index: pd.DataFrame,
+    segmented: pd.DataFrame,
+    key: str,
+    metadata: Sequence[str],
+    size: int = 64,
+    max_cells_per_image: int | None = 30,
+    channel: str = "median",
+    seed: int = 0,
+    progress: bool = True,
+    with_image: bool = False,
+    store: str | os.PathLike | None = None,
+    store_size: int | None = None,
+) -> CellSet:
     """Crops and features of up to ``max_cells_per_image`` random cells of every image, with
     report 004's cleaning (perimeter 0 dropped). The centroid is measured and kept in the
     table as metadata, but not among the features the network sees (a cell's position in the
@@ -121,21 +144,24 @@ def build_cells(index: pd.DataFrame, segmented: pd.DataFrame, key: str, metadata
     crop_at = store_size or size
     tables, mcrops, fcrops, n_done = [], [], [], 0
     writer = _CropWriter(store, crop_at) if store is not None else None
-    for _, row in tqdm(index.iterrows(), total=len(index), disable=not progress,
-                       desc="crop cells", mininterval=2.0):
+    for _, row in tqdm(
+        index.iterrows(), total=len(index), disable=not progress, desc="crop cells", mininterval=2.0
+    ):
         k = str(row[key])
         masks = tifffile.imread(seg.loc[k, "path_masks"])
         flows = tifffile.imread(seg.loc[k, "path_flows"]).astype(np.float32)
         image = load_site(row, [channel])
-        table = features.measure_cells(masks, image, [channel],
-                                       {key: k, **{m: row[m] for m in metadata}})
+        table = features.measure_cells(
+            masks, image, [channel], {key: k, **{m: row[m] for m in metadata}}
+        )
         table, _ = features.clean_cells(table)
         if max_cells_per_image and len(table) > max_cells_per_image:
             table = table.iloc[np.sort(rng.choice(len(table), max_cells_per_image, replace=False))]
         if not len(table):
             continue
-        m, f = crop_cells(image[0], masks, flows, crop_at, table.Metadata_ObjectNumber.tolist(),
-                          with_image)
+        m, f = crop_cells(
+            image[0], masks, flows, crop_at, table.Metadata_ObjectNumber.tolist(), with_image
+        )
         tables.append(table)
         n_done += len(table)
         if writer is not None:
@@ -177,8 +203,15 @@ class _CropWriter:
 class CellDataset(Dataset):
     """((mask crop, flow crop, standardised features), target) for rows of a ``CellSet``."""
 
-    def __init__(self, cells: CellSet, rows: np.ndarray, targets: np.ndarray,
-                 mean: np.ndarray, std: np.ndarray, augment: bool = False):
+    def __init__(
+        self,
+        cells: CellSet,
+        rows: np.ndarray,
+        targets: np.ndarray,
+        mean: np.ndarray,
+        std: np.ndarray,
+        augment: bool = False,
+    ):
         self.cells, self.rows, self.targets = cells, np.asarray(rows), np.asarray(targets)
         tab = cells.table[cells.feature_columns].to_numpy(np.float32)
         self.tab = (tab - mean) / std
@@ -206,6 +239,13 @@ def vote(image_keys: Sequence[str], logits: np.ndarray, targets: np.ndarray) -> 
         p = probs[g.index]
         counts = np.bincount(g.pred, minlength=probs.shape[1]).astype(float)
         majority = int(np.argmax(counts + p.mean(0) * 1e-3))
-        rows.append({"image": image, "target": int(g.target.iloc[0]), "cells": len(g),
-                     "majority_vote": majority, "mean_probability": int(p.mean(0).argmax())})
+        rows.append(
+            {
+                "image": image,
+                "target": int(g.target.iloc[0]),
+                "cells": len(g),
+                "majority_vote": majority,
+                "mean_probability": int(p.mean(0).argmax()),
+            }
+        )
     return pd.DataFrame(rows)

@@ -20,8 +20,11 @@ def save_figure(fig, folder, name: str, dpi: int = 120):
     return path
 
 
-def composite(image: np.ndarray, colours: Sequence[Sequence[int]],
-              percentiles: tuple[float, float] = (1, 99.7)) -> np.ndarray:
+def composite(
+    image: np.ndarray,
+    colours: Sequence[Sequence[int]],
+    percentiles: tuple[float, float] = (1, 99.7),
+) -> np.ndarray:
     """Additive colour composite of (C, H, W) with a per-channel percentile stretch."""
     if len(colours) < image.shape[0]:
         raise ValueError(f"{image.shape[0]} channels but only {len(colours)} colours")
@@ -33,8 +36,13 @@ def composite(image: np.ndarray, colours: Sequence[Sequence[int]],
     return np.clip(rgb, 0, 1)
 
 
-def show_images(images: Sequence[np.ndarray], titles: Sequence[str] | None = None,
-                ncols: int = 4, size: float = 3.0, suptitle: str | None = None):
+def show_images(
+    images: Sequence[np.ndarray],
+    titles: Sequence[str] | None = None,
+    ncols: int = 4,
+    size: float = 3.0,
+    suptitle: str | None = None,
+):
     """A grid of RGB (or grey) images without axes; returns the figure."""
     n = len(images)
     nrows = int(np.ceil(n / ncols))
@@ -50,13 +58,22 @@ def show_images(images: Sequence[np.ndarray], titles: Sequence[str] | None = Non
     return fig
 
 
-def plate_map(wells: pd.Series, values: pd.Series, ax=None, n_rows: int = 16, n_cols: int = 24,
-              title: str = "", top: int = 12, cmap: str = "tab20"):
+def plate_map(
+    wells: pd.Series,
+    values: pd.Series,
+    ax=None,
+    n_rows: int = 16,
+    n_cols: int = 24,
+    title: str = "",
+    top: int = 12,
+    cmap: str = "tab20",
+):
     """A 384-well plate coloured by a categorical value (the ``top`` most common named,
     the rest grey); empty wells white."""
     ax = ax or plt.subplots(figsize=(10, 5.5))[1]
-    first = pd.DataFrame({"well": wells.to_numpy(), "value": values.astype(str).to_numpy()}) \
-        .drop_duplicates("well")
+    first = pd.DataFrame(
+        {"well": wells.to_numpy(), "value": values.astype(str).to_numpy()}
+    ).drop_duplicates("well")
     common = list(first.value.value_counts().index[:top])
     codes = {v: i for i, v in enumerate(common)}
     grid = np.full((n_rows, n_cols), np.nan)
@@ -73,14 +90,26 @@ def plate_map(wells: pd.Series, values: pd.Series, ax=None, n_rows: int = 16, n_
     ax.set_ylabel("row")
     handles = [plt.Rectangle((0, 0), 1, 1, color=c) for c in colours]
     labels = common + (["other"] if first.value.nunique() > len(common) else [])
-    ax.legend(handles[: len(labels)], labels, loc="upper left", bbox_to_anchor=(1.01, 1),
-              fontsize=7, frameon=False)
+    ax.legend(
+        handles[: len(labels)],
+        labels,
+        loc="upper left",
+        bbox_to_anchor=(1.01, 1),
+        fontsize=7,
+        frameon=False,
+    )
     ax.set_title(title)
     return ax
 
 
-def class_balance(labels: pd.Series, ax=None, top: int | None = 30, title: str = "",
-                  highlight: Sequence[str] = ("DMSO",), xlabel: str = "images"):
+def class_balance(
+    labels: pd.Series,
+    ax=None,
+    top: int | None = 30,
+    title: str = "",
+    highlight: Sequence[str] = ("DMSO",),
+    xlabel: str = "images",
+):
     """Horizontal bar chart of class counts (largest first), with the majority-class share."""
     counts = labels.value_counts()
     shown = counts.head(top) if top else counts
@@ -90,14 +119,22 @@ def class_balance(labels: pd.Series, ax=None, top: int | None = 30, title: str =
     ax.set_xlabel(xlabel)
     share = counts.iloc[0] / counts.sum()
     more = f", top {top} of {len(counts)} shown" if top and len(counts) > top else ""
-    ax.set_title(f"{title}\n{len(counts)} classes, majority {counts.index[0]} = {share:.1%}{more}",
-                 fontsize=10)
+    ax.set_title(
+        f"{title}\n{len(counts)} classes, majority {counts.index[0]} = {share:.1%}{more}",
+        fontsize=10,
+    )
     ax.tick_params(axis="y", labelsize=7)
     return ax
 
 
-def outlines(image: np.ndarray, masks: np.ndarray, ax=None, title: str = "",
-             colour: tuple[float, float, float] = (1.0, 0.85, 0.0), truth: np.ndarray | None = None):
+def outlines(
+    image: np.ndarray,
+    masks: np.ndarray,
+    ax=None,
+    title: str = "",
+    colour: tuple[float, float, float] = (1.0, 0.85, 0.0),
+    truth: np.ndarray | None = None,
+):
     """A grey image (percentile-stretched) with the outlines of ``masks`` drawn on it (yellow),
     and optionally the ground truth's outlines (cyan) under them."""
     from skimage.segmentation import find_boundaries

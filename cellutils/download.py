@@ -90,20 +90,33 @@ def download(
     last_error: Exception | None = None
     for attempt in range(retries):
         start = part.stat().st_size if part.exists() else 0
-        headers = {"User-Agent": "cellutils-download", "Range": f"bytes={start}-"} if start \
+        headers = (
+            {"User-Agent": "cellutils-download", "Range": f"bytes={start}-"}
+            if start
             else {"User-Agent": "cellutils-download"}
+        )
         try:
-            with urllib.request.urlopen(urllib.request.Request(url, headers=headers),
-                                        timeout=timeout) as resp:
+            with urllib.request.urlopen(
+                urllib.request.Request(url, headers=headers), timeout=timeout
+            ) as resp:
                 if start and resp.status != 206:  # server ignored the Range: start over
                     start = 0
                 length = resp.headers.get("Content-Length")
                 total = start + int(length) if length is not None else None
                 mode = "ab" if start else "wb"
-                with open(part, mode) as fh, tqdm(
-                    total=total, initial=start, unit="B", unit_scale=True, leave=False,
-                    desc=dest.name, disable=not progress or None, mininterval=1,
-                ) as bar:
+                with (
+                    open(part, mode) as fh,
+                    tqdm(
+                        total=total,
+                        initial=start,
+                        unit="B",
+                        unit_scale=True,
+                        leave=False,
+                        desc=dest.name,
+                        disable=not progress or None,
+                        mininterval=1,
+                    ) as bar,
+                ):
                     while True:
                         block = resp.read(chunk)
                         if not block:
@@ -133,14 +146,17 @@ def download(
     if not _check(part, sha256, md5):
         bad = dest.with_name(dest.name + ".bad")
         os.replace(part, bad)
-        raise DownloadError(f"{url}: checksum mismatch; the file is kept as {bad}. Move it away "
-                            "and download again; if it repeats, the source changed.")
+        raise DownloadError(
+            f"{url}: checksum mismatch; the file is kept as {bad}. Move it away "
+            "and download again; if it repeats, the source changed."
+        )
     os.replace(part, dest)
     return dest
 
 
-def list_s3(bucket_url: str, prefix: str, timeout: float = 60.0,
-            max_keys: int | None = None) -> list[Remote]:
+def list_s3(
+    bucket_url: str, prefix: str, timeout: float = 60.0, max_keys: int | None = None
+) -> list[Remote]:
     """Anonymous S3 ListObjectsV2 of ``prefix`` (follows continuation tokens)."""
     out: list[Remote] = []
     token = None
@@ -174,8 +190,10 @@ def fetch_dataset(name: str, dest: str | os.PathLike | None = None, **kw) -> Pat
     layout = LAYOUTS.get(name)
     if layout is None or layout.manifest is None:
         fetchable = sorted(k for k, v in LAYOUTS.items() if v.manifest)
-        raise ValueError(f"dataset {name!r} cannot be downloaded; choose from {fetchable} (the "
-                         "CPJUMP1 course subset and the cell-line images come from their courses).")
+        raise ValueError(
+            f"dataset {name!r} cannot be downloaded; choose from {fetchable} (the "
+            "CPJUMP1 course subset and the cell-line images come from their courses)."
+        )
     manifest = layout.manifest(**kw)
     for i, item in enumerate(manifest, 1):
         print(f"[{i}/{len(manifest)}] {item.dest}", flush=True)
@@ -191,8 +209,11 @@ def fetch_dataset(name: str, dest: str | os.PathLike | None = None, **kw) -> Pat
 
 
 def _main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m cellutils.download", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog="python -m cellutils.download",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("name", help="a dataset with a download manifest: rxrx1 or cpjump1")
     p.add_argument("--dest", help="target folder (default: <data root>/<name>)")
     p.add_argument("--plates", nargs="*", help="CPJUMP1 plates (default BR00116991)")
@@ -200,8 +221,9 @@ def _main(argv: list[str] | None = None) -> int:
     p.add_argument("--metadata-only", action="store_true", help="RxRx1: skip the 46 GB images")
     a = p.parse_args(argv)
     try:
-        fetch_dataset(a.name, a.dest, plates=a.plates, max_images=a.max_images,
-                      images=not a.metadata_only)
+        fetch_dataset(
+            a.name, a.dest, plates=a.plates, max_images=a.max_images, images=not a.metadata_only
+        )
     except (DownloadError, urllib.error.URLError) as exc:
         print(f"download failed: {exc}", file=sys.stderr)
         return 1

@@ -18,26 +18,38 @@ from cellutils.runtime import pick_device
 from cellutils.torchdata import ChannelStats, positions
 
 
-def available_backbones(archs: Sequence[str], control: str = "resnet18",
-                        verbose: bool = True) -> dict[str, tuple[str, bool]]:
+def available_backbones(
+    archs: Sequence[str], control: str = "resnet18", verbose: bool = True
+) -> dict[str, tuple[str, bool]]:
     """{display name: (arch, ImageNet?)} for the ``archs`` whose ImageNet weights exist here,
     plus ``control`` with random weights (does ImageNet pretraining help at all?)."""
     out: dict[str, tuple[str, bool]] = {}
     for arch in archs:
-        has = (models.lite0_weights_file() is not None if arch == "efficientnet_lite0"
-               else models.cached_weights_file(arch).exists())
+        has = (
+            models.lite0_weights_file() is not None
+            if arch == "efficientnet_lite0"
+            else models.cached_weights_file(arch).exists()
+        )
         if has:
             out[f"{arch} (ImageNet)"] = (arch, True)
         elif verbose:
-            print(f"{arch}: no ImageNet weights on this machine, skipped "
-                  f"(see models.resolve_pretrained for how to add them)")
+            print(
+                f"{arch}: no ImageNet weights on this machine, skipped "
+                f"(see models.resolve_pretrained for how to add them)"
+            )
     out[f"{control} (random init)"] = (control, False)
     return out
 
 
 @torch.no_grad()
-def extract(images: np.ndarray, stats: ChannelStats, arch: str, pretrained: bool,
-            batch_size: int = 64, device=None) -> np.ndarray:
+def extract(
+    images: np.ndarray,
+    stats: ChannelStats,
+    arch: str,
+    pretrained: bool,
+    batch_size: int = 64,
+    device=None,
+) -> np.ndarray:
     """The frozen backbone's penultimate activations for every image, (N, features)."""
     device = device or pick_device(verbose=False)
     net, _, _ = models.backbone(arch, images.shape[1], pretrained)
@@ -45,7 +57,7 @@ def extract(images: np.ndarray, stats: ChannelStats, arch: str, pretrained: bool
     norm = stats.transform()
     out = []
     for start in range(0, len(images), batch_size):
-        x = torch.from_numpy(np.asarray(images[start:start + batch_size], dtype=np.float32))
+        x = torch.from_numpy(np.asarray(images[start : start + batch_size], dtype=np.float32))
         x = norm(x).to(device)
         with torch.autocast(device.type, enabled=device.type == "cuda"):
             out.append(net(x).float().cpu())
@@ -68,9 +80,13 @@ def classifiers(seed: int = 0) -> dict:
     }
 
 
-def classical_scores(feats: dict[str, np.ndarray], index: pd.DataFrame,
-                     protocols: dict[str, tuple[pd.DataFrame, pd.DataFrame]], label: str,
-                     seed: int = 0) -> pd.DataFrame:
+def classical_scores(
+    feats: dict[str, np.ndarray],
+    index: pd.DataFrame,
+    protocols: dict[str, tuple[pd.DataFrame, pd.DataFrame]],
+    label: str,
+    seed: int = 0,
+) -> pd.DataFrame:
     """Train and test accuracy of every classifier on every embedding under every split."""
     rows = []
     for protocol, (train, test) in protocols.items():
@@ -79,8 +95,14 @@ def classical_scores(feats: dict[str, np.ndarray], index: pd.DataFrame,
         for backbone, x in feats.items():
             for name, clf in classifiers(seed).items():
                 clf.fit(x[tr], ytr)
-                rows.append({"protocol": protocol, "backbone": backbone, "classifier": name,
-                             "train_accuracy": float((clf.predict(x[tr]) == ytr).mean()),
-                             "test_accuracy": float((clf.predict(x[te]) == yte).mean()),
-                             "chance": 1 / len(set(ytr))})
+                rows.append(
+                    {
+                        "protocol": protocol,
+                        "backbone": backbone,
+                        "classifier": name,
+                        "train_accuracy": float((clf.predict(x[tr]) == ytr).mean()),
+                        "test_accuracy": float((clf.predict(x[te]) == yte).mean()),
+                        "chance": 1 / len(set(ytr)),
+                    }
+                )
     return pd.DataFrame(rows)

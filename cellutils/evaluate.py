@@ -34,8 +34,7 @@ def classification_metrics(targets: np.ndarray, scores: np.ndarray, k: int = 5) 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         out["balanced_accuracy"] = float(balanced_accuracy_score(targets, pred))
-        out["macro_f1"] = float(f1_score(targets, pred, average="macro",
-                                         labels=np.unique(targets)))
+        out["macro_f1"] = float(f1_score(targets, pred, average="macro", labels=np.unique(targets)))
     if scores.ndim == 2 and scores.shape[1] > k:
         topk = np.argsort(-scores, axis=1)[:, :k]
         out[f"top{k}_accuracy"] = float((topk == targets[:, None]).any(1).mean())
@@ -44,8 +43,7 @@ def classification_metrics(targets: np.ndarray, scores: np.ndarray, k: int = 5) 
 
 def per_class_recall(targets: np.ndarray, pred: np.ndarray, classes: Sequence[str]) -> pd.Series:
     targets, pred = np.asarray(targets), np.asarray(pred)
-    rec = {classes[c]: float((pred[targets == c] == c).mean())
-           for c in np.unique(targets)}
+    rec = {classes[c]: float((pred[targets == c] == c).mean()) for c in np.unique(targets)}
     return pd.Series(rec, name="recall").sort_values()
 
 
@@ -54,8 +52,12 @@ def per_class_recall(targets: np.ndarray, pred: np.ndarray, classes: Sequence[st
 # --------------------------------------------------------------------------------------------
 
 
-def plot_history(histories: dict[str, pd.DataFrame], metric: str = "accuracy",
-                 best: dict[str, int] | None = None, title: str = ""):
+def plot_history(
+    histories: dict[str, pd.DataFrame],
+    metric: str = "accuracy",
+    best: dict[str, int] | None = None,
+    title: str = "",
+):
     """Learning curves: loss (left) and ``metric`` (right), train dashed, validation solid,
     one colour per run; the kept (best) epoch marked."""
     fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))
@@ -71,8 +73,11 @@ def plot_history(histories: dict[str, pd.DataFrame], metric: str = "accuracy",
             row = h[h.epoch == best[name]]
             axes[1].plot(row.epoch, row[f"val_{metric}"], "o", color=c, ms=9, mfc="none")
     axes[0].set(xlabel="epoch", ylabel="cross-entropy loss", title="loss")
-    axes[1].set(xlabel="epoch", ylabel=metric.replace("_", " "),
-                title=f"{metric.replace('_', ' ')} (circle: kept epoch)")
+    axes[1].set(
+        xlabel="epoch",
+        ylabel=metric.replace("_", " "),
+        title=f"{metric.replace('_', ' ')} (circle: kept epoch)",
+    )
     axes[0].legend(fontsize=8)
     axes[1].legend(fontsize=8)
     fig.suptitle(title)
@@ -80,8 +85,15 @@ def plot_history(histories: dict[str, pd.DataFrame], metric: str = "accuracy",
     return fig
 
 
-def plot_confusion(targets: np.ndarray, pred: np.ndarray, classes: Sequence[str], ax=None,
-                   top_n: int | None = 30, title: str = "", annotate: bool | None = None):
+def plot_confusion(
+    targets: np.ndarray,
+    pred: np.ndarray,
+    classes: Sequence[str],
+    ax=None,
+    top_n: int | None = 30,
+    title: str = "",
+    annotate: bool | None = None,
+):
     """Row-normalised confusion matrix (each row: where that class's samples went).
 
     With more than ``top_n`` classes, the ``top_n`` most frequent true classes are shown,
@@ -107,9 +119,19 @@ def plot_confusion(targets: np.ndarray, pred: np.ndarray, classes: Sequence[str]
 
     annotate = n <= 12 if annotate is None else annotate
     names = [str(classes[i]) for i in keep]
-    sns.heatmap(norm, ax=ax, cmap="Blues", vmin=0, vmax=1, square=True, annot=annotate,
-                fmt=".2f", xticklabels=names, yticklabels=names,
-                cbar_kws={"label": "fraction of the true class", "shrink": 0.7})
+    sns.heatmap(
+        norm,
+        ax=ax,
+        cmap="Blues",
+        vmin=0,
+        vmax=1,
+        square=True,
+        annot=annotate,
+        fmt=".2f",
+        xticklabels=names,
+        yticklabels=names,
+        cbar_kws={"label": "fraction of the true class", "shrink": 0.7},
+    )
     ax.set(xlabel="predicted", ylabel="true", title=title or "confusion matrix (row-normalised)")
     ax.tick_params(axis="x", labelrotation=90, labelsize=8 if n > 15 else 9)
     ax.tick_params(axis="y", labelrotation=0, labelsize=8 if n > 15 else 9)
@@ -136,8 +158,14 @@ def embed_2d(x: np.ndarray, method: str = "tsne", seed: int = 0) -> np.ndarray:
     raise ValueError(f"method must be 'tsne' or 'umap', not {method!r}")
 
 
-def plot_embedding(xy: np.ndarray, labels: Sequence, ax=None, title: str = "", top: int = 12,
-                   highlight: str | None = "DMSO"):
+def plot_embedding(
+    xy: np.ndarray,
+    labels: Sequence,
+    ax=None,
+    title: str = "",
+    top: int = 12,
+    highlight: str | None = "DMSO",
+):
     """Scatter of a 2-D map coloured by label: the ``top`` most frequent labels in distinct
     colours (``highlight``, e.g. DMSO, in grey), the rest as small grey points."""
     labels = pd.Series(np.asarray(labels).astype(str))
@@ -154,8 +182,9 @@ def plot_embedding(xy: np.ndarray, labels: Sequence, ax=None, title: str = "", t
         m = (labels == c).to_numpy()
         ax.scatter(*xy[m].T, s=16, color=colours(i), label=c, edgecolor="white", linewidth=0.3)
     ax.set(xticks=[], yticks=[], title=title, xlabel="dimension 1", ylabel="dimension 2")
-    ax.legend(fontsize=7, markerscale=1.5, loc="center left", bbox_to_anchor=(1, 0.5),
-              frameon=False)
+    ax.legend(
+        fontsize=7, markerscale=1.5, loc="center left", bbox_to_anchor=(1, 0.5), frameon=False
+    )
     return ax.figure
 
 
@@ -166,16 +195,38 @@ def plot_embedding(xy: np.ndarray, labels: Sequence, ax=None, title: str = "", t
 
 def result_row(protocol: str, metrics: dict, leak_free: bool, **extra) -> dict:
     """One line of a notebook's results table."""
-    return {"protocol": protocol, "leak_free": bool(leak_free),
-            **{k: (round(v, 4) if isinstance(v, float) else v) for k, v in metrics.items()},
-            **extra}
+    return {
+        "protocol": protocol,
+        "leak_free": bool(leak_free),
+        **{k: (round(v, 4) if isinstance(v, float) else v) for k, v in metrics.items()},
+        **extra,
+    }
 
 
-def write_metrics(run: str | Path, notebook: str, report: str, title: str, claimed: dict,
-                  results: list[dict], trust: str, data: str, profile: str,
-                  extra: dict | None = None) -> Path:
+def write_metrics(
+    run: str | Path,
+    notebook: str,
+    report: str,
+    title: str,
+    claimed: dict,
+    results: list[dict],
+    trust: str,
+    data: str,
+    profile: str,
+    extra: dict | None = None,
+) -> Path:
     """Write ``metrics.json`` (never over an existing one) and return its path."""
-    return write_json(Path(run) / "metrics.json", {
-        "notebook": notebook, "report": report, "title": title, "data": data,
-        "profile": profile, "claimed": claimed, "results": results, "trust": trust,
-        "extra": extra or {}})
+    return write_json(
+        Path(run) / "metrics.json",
+        {
+            "notebook": notebook,
+            "report": report,
+            "title": title,
+            "data": data,
+            "profile": profile,
+            "claimed": claimed,
+            "results": results,
+            "trust": trust,
+            "extra": extra or {},
+        },
+    )

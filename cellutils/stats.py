@@ -60,15 +60,20 @@ def _cluster_rows(units: Sequence) -> list[np.ndarray]:
     return np.split(order, np.flatnonzero(np.diff(inv[order])) + 1)
 
 
-def _replicates(targets: np.ndarray, preds: list[np.ndarray], units: Sequence, metric: Metric,
-                n_boot: int, seed: int) -> np.ndarray:
+def _replicates(
+    targets: np.ndarray,
+    preds: list[np.ndarray],
+    units: Sequence,
+    metric: Metric,
+    n_boot: int,
+    seed: int,
+) -> np.ndarray:
     """(n_boot, len(preds)) seed-averaged metric of each prediction set on resampled units."""
     clusters = _cluster_rows(units)
     rng = np.random.default_rng(seed)
     out = np.empty((n_boot, len(preds)))
     for b in range(n_boot):
-        rows = np.concatenate([clusters[i] for i in rng.integers(0, len(clusters),
-                                                                  len(clusters))])
+        rows = np.concatenate([clusters[i] for i in rng.integers(0, len(clusters), len(clusters))])
         t = targets[rows]
         for j, p in enumerate(preds):
             out[b, j] = np.mean([metric(t, s[rows]) for s in p])
@@ -87,20 +92,33 @@ class Estimate:
     seed_values: tuple[float, ...]  # the metric of each training seed
 
     def as_dict(self) -> dict:
-        return {"value": self.value, "ci_low": self.ci_low, "ci_high": self.ci_high,
-                "n_eval": self.n_eval, "n_units": self.n_units,
-                "seed_values": [round(v, 4) for v in self.seed_values]}
+        return {
+            "value": self.value,
+            "ci_low": self.ci_low,
+            "ci_high": self.ci_high,
+            "n_eval": self.n_eval,
+            "n_units": self.n_units,
+            "seed_values": [round(v, 4) for v in self.seed_values],
+        }
 
 
 def _check(targets: np.ndarray, preds: np.ndarray, units: Sequence) -> None:
     if preds.shape[-1] != len(targets) or len(units) != len(targets):
-        raise ValueError(f"targets ({len(targets)}), predictions ({preds.shape[-1]}) and units "
-                         f"({len(units)}) must have one entry per evaluated row")
+        raise ValueError(
+            f"targets ({len(targets)}), predictions ({preds.shape[-1]}) and units "
+            f"({len(units)}) must have one entry per evaluated row"
+        )
 
 
-def estimate(targets: np.ndarray, pred: np.ndarray, units: Sequence,
-             metric: str | Metric = "accuracy", n_boot: int = 1000, seed: int = 0,
-             level: float = 0.95) -> Estimate:
+def estimate(
+    targets: np.ndarray,
+    pred: np.ndarray,
+    units: Sequence,
+    metric: str | Metric = "accuracy",
+    n_boot: int = 1000,
+    seed: int = 0,
+    level: float = 0.95,
+) -> Estimate:
     """``metric`` of ``pred`` (labels; (seeds, n) for several training seeds) with a percentile
     interval from a cluster bootstrap over ``units``."""
     fn, targets, pred = metric_fn(metric), np.asarray(targets), _as_seeds(pred)
@@ -108,8 +126,14 @@ def estimate(targets: np.ndarray, pred: np.ndarray, units: Sequence,
     per_seed = tuple(fn(targets, p) for p in pred)
     reps = _replicates(targets, [pred], units, fn, n_boot, seed)[:, 0]
     lo, hi = np.nanpercentile(reps, [50 * (1 - level), 50 * (1 + level)])
-    return Estimate(float(np.mean(per_seed)), float(lo), float(hi), len(targets),
-                    len(_cluster_rows(units)), per_seed)
+    return Estimate(
+        float(np.mean(per_seed)),
+        float(lo),
+        float(hi),
+        len(targets),
+        len(_cluster_rows(units)),
+        per_seed,
+    )
 
 
 @dataclass(frozen=True)
@@ -127,9 +151,16 @@ class Difference:
         return self.ci_low > 0 or self.ci_high < 0
 
 
-def paired_difference(targets: np.ndarray, pred_a: np.ndarray, pred_b: np.ndarray,
-                      units: Sequence, metric: str | Metric = "accuracy", n_boot: int = 1000,
-                      seed: int = 0, level: float = 0.95) -> Difference:
+def paired_difference(
+    targets: np.ndarray,
+    pred_a: np.ndarray,
+    pred_b: np.ndarray,
+    units: Sequence,
+    metric: str | Metric = "accuracy",
+    n_boot: int = 1000,
+    seed: int = 0,
+    level: float = 0.95,
+) -> Difference:
     """Metric of ``pred_a`` minus that of ``pred_b``, both scored on the same rows; the interval
     resamples units once per replicate for both, so shared difficulty cancels."""
     fn, targets = metric_fn(metric), np.asarray(targets)
@@ -142,13 +173,16 @@ def paired_difference(targets: np.ndarray, pred_a: np.ndarray, pred_b: np.ndarra
     return Difference(float(diff), float(lo), float(hi), len(targets), len(_cluster_rows(units)))
 
 
-def baselines(train_targets: np.ndarray, eval_targets: np.ndarray, n_classes: int,
-              metric: str | Metric = "accuracy") -> dict[str, float]:
+def baselines(
+    train_targets: np.ndarray,
+    eval_targets: np.ndarray,
+    n_classes: int,
+    metric: str | Metric = "accuracy",
+) -> dict[str, float]:
     """What guessing scores on the evaluation rows: ``chance`` (uniform over the ``n_classes``
     the model chooses among; its expected value) and ``majority`` (always the most frequent
     training class)."""
     fn = metric_fn(metric)
     classes, counts = np.unique(np.asarray(train_targets), return_counts=True)
     majority = np.full(len(eval_targets), classes[counts.argmax()])
-    return {"chance": 1.0 / n_classes,
-            "majority": float(fn(np.asarray(eval_targets), majority))}
+    return {"chance": 1.0 / n_classes, "majority": float(fn(np.asarray(eval_targets), majority))}

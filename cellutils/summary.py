@@ -16,8 +16,9 @@ import pandas as pd
 from cellutils.paths import atomic_write_text, results_root
 
 
-def latest_runs(root: str | os.PathLike | None = None, profile: str | None = None
-                ) -> dict[str, Path]:
+def latest_runs(
+    root: str | os.PathLike | None = None, profile: str | None = None
+) -> dict[str, Path]:
     """{notebook: its newest run folder holding a metrics.json} (of ``profile`` if given)."""
     root = results_root(root)
     out = {}
@@ -31,8 +32,10 @@ def latest_runs(root: str | os.PathLike | None = None, profile: str | None = Non
 
 
 def load(root: str | os.PathLike | None = None, profile: str | None = None) -> dict[str, dict]:
-    return {nb: json.loads((p / "metrics.json").read_text()) | {"run": str(p)}
-            for nb, p in latest_runs(root, profile).items()}
+    return {
+        nb: json.loads((p / "metrics.json").read_text()) | {"run": str(p)}
+        for nb, p in latest_runs(root, profile).items()
+    }
 
 
 def headline_table(metrics: dict[str, dict]) -> pd.DataFrame:
@@ -45,13 +48,33 @@ def headline_table(metrics: dict[str, dict]) -> pd.DataFrame:
         if "trusted" not in marked:
             continue
         claim, rep, tr = m.get("claim", {}), marked.get("reported", {}), marked["trusted"]
-        row = {"notebook": nb, "report": m.get("report"), "metric": tr["metric"],
-               "claimed": claim.get("value"), "claimed_metric": claim.get("metric"),
-               "claimed_classes": claim.get("n_classes"), "claimed_split": claim.get("split")}
+        row = {
+            "notebook": nb,
+            "report": m.get("report"),
+            "metric": tr["metric"],
+            "claimed": claim.get("value"),
+            "claimed_metric": claim.get("metric"),
+            "claimed_classes": claim.get("n_classes"),
+            "claimed_split": claim.get("split"),
+        }
         for prefix, r in (("reported", rep), ("trusted", tr)):
-            row |= {f"{prefix}_{k}": r.get(k) for k in
-                    ("label", "value", "ci_low", "ci_high", "n_classes", "chance", "majority",
-                     "n_eval", "n_units", "unit", "imagenet", "seeds")}
+            row |= {
+                f"{prefix}_{k}": r.get(k)
+                for k in (
+                    "label",
+                    "value",
+                    "ci_low",
+                    "ci_high",
+                    "n_classes",
+                    "chance",
+                    "majority",
+                    "n_eval",
+                    "n_units",
+                    "unit",
+                    "imagenet",
+                    "seeds",
+                )
+            }
         row |= {"data": m.get("data"), "profile": m.get("profile"), "run": m.get("run")}
         rows.append(row)
     return pd.DataFrame(rows)
@@ -59,8 +82,9 @@ def headline_table(metrics: dict[str, dict]) -> pd.DataFrame:
 
 def comparisons_table(metrics: dict[str, dict]) -> pd.DataFrame:
     """Every paired comparison of every lesson."""
-    rows = [{"notebook": nb, **c} for nb, m in sorted(metrics.items())
-            for c in m.get("comparisons", [])]
+    rows = [
+        {"notebook": nb, **c} for nb, m in sorted(metrics.items()) for c in m.get("comparisons", [])
+    ]
     return pd.DataFrame(rows)
 
 
@@ -77,22 +101,40 @@ def plot_headline(table: pd.DataFrame):
             if v is None or pd.isna(v):
                 continue
             err = [[v - getattr(r, f"{prefix}_ci_low")], [getattr(r, f"{prefix}_ci_high") - v]]
-            ax.barh(y, v, xerr=err, color=colour, edgecolor="black", capsize=3,
-                    hatch="//" if prefix == "reported" else None)
+            ax.barh(
+                y,
+                v,
+                xerr=err,
+                color=colour,
+                edgecolor="black",
+                capsize=3,
+                hatch="//" if prefix == "reported" else None,
+            )
             ax.plot([getattr(r, f"{prefix}_chance")] * 2, [y - 0.4, y + 0.4], color="grey", lw=3)
             ax.plot(getattr(r, f"{prefix}_majority"), y, "kx")
-            ax.text(1.01, y, f"{getattr(r, f'{prefix}_n_classes')} classes", va="center",
-                    fontsize=7, transform=ax.get_yaxis_transform())
+            ax.text(
+                1.01,
+                y,
+                f"{getattr(r, f'{prefix}_n_classes')} classes",
+                va="center",
+                fontsize=7,
+                transform=ax.get_yaxis_transform(),
+            )
         if r.claimed is not None and not pd.isna(r.claimed):
             ax.plot([r.claimed] * 2, [-0.5, 1.5], color="#b2182b", ls="--", lw=1.5)
         ax.set_yticks([0, 1], ["report's protocol", "trust this"], fontsize=8)
         ax.invert_yaxis()
         ax.set_xlim(0, 1)
-        ax.set_title(f"report {r.report} ({r.notebook}): {r.metric.replace('_', ' ')}; claimed "
-                     f"{r.claimed:.2f} on {r.claimed_classes} classes (red)", fontsize=9,
-                     loc="left")
-    axes[-1, 0].set_xlabel("score with 95% interval; grey bar: chance, x: majority class, "
-                           "each for that row's own classes")
+        ax.set_title(
+            f"report {r.report} ({r.notebook}): {r.metric.replace('_', ' ')}; claimed "
+            f"{r.claimed:.2f} on {r.claimed_classes} classes (red)",
+            fontsize=9,
+            loc="left",
+        )
+    axes[-1, 0].set_xlabel(
+        "score with 95% interval; grey bar: chance, x: majority class, "
+        "each for that row's own classes"
+    )
     fig.tight_layout()
     return fig
 
@@ -114,12 +156,15 @@ def _ci(r, prefix: str) -> str:
     v = getattr(r, f"{prefix}_value")
     if v is None or pd.isna(v):
         return "–"
-    return (f"{v:.3f} [{getattr(r, f'{prefix}_ci_low'):.3f}, "
-            f"{getattr(r, f'{prefix}_ci_high'):.3f}]")
+    return f"{v:.3f} [{getattr(r, f'{prefix}_ci_low'):.3f}, {getattr(r, f'{prefix}_ci_high'):.3f}]"
 
 
-def write_summary(root: str | os.PathLike | None = None, profile: str | None = None,
-                  times: dict[str, float] | None = None, name: str = "SUMMARY.md") -> Path:
+def write_summary(
+    root: str | os.PathLike | None = None,
+    profile: str | None = None,
+    times: dict[str, float] | None = None,
+    name: str = "SUMMARY.md",
+) -> Path:
     """Write ``results/SUMMARY.md``: the headline table (intervals, classes, baselines), the
     paired comparisons, segmentation accuracy, times, and the evaluation notebook's figures.
     Overwrites only the previous summary (it is derived)."""
@@ -127,16 +172,21 @@ def write_summary(root: str | os.PathLike | None = None, profile: str | None = N
     metrics = load(root, profile)
     table = headline_table(metrics)
     data = sorted({str(m["data"]) for m in metrics.values() if m.get("data") and m.get("claim")})
-    lines = ["# Results summary", "",
-             f"Profile: **{profile or 'any'}**; data: {', '.join(data) or 'unknown'}. "
-             "Generated by `make reproduce` from each notebook's newest `metrics.json`. Every "
-             "number carries its 95% interval (a bootstrap over the unit named), its class "
-             "count, and the chance and majority-class baselines of that same task.", "",
-             "## Claimed vs reproduced vs the number to trust", "",
-             "| report | notebook | metric | claimed (classes) | ours, report's protocol "
-             "[95% CI] | classes / chance / majority | **trust this** [95% CI] | classes / "
-             "chance / majority | evaluated | protocol to trust | ImageNet weights |",
-             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "# Results summary",
+        "",
+        f"Profile: **{profile or 'any'}**; data: {', '.join(data) or 'unknown'}. "
+        "Generated by `make reproduce` from each notebook's newest `metrics.json`. Every "
+        "number carries its 95% interval (a bootstrap over the unit named), its class "
+        "count, and the chance and majority-class baselines of that same task.",
+        "",
+        "## Claimed vs reproduced vs the number to trust",
+        "",
+        "| report | notebook | metric | claimed (classes) | ours, report's protocol "
+        "[95% CI] | classes / chance / majority | **trust this** [95% CI] | classes / "
+        "chance / majority | evaluated | protocol to trust | ImageNet weights |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
     for r in table.itertuples(index=False):
         lines.append(
             f"| {r.report} | `{r.notebook}` | {r.metric.replace('_', ' ')} | {_fmt(r.claimed)} "
@@ -144,22 +194,35 @@ def write_summary(root: str | os.PathLike | None = None, profile: str | None = N
             f"{_fmt(r.reported_chance)} / {_fmt(r.reported_majority)} | **{_ci(r, 'trusted')}** "
             f"| {r.trusted_n_classes} / {_fmt(r.trusted_chance)} / {_fmt(r.trusted_majority)} | "
             f"{r.trusted_n_eval} rows, {r.trusted_n_units} {r.trusted_unit}s | "
-            f"{r.trusted_label} | {_weights(r.trusted_imagenet)} |")
+            f"{r.trusted_label} | {_weights(r.trusted_imagenet)} |"
+        )
     comps = comparisons_table(metrics)
     if len(comps):
-        lines += ["", "## Paired comparisons (same evaluation rows)", "",
-                  "| notebook | lesson | a − b | difference [95% CI] | units |",
-                  "|---|---|---|---|---|"]
+        lines += [
+            "",
+            "## Paired comparisons (same evaluation rows)",
+            "",
+            "| notebook | lesson | a − b | difference [95% CI] | units |",
+            "|---|---|---|---|---|",
+        ]
         for c in comps.itertuples(index=False):
             mark = " **(excludes 0)**" if c.excludes_zero else ""
-            lines.append(f"| `{c.notebook}` | {c.lesson} | {c.a} − {c.b} | {c.diff:+.3f} "
-                         f"[{c.ci[0]:+.3f}, {c.ci[1]:+.3f}]{mark} | {c.n_units} {c.unit}s |")
+            lines.append(
+                f"| `{c.notebook}` | {c.lesson} | {c.a} − {c.b} | {c.diff:+.3f} "
+                f"[{c.ci[0]:+.3f}, {c.ci[1]:+.3f}]{mark} | {c.n_units} {c.unit}s |"
+            )
     if "01_segmentation" in metrics:
-        lines += ["", "## Segmentation (notebook 01), average precision", "",
-                  "| backend and data | AP@0.5 | AP@0.75 |", "|---|---|---|"]
+        lines += [
+            "",
+            "## Segmentation (notebook 01), average precision",
+            "",
+            "| backend and data | AP@0.5 | AP@0.75 |",
+            "|---|---|---|",
+        ]
         for r in metrics["01_segmentation"]["results"]:
-            lines.append(f"| {r['protocol']} | {_fmt(r.get('AP@0.5'))} | "
-                         f"{_fmt(r.get('AP@0.75'))} |")
+            lines.append(
+                f"| {r['protocol']} | {_fmt(r.get('AP@0.5'))} | {_fmt(r.get('AP@0.75'))} |"
+            )
     if times:
         lines += ["", "## Time per notebook", "", "| notebook | seconds |", "|---|---|"]
         lines += [f"| `{k}` | {v:.0f} |" for k, v in times.items()]
@@ -170,9 +233,13 @@ def write_summary(root: str | os.PathLike | None = None, profile: str | None = N
         if figs:
             lines += ["", "## Figures", ""]
             lines += [f"![{f.stem}]({os.path.relpath(f, root)})" for f in figs]
-    lines += ["", "On synthetic data the numbers teach the protocols, not the biology: read each "
-              "row's two numbers against each other and against their own baselines, not "
-              "against the claims, which are on other tasks.", ""]
+    lines += [
+        "",
+        "On synthetic data the numbers teach the protocols, not the biology: read each "
+        "row's two numbers against each other and against their own baselines, not "
+        "against the claims, which are on other tasks.",
+        "",
+    ]
     path = root / name
     atomic_write_text(path, "\n".join(lines), overwrite=True)
     return path
@@ -198,7 +265,14 @@ def predictions_table(preds: dict[tuple[str, str, str], dict]) -> pd.DataFrame:
 
     rows = []
     for (nb, model, split), p in preds.items():
-        rows.append({"notebook": nb, "model": model, "split": split,
-                     "classes": len(p["classes"]), "samples": len(p["targets"]),
-                     **classification_metrics(p["targets"], p["logits"])})
+        rows.append(
+            {
+                "notebook": nb,
+                "model": model,
+                "split": split,
+                "classes": len(p["classes"]),
+                "samples": len(p["targets"]),
+                **classification_metrics(p["targets"], p["logits"]),
+            }
+        )
     return pd.DataFrame(rows)

@@ -34,14 +34,37 @@ MANIFEST = "synthetic.json"
 
 # Each real channel's stain -> the simulator's compartment (AGP = actin + Golgi/membrane).
 # The channel order of each layout is its module's ``CHANNELS`` table.
-SIM_STAIN = {"Hoechst": "DNA", "ConA": "ER", "Phalloidin": "ACTIN", "Syto14": "RNA",
-             "MitoTracker": "MITO", "WGA": "GOLGI", "Mito": "MITO", "AGP": "AGP", "RNA": "RNA",
-             "ER": "ER", "DNA": "DNA", "Brightfield": "BF", "HighZBF": "BF_HI", "LowZBF": "BF_LO"}
+SIM_STAIN = {
+    "Hoechst": "DNA",
+    "ConA": "ER",
+    "Phalloidin": "ACTIN",
+    "Syto14": "RNA",
+    "MitoTracker": "MITO",
+    "WGA": "GOLGI",
+    "Mito": "MITO",
+    "AGP": "AGP",
+    "RNA": "RNA",
+    "ER": "ER",
+    "DNA": "DNA",
+    "Brightfield": "BF",
+    "HighZBF": "BF_HI",
+    "LowZBF": "BF_LO",
+}
 # Brightness of each channel relative to DNA, so composites look like the real ones.
-_BRIGHT = {"DNA": 1.0, "ER": 0.9, "ACTIN": 0.9, "RNA": 0.8, "MITO": 0.8, "GOLGI": 0.9,
-           "AGP": 0.9, "TUBULIN": 0.9, "PROTEIN": 0.7, "BF": 1.0, "BF_HI": 1.0, "BF_LO": 1.0}
-
-
+_BRIGHT = {
+    "DNA": 1.0,
+    "ER": 0.9,
+    "ACTIN": 0.9,
+    "RNA": 0.8,
+    "MITO": 0.8,
+    "GOLGI": 0.9,
+    "AGP": 0.9,
+    "TUBULIN": 0.9,
+    "PROTEIN": 0.7,
+    "BF": 1.0,
+    "BF_HI": 1.0,
+    "BF_LO": 1.0,
+}
 
 
 # --------------------------------------------------------------------------------------------
@@ -90,20 +113,33 @@ def _channel(spec: str, site: sim.Site, rng: np.random.Generator, protein: str) 
     return site.stains[spec]
 
 
-def _run_job(job: SiteJob, root: Path, seed: int, effects: np.ndarray, imaging: Imaging,
-             density: dict[str, float]) -> tuple[dict, pd.DataFrame]:
+def _run_job(
+    job: SiteJob,
+    root: Path,
+    seed: int,
+    effects: np.ndarray,
+    imaging: Imaging,
+    density: dict[str, float],
+) -> tuple[dict, pd.DataFrame]:
     rng = sim.key_rng(seed, "site", job.key)
     line = sim.cell_line(job.line)
     edge = sim.is_edge_well(job.well)
     dens = density.get(job.well, 1.0) * (0.85 if edge else 1.0)
-    shift = sim.context_shift(seed, job.experiment, job.plate, job.well, imaging.experiment_sd,
-                              imaging.plate_sd, imaging.well_sd)
-    site = sim.render_site(rng, line, effects[job.pert] + shift, imaging.size, imaging.scale,
-                           dens)
+    shift = sim.context_shift(
+        seed,
+        job.experiment,
+        job.plate,
+        job.well,
+        imaging.experiment_sd,
+        imaging.plate_sd,
+        imaging.well_sd,
+    )
+    site = sim.render_site(rng, line, effects[job.pert] + shift, imaging.size, imaging.scale, dens)
     protein = sim.STAINS[int(rng.integers(1, len(sim.STAINS)))]
     stack = np.stack([_channel(c, site, rng, protein) * _BRIGHT.get(c, 1.0) for c in job.channels])
-    gain = sim.channel_gain(seed, len(job.channels), job.experiment, job.plate, job.well,
-                            imaging.batch_strength)
+    gain = sim.channel_gain(
+        seed, len(job.channels), job.experiment, job.plate, job.well, imaging.batch_strength
+    )
     bf = np.array([c.startswith("BF") for c in job.channels])
     gain[bf] = 1.0  # transmitted light: no stain gain
     illum = sim.illumination(imaging.size, rng, imaging.illumination)
@@ -125,9 +161,17 @@ def _run_job(job: SiteJob, root: Path, seed: int, effects: np.ndarray, imaging: 
     tifffile.imwrite(masks / f"{job.key}_nuclei.tif", site.nuclei, compression="zlib")
     cells = site.cell_table.copy()
     cells.insert(0, "key", job.key)
-    row = {"key": job.key, "cell_line": job.line, "experiment": job.experiment,
-           "plate": job.plate, "well": job.well, "site": job.site, "edge_well": edge,
-           "n_cells": len(cells), "protein": protein}
+    row = {
+        "key": job.key,
+        "cell_line": job.line,
+        "experiment": job.experiment,
+        "plate": job.plate,
+        "well": job.well,
+        "site": job.site,
+        "edge_well": edge,
+        "n_cells": len(cells),
+        "protein": protein,
+    }
     row.update({f"gain_{c}": float(g) for c, g in zip(job.channels, gain, strict=False)})
     return row, cells
 
@@ -141,13 +185,19 @@ def default_jobs() -> int:
     return int(os.environ.get("CELLUTILS_JOBS", min(os.cpu_count() or 1, 8)))
 
 
-def render_all(jobs: list[SiteJob], root: Path, seed: int, perts: sim.Perturbations,
-                imaging: Imaging, density: dict[str, float] | None, n_jobs: int | None,
-                desc: str) -> tuple[pd.DataFrame, pd.DataFrame]:
-    kw = dict(root=root, seed=seed, effects=perts.effects, imaging=imaging,
-              density=density or {})
+def render_all(
+    jobs: list[SiteJob],
+    root: Path,
+    seed: int,
+    perts: sim.Perturbations,
+    imaging: Imaging,
+    density: dict[str, float] | None,
+    n_jobs: int | None,
+    desc: str,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    kw = dict(root=root, seed=seed, effects=perts.effects, imaging=imaging, density=density or {})
     n_jobs = n_jobs or default_jobs()
-    chunks = [jobs[i: i + 16] for i in range(0, len(jobs), 16)]
+    chunks = [jobs[i : i + 16] for i in range(0, len(jobs), 16)]
     results: list[tuple[dict, pd.DataFrame]] = []
     bar = tqdm(total=len(jobs), desc=desc, unit="site", leave=False, disable=None, mininterval=2)
     if n_jobs <= 1 or len(chunks) <= 1:
@@ -208,14 +258,18 @@ class Staging:
     def __exit__(self, exc_type, exc, tb) -> None:
         if exc_type is not None:
             return
-        manifest = {"generator": "cellutils.synthetic", "version": GENERATOR_VERSION,
-                    "params": self.params}
+        manifest = {
+            "generator": "cellutils.synthetic",
+            "version": GENERATOR_VERSION,
+            "params": self.params,
+        }
         (self.tmp / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
         os.replace(self.tmp, self.root)
 
 
-def write_truth(root: Path, sites: pd.DataFrame, cells: pd.DataFrame,
-                 perts: sim.Perturbations) -> None:
+def write_truth(
+    root: Path, sites: pd.DataFrame, cells: pd.DataFrame, perts: sim.Perturbations
+) -> None:
     gt = root / "ground_truth"
     gt.mkdir(exist_ok=True)
     sites.to_csv(gt / "sites.csv", index=False)
@@ -231,15 +285,88 @@ def write_truth(root: Path, sites: pd.DataFrame, cells: pd.DataFrame,
 
 _SYL1 = ["ba", "da", "fe", "ga", "ke", "lo", "ma", "ne", "pa", "ri", "so", "ta", "vi", "xe", "zo"]
 _SYL2 = ["ci", "do", "fa", "li", "mo", "na", "pe", "ra", "se", "ti", "vo", "zu"]
-_SUFFIX = ["tinib", "mab", "stat", "zole", "parin", "cillin", "mide", "lol", "pril", "sartan",
-           "vir", "platin", "rubicin", "dronate", "setron"]
+_SUFFIX = [
+    "tinib",
+    "mab",
+    "stat",
+    "zole",
+    "parin",
+    "cillin",
+    "mide",
+    "lol",
+    "pril",
+    "sartan",
+    "vir",
+    "platin",
+    "rubicin",
+    "dronate",
+    "setron",
+]
 GENE_SYMBOLS = [
-    "EGFR", "KDR", "MTOR", "PIK3CA", "AKT1", "BRAF", "MAP2K1", "CDK4", "CDK2", "AURKA", "AURKB",
-    "PLK1", "HDAC1", "HDAC6", "TUBB", "TOP1", "TOP2A", "HSP90AA1", "PARP1", "BRD4", "JAK2",
-    "SRC", "ABL1", "FLT3", "KIT", "MET", "ALK", "ROCK1", "GSK3B", "PRKCA", "PTGS2", "ADRB2",
-    "DRD2", "HTR2A", "CHRM1", "SLC6A4", "NR3C1", "ESR1", "AR", "PPARG", "RXRA", "VDR", "ATP1A1",
-    "KCNH2", "SCN5A", "CACNA1C", "GABRA1", "OPRM1", "HMGCR", "DHFR", "TYMS", "RRM1", "POLA1",
-    "PSMB5", "VCP", "MDM2", "BCL2", "MCL1", "XIAP", "CASP3", "NAMPT", "IDH1", "EZH2", "DNMT1",
+    "EGFR",
+    "KDR",
+    "MTOR",
+    "PIK3CA",
+    "AKT1",
+    "BRAF",
+    "MAP2K1",
+    "CDK4",
+    "CDK2",
+    "AURKA",
+    "AURKB",
+    "PLK1",
+    "HDAC1",
+    "HDAC6",
+    "TUBB",
+    "TOP1",
+    "TOP2A",
+    "HSP90AA1",
+    "PARP1",
+    "BRD4",
+    "JAK2",
+    "SRC",
+    "ABL1",
+    "FLT3",
+    "KIT",
+    "MET",
+    "ALK",
+    "ROCK1",
+    "GSK3B",
+    "PRKCA",
+    "PTGS2",
+    "ADRB2",
+    "DRD2",
+    "HTR2A",
+    "CHRM1",
+    "SLC6A4",
+    "NR3C1",
+    "ESR1",
+    "AR",
+    "PPARG",
+    "RXRA",
+    "VDR",
+    "ATP1A1",
+    "KCNH2",
+    "SCN5A",
+    "CACNA1C",
+    "GABRA1",
+    "OPRM1",
+    "HMGCR",
+    "DHFR",
+    "TYMS",
+    "RRM1",
+    "POLA1",
+    "PSMB5",
+    "VCP",
+    "MDM2",
+    "BCL2",
+    "MCL1",
+    "XIAP",
+    "CASP3",
+    "NAMPT",
+    "IDH1",
+    "EZH2",
+    "DNMT1",
 ]
 
 
@@ -279,8 +406,13 @@ def well_name(row: int, col: int) -> str:
 # --------------------------------------------------------------------------------------------
 
 
-def make_default_data(root: str | os.PathLike | None = None, which: tuple[str, ...] | None = None,
-                      seed: int = 0, n_jobs: int | None = None, **overrides) -> dict[str, Path]:
+def make_default_data(
+    root: str | os.PathLike | None = None,
+    which: tuple[str, ...] | None = None,
+    seed: int = 0,
+    n_jobs: int | None = None,
+    **overrides,
+) -> dict[str, Path]:
     """Write (or find, when already written) the default synthetic datasets.
 
     They live in ``<data root>/synthetic/<name>``. ``overrides`` maps a dataset name to keyword
@@ -296,8 +428,9 @@ def make_default_data(root: str | os.PathLike | None = None, which: tuple[str, .
             raise ValueError(f"unknown dataset {name!r}; choose from {sorted(LAYOUTS)}")
         t0 = time.perf_counter()
         existed = (base / name / MANIFEST).exists()
-        out[name] = LAYOUTS[name].write(base / name, seed=seed, n_jobs=n_jobs,
-                                        **overrides.get(name, {}))
+        out[name] = LAYOUTS[name].write(
+            base / name, seed=seed, n_jobs=n_jobs, **overrides.get(name, {})
+        )
         what = "found" if existed else f"written in {time.perf_counter() - t0:.1f} s"
         print(f"synthetic {name}: {what} -> {out[name]}")
     return out
@@ -320,12 +453,24 @@ def read_truth(root: str | os.PathLike) -> dict[str, pd.DataFrame]:
 def read_truth_masks(root: str | os.PathLike, key: str) -> tuple[np.ndarray, np.ndarray]:
     """Ground-truth (cells, nuclei) instance masks of site ``key``."""
     masks = Path(root) / "ground_truth" / "masks"
-    return (tifffile.imread(masks / f"{key}_cells.tif"),
-            tifffile.imread(masks / f"{key}_nuclei.tif"))
+    return (
+        tifffile.imread(masks / f"{key}_cells.tif"),
+        tifffile.imread(masks / f"{key}_nuclei.tif"),
+    )
 
 
 __all__ = [
-    "MANIFEST", "Imaging", "SiteJob", "Staging", "drug_names", "gene_names", "load_manifest",
-    "make_default_data", "read_truth", "read_truth_masks", "render_all", "well_name",
+    "MANIFEST",
+    "Imaging",
+    "SiteJob",
+    "Staging",
+    "drug_names",
+    "gene_names",
+    "load_manifest",
+    "make_default_data",
+    "read_truth",
+    "read_truth_masks",
+    "render_all",
+    "well_name",
     "write_truth",
 ]

@@ -41,8 +41,9 @@ def resize(image: np.ndarray, size: int | None) -> np.ndarray:
     if size is None or image.shape[-2:] == (size, size):
         return image
     t = torch.from_numpy(image.astype(np.float32))[None]
-    out = F.interpolate(t, size=(size, size), mode="bilinear", antialias=True,
-                        align_corners=False)[0].numpy()
+    out = F.interpolate(t, size=(size, size), mode="bilinear", antialias=True, align_corners=False)[
+        0
+    ].numpy()
     if np.issubdtype(image.dtype, np.integer):
         info = np.iinfo(image.dtype)
         out = np.clip(np.rint(out), info.min, info.max)
@@ -57,9 +58,15 @@ def _cache_key(files: list[str], channels, size, dtype: str) -> str:
     return h.hexdigest()[:16]
 
 
-def decode(index: pd.DataFrame, channels: Sequence[str] | None = None, size: int | None = None,
-           cache: bool = True, data_root: str | os.PathLike | None = None,
-           jobs: int | None = None, verbose: bool = True) -> np.ndarray:
+def decode(
+    index: pd.DataFrame,
+    channels: Sequence[str] | None = None,
+    size: int | None = None,
+    cache: bool = True,
+    data_root: str | os.PathLike | None = None,
+    jobs: int | None = None,
+    verbose: bool = True,
+) -> np.ndarray:
     """All images of ``index`` as one (N, C, size, size) array, rows in index order.
 
     With ``cache`` the array is a memory-mapped file reused while the files are unchanged.
@@ -84,12 +91,16 @@ def decode(index: pd.DataFrame, channels: Sequence[str] | None = None, size: int
         need = int(np.prod(shape)) * first.dtype.itemsize
         free = shutil.disk_usage(folder).free
         if verbose:
-            print(f"decoded images: writing a {need / 2**30:.2f} GiB cache {shape} to {folder} "
-                  f"({free / 2**30:.0f} GiB free)")
+            print(
+                f"decoded images: writing a {need / 2**30:.2f} GiB cache {shape} to {folder} "
+                f"({free / 2**30:.0f} GiB free)"
+            )
         if need > free - 2**30:  # keep a GiB for everything else
-            raise OSError(f"the decoded-image cache needs {need / 2**30:.1f} GiB in {folder} but "
-                          f"only {free / 2**30:.1f} GiB are free. Free space, set CELLUTILS_DATA "
-                          "to a larger disk, or decode fewer sites / a smaller image_size.")
+            raise OSError(
+                f"the decoded-image cache needs {need / 2**30:.1f} GiB in {folder} but "
+                f"only {free / 2**30:.1f} GiB are free. Free space, set CELLUTILS_DATA "
+                "to a larger disk, or decode fewer sites / a smaller image_size."
+            )
         partial = target.with_suffix(f".{os.getpid()}.partial")
         out = np.lib.format.open_memmap(partial, mode="w+", dtype=first.dtype, shape=shape)
     else:
@@ -149,8 +160,13 @@ class ChannelStats:
     std: list[float]
 
     @classmethod
-    def fit(cls, images: np.ndarray, rows: Sequence[int] | np.ndarray, max_images: int = 2000,
-            seed: int = 0) -> ChannelStats:
+    def fit(
+        cls,
+        images: np.ndarray,
+        rows: Sequence[int] | np.ndarray,
+        max_images: int = 2000,
+        seed: int = 0,
+    ) -> ChannelStats:
         rows = np.unique(np.asarray(rows))
         if len(rows) > max_images:
             rows = np.sort(np.random.default_rng(seed).choice(rows, max_images, replace=False))
@@ -163,17 +179,21 @@ class ChannelStats:
         return v2.Normalize(self.mean, self.std)
 
     @classmethod
-    def imagenet(cls, images: np.ndarray, rows: Sequence[int] | np.ndarray,
-                 n_channels: int | None = None) -> ChannelStats:
+    def imagenet(
+        cls, images: np.ndarray, rows: Sequence[int] | np.ndarray, n_channels: int | None = None
+    ) -> ChannelStats:
         """ImageNet normalisation (report 002) for images scaled to [0, 1] by the training
         rows' 99.9th percentile per channel; one grey channel gets the mean of the RGB stats."""
         x = np.asarray(images[np.unique(np.asarray(rows))[:2000]], dtype=np.float32)
         top = np.percentile(x, 99.9, axis=(0, 2, 3))
         n = n_channels or images.shape[1]
-        mean, std = ([0.485, 0.456, 0.406], [0.229, 0.224, 0.225]) if n == 3 else (
-            [0.449] * n, [0.226] * n)
-        return cls([float(m * t) for m, t in zip(mean, top, strict=False)],
-                   [float(s * t) for s, t in zip(std, top, strict=False)])
+        mean, std = (
+            ([0.485, 0.456, 0.406], [0.229, 0.224, 0.225]) if n == 3 else ([0.449] * n, [0.226] * n)
+        )
+        return cls(
+            [float(m * t) for m, t in zip(mean, top, strict=False)],
+            [float(s * t) for s, t in zip(std, top, strict=False)],
+        )
 
 
 # --------------------------------------------------------------------------------------------
@@ -217,14 +237,24 @@ def augmentation(kind: str = "none", size: int | None = None) -> v2.Compose | No
     if kind == "dihedral":
         return v2.Compose(dihedral)
     if kind == "flips_rotation_jitter":
-        return v2.Compose([v2.RandomHorizontalFlip(), v2.RandomVerticalFlip(),
-                           v2.RandomRotation(15), ChannelJitter(0.1, 0.1)])
+        return v2.Compose(
+            [
+                v2.RandomHorizontalFlip(),
+                v2.RandomVerticalFlip(),
+                v2.RandomRotation(15),
+                ChannelJitter(0.1, 0.1),
+            ]
+        )
     if kind == "strong":
         if size is None:
             raise ValueError("augmentation('strong') needs the image size")
-        return v2.Compose([*dihedral, v2.RandomResizedCrop(size, scale=(0.6, 1.0),
-                                                           antialias=True),
-                           ChannelJitter(0.2, 0.2)])
+        return v2.Compose(
+            [
+                *dihedral,
+                v2.RandomResizedCrop(size, scale=(0.6, 1.0), antialias=True),
+                ChannelJitter(0.2, 0.2),
+            ]
+        )
     raise ValueError(f"unknown augmentation {kind!r}")
 
 
@@ -236,9 +266,14 @@ def augmentation(kind: str = "none", size: int | None = None) -> v2.Compose | No
 class ImageDataset(Dataset):
     """Rows ``rows`` of a decoded (N, C, H, W) array with integer ``targets`` (one per row)."""
 
-    def __init__(self, images: np.ndarray, rows: Sequence[int] | np.ndarray,
-                 targets: np.ndarray | None, stats: ChannelStats | None = None,
-                 augment: torch.nn.Module | None = None):
+    def __init__(
+        self,
+        images: np.ndarray,
+        rows: Sequence[int] | np.ndarray,
+        targets: np.ndarray | None,
+        stats: ChannelStats | None = None,
+        augment: torch.nn.Module | None = None,
+    ):
         self.images = images
         self.rows = np.asarray(rows, dtype=np.int64)
         self.targets = None if targets is None else np.asarray(targets, dtype=np.int64)
@@ -264,11 +299,18 @@ class FileDataset(ImageDataset):
     """Like ``ImageDataset`` but decodes the files of ``index`` on every access (the baseline
     the decoded cache is benchmarked against; also fine for small data)."""
 
-    def __init__(self, index: pd.DataFrame, targets: np.ndarray | None,
-                 channels: Sequence[str] | None = None, size: int | None = None,
-                 stats: ChannelStats | None = None, augment: torch.nn.Module | None = None):
-        super().__init__(_FileArray(index, channels, size), np.arange(len(index)), targets,
-                         stats, augment)
+    def __init__(
+        self,
+        index: pd.DataFrame,
+        targets: np.ndarray | None,
+        channels: Sequence[str] | None = None,
+        size: int | None = None,
+        stats: ChannelStats | None = None,
+        augment: torch.nn.Module | None = None,
+    ):
+        super().__init__(
+            _FileArray(index, channels, size), np.arange(len(index)), targets, stats, augment
+        )
 
 
 class _FileArray:
@@ -303,8 +345,13 @@ class ControlNormalised:
     the treatment labels). Indexes like the array it wraps.
     """
 
-    def __init__(self, images: np.ndarray, index: pd.DataFrame, controls: Sequence[bool],
-                 by: Sequence[str] = ("experiment", "plate")):
+    def __init__(
+        self,
+        images: np.ndarray,
+        index: pd.DataFrame,
+        controls: Sequence[bool],
+        by: Sequence[str] = ("experiment", "plate"),
+    ):
         self.images, self.shape, self.dtype = images, images.shape, np.dtype(np.float32)
         self.mean = np.zeros(images.shape[:2], np.float32)
         self.std = np.ones(images.shape[:2], np.float32)
@@ -312,8 +359,10 @@ class ControlNormalised:
         for key, g in index.groupby(list(by)).indices.items():
             ctrl = g[controls[g]]
             if not len(ctrl):
-                raise ValueError(f"plate {key} has no control images to normalise to; keep the "
-                                 "control wells in the index passed to ControlNormalised")
+                raise ValueError(
+                    f"plate {key} has no control images to normalise to; keep the "
+                    "control wells in the index passed to ControlNormalised"
+                )
             x = np.asarray(images[np.sort(ctrl)], np.float64)
             self.mean[g] = x.mean(axis=(0, 2, 3))
             self.std[g] = np.maximum(x.std(axis=(0, 2, 3)), 1e-6)
@@ -334,10 +383,16 @@ def positions(index: pd.DataFrame, part: pd.DataFrame) -> np.ndarray:
     return pos
 
 
-def split_datasets(images: np.ndarray, index: pd.DataFrame, train: pd.DataFrame,
-                   val: pd.DataFrame, label: str, augment: torch.nn.Module | None = None,
-                   stats_from: pd.DataFrame | None = None, stats: ChannelStats | None = None
-                   ) -> tuple[ImageDataset, ImageDataset, Labels, ChannelStats]:
+def split_datasets(
+    images: np.ndarray,
+    index: pd.DataFrame,
+    train: pd.DataFrame,
+    val: pd.DataFrame,
+    label: str,
+    augment: torch.nn.Module | None = None,
+    stats_from: pd.DataFrame | None = None,
+    stats: ChannelStats | None = None,
+) -> tuple[ImageDataset, ImageDataset, Labels, ChannelStats]:
     """Training and validation datasets for one split, labels fitted on both sides' classes.
 
     Normalisation is fitted on ``stats_from`` (default: the training rows). Passing the whole
@@ -351,14 +406,24 @@ def split_datasets(images: np.ndarray, index: pd.DataFrame, train: pd.DataFrame,
     return tr, subset(images, index, val, label, labels, stats), labels, stats
 
 
-def subset(images: np.ndarray, index: pd.DataFrame, part: pd.DataFrame, label: str,
-           labels: Labels, stats: ChannelStats, augment: torch.nn.Module | None = None
-           ) -> ImageDataset:
+def subset(
+    images: np.ndarray,
+    index: pd.DataFrame,
+    part: pd.DataFrame,
+    label: str,
+    labels: Labels,
+    stats: ChannelStats,
+    augment: torch.nn.Module | None = None,
+) -> ImageDataset:
     """The dataset of rows ``part`` of ``index`` (e.g. a test set) with fitted labels/stats."""
     return ImageDataset(images, positions(index, part), labels.encode(part[label]), stats, augment)
 
 
 def describe_array(images: np.ndarray) -> str:
     size = images.size * images.dtype.itemsize / 2**20
-    where = f"memory-mapped {Path(images.filename).name}" if isinstance(images, np.memmap) else "in memory"
+    where = (
+        f"memory-mapped {Path(images.filename).name}"
+        if isinstance(images, np.memmap)
+        else "in memory"
+    )
     return f"{images.shape} {images.dtype}, {size:.0f} MiB, {where}"

@@ -77,9 +77,13 @@ class FitResult:
     watched: np.ndarray | None = None  # (epochs, n) labels predicted on the watched set
 
     def summary(self) -> dict:
-        return {"best_epoch": self.best_epoch, **{f"best_{k}": v for k, v in self.best.items()},
-                "epochs_run": int(self.history.epoch.max()) if len(self.history) else 0,
-                "train_seconds": round(self.seconds, 1), "resumed_from_epoch": self.resumed_from}
+        return {
+            "best_epoch": self.best_epoch,
+            **{f"best_{k}": v for k, v in self.best.items()},
+            "epochs_run": int(self.history.epoch.max()) if len(self.history) else 0,
+            "train_seconds": round(self.seconds, 1),
+            "resumed_from_epoch": self.resumed_from,
+        }
 
 
 def _optimizer(cfg: TrainConfig, params) -> torch.optim.Optimizer:
@@ -98,9 +102,9 @@ def _scheduler(cfg: TrainConfig, opt, steps_per_epoch: int):
     if cfg.scheduler == "cosine":
         return torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=cfg.epochs)
     if cfg.scheduler == "onecycle":
-        return torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.max_lr or cfg.lr,
-                                                   epochs=cfg.epochs,
-                                                   steps_per_epoch=steps_per_epoch)
+        return torch.optim.lr_scheduler.OneCycleLR(
+            opt, max_lr=cfg.max_lr or cfg.lr, epochs=cfg.epochs, steps_per_epoch=steps_per_epoch
+        )
     if cfg.scheduler == "step":
         return torch.optim.lr_scheduler.StepLR(opt, step_size=cfg.step_size, gamma=cfg.gamma)
     raise ValueError(f"unknown scheduler {cfg.scheduler!r}")
@@ -137,15 +141,28 @@ def _forward(model, x):
 def _loader(ds: Dataset, cfg: TrainConfig, shuffle: bool, epoch: int = 0) -> DataLoader:
     g = torch.Generator()
     g.manual_seed(cfg.seed * 1000 + epoch)
-    return DataLoader(ds, batch_size=cfg.batch_size, shuffle=shuffle, generator=g,
-                      num_workers=cfg.num_workers, drop_last=False,
-                      persistent_workers=False, pin_memory=torch.cuda.is_available())
+    return DataLoader(
+        ds,
+        batch_size=cfg.batch_size,
+        shuffle=shuffle,
+        generator=g,
+        num_workers=cfg.num_workers,
+        drop_last=False,
+        persistent_workers=False,
+        pin_memory=torch.cuda.is_available(),
+    )
 
 
 @torch.no_grad()
-def predict(model: nn.Module, ds: Dataset, batch_size: int = 64, device=None,
-            embeddings: bool = False, channels_last: bool = True, amp: bool | str = "auto"
-            ) -> dict[str, np.ndarray]:
+def predict(
+    model: nn.Module,
+    ds: Dataset,
+    batch_size: int = 64,
+    device=None,
+    embeddings: bool = False,
+    channels_last: bool = True,
+    amp: bool | str = "auto",
+) -> dict[str, np.ndarray]:
     """Logits (and, with ``embeddings``, ``model.embed`` outputs) and targets for ``ds``."""
     device = device or next(model.parameters()).device
     use_amp = device.type == "cuda" if amp == "auto" else bool(amp)
@@ -188,8 +205,15 @@ def _save(obj, path: Path) -> None:
     os.replace(tmp, path)
 
 
-def fit(model: nn.Module, train_ds: Dataset, val_ds: Dataset, cfg: TrainConfig,
-        run_dir: str | os.PathLike, name: str = "model", progress: bool = True) -> FitResult:
+def fit(
+    model: nn.Module,
+    train_ds: Dataset,
+    val_ds: Dataset,
+    cfg: TrainConfig,
+    run_dir: str | os.PathLike,
+    name: str = "model",
+    progress: bool = True,
+) -> FitResult:
     """Train ``model``; keep the best epoch by ``cfg.monitor``; return it loaded with the best
     weights. Files in ``run_dir``: ``{name}-last.pt`` (resume), ``{name}-best.pt``,
     ``{name}-history.csv``. A finished run in the same folder is not retrained: it is loaded."""
@@ -229,27 +253,42 @@ def fit(model: nn.Module, train_ds: Dataset, val_ds: Dataset, cfg: TrainConfig,
     if hist_path.exists() and best_path.exists() and not last_path.exists():
         ck = torch.load(best_path, map_location=device, weights_only=False)
         if ck.get("config") != config_json:
-            raise RuntimeError(f"{best_path} holds a finished run with another configuration; "
-                               "use a new results folder.")
+            raise RuntimeError(
+                f"{best_path} holds a finished run with another configuration; "
+                "use a new results folder."
+            )
         model.load_state_dict(ck["model"])
         hist = pd.read_csv(hist_path)
         print(f"{name}: already trained in {run_dir}; loaded the kept epoch {ck['epoch']}")
-        return FitResult(model, hist, ck["epoch"], _best_row(hist, ck["epoch"]), run_dir, 0.0,
-                         int(hist.epoch.max()),
-                         np.load(watch_path) if watch_path.exists() else None)
+        return FitResult(
+            model,
+            hist,
+            ck["epoch"],
+            _best_row(hist, ck["epoch"]),
+            run_dir,
+            0.0,
+            int(hist.epoch.max()),
+            np.load(watch_path) if watch_path.exists() else None,
+        )
     if last_path.exists():
         ck = torch.load(last_path, map_location=device, weights_only=False)
         if ck["config"] != config_json:
-            raise RuntimeError(f"{last_path} was written with another configuration; use a new "
-                               "results folder (or delete that checkpoint to start over).")
+            raise RuntimeError(
+                f"{last_path} was written with another configuration; use a new "
+                "results folder (or delete that checkpoint to start over)."
+            )
         model.load_state_dict(ck["model"])
         opt.load_state_dict(ck["optimizer"])
         if sched is not None and ck["scheduler"] is not None:
             sched.load_state_dict(ck["scheduler"])
         scaler.load_state_dict(ck["scaler"])
         _set_rng_state(ck["rng"])
-        history, best_score, best_epoch, since_best = (ck["history"], ck["best_score"],
-                                                        ck["best_epoch"], ck["since_best"])
+        history, best_score, best_epoch, since_best = (
+            ck["history"],
+            ck["best_score"],
+            ck["best_epoch"],
+            ck["since_best"],
+        )
         watched = ck.get("watched", [])
         start, stopped = ck["epoch"] + 1, ck["stopped"]
         print(f"{name}: resuming after epoch {ck['epoch']} from {last_path}")
@@ -279,15 +318,24 @@ def fit(model: nn.Module, train_ds: Dataset, val_ds: Dataset, cfg: TrainConfig,
             tr_n += len(y)
         if sched is not None and cfg.scheduler != "onecycle":
             sched.step()
-        pred = predict(model, val_ds, cfg.batch_size * 2, device, channels_last=cfg.channels_last,
-                       amp=use_amp)
+        pred = predict(
+            model, val_ds, cfg.batch_size * 2, device, channels_last=cfg.channels_last, amp=use_amp
+        )
         val = evaluate.classification_metrics(pred["targets"], pred["logits"])
-        val_loss = float(nn.functional.cross_entropy(torch.from_numpy(pred["logits"]),
-                                                     torch.from_numpy(pred["targets"])))
-        row = {"epoch": epoch, "lr": opt.param_groups[0]["lr"], "train_loss": tr_loss / max(tr_n, 1),
-               "train_accuracy": tr_correct / max(tr_n, 1), "val_loss": val_loss,
-               **{f"val_{k}": v for k, v in val.items()},
-               "seconds": time.perf_counter() - t_epoch}
+        val_loss = float(
+            nn.functional.cross_entropy(
+                torch.from_numpy(pred["logits"]), torch.from_numpy(pred["targets"])
+            )
+        )
+        row = {
+            "epoch": epoch,
+            "lr": opt.param_groups[0]["lr"],
+            "train_loss": tr_loss / max(tr_n, 1),
+            "train_accuracy": tr_correct / max(tr_n, 1),
+            "val_loss": val_loss,
+            **{f"val_{k}": v for k, v in val.items()},
+            "seconds": time.perf_counter() - t_epoch,
+        }
         history.append(row)
         watched.append(pred["logits"].argmax(1).astype(np.int32))
         score = -val_loss if cfg.monitor == "loss" else val[cfg.monitor]
@@ -295,20 +343,45 @@ def fit(model: nn.Module, train_ds: Dataset, val_ds: Dataset, cfg: TrainConfig,
         best_score, since_best = (score, 0) if improved else (best_score, since_best + 1)
         if improved or cfg.keep == "last":  # the kept epoch: best so far, or simply the latest
             best_epoch = epoch
-            _save({"model": model.state_dict(), "epoch": epoch, "config": config_json,
-                   "info": getattr(model, "info", {})}, best_path)
+            _save(
+                {
+                    "model": model.state_dict(),
+                    "epoch": epoch,
+                    "config": config_json,
+                    "info": getattr(model, "info", {}),
+                },
+                best_path,
+            )
         stop = (cfg.patience is not None and since_best >= cfg.patience) or (
-            cfg.stop_after is not None and epoch >= cfg.stop_after)
-        _save({"model": model.state_dict(), "optimizer": opt.state_dict(),
-               "scheduler": sched.state_dict() if sched is not None else None,
-               "scaler": scaler.state_dict(), "rng": _rng_state(), "history": history,
-               "best_score": best_score, "best_epoch": best_epoch, "since_best": since_best,
-               "epoch": epoch, "config": config_json, "stopped": stop, "watched": watched},
-              last_path)
-        bar.set_postfix(loss=f"{row['train_loss']:.3f}", val=f"{val[cfg.monitor] if cfg.monitor != 'loss' else val_loss:.3f}")
+            cfg.stop_after is not None and epoch >= cfg.stop_after
+        )
+        _save(
+            {
+                "model": model.state_dict(),
+                "optimizer": opt.state_dict(),
+                "scheduler": sched.state_dict() if sched is not None else None,
+                "scaler": scaler.state_dict(),
+                "rng": _rng_state(),
+                "history": history,
+                "best_score": best_score,
+                "best_epoch": best_epoch,
+                "since_best": since_best,
+                "epoch": epoch,
+                "config": config_json,
+                "stopped": stop,
+                "watched": watched,
+            },
+            last_path,
+        )
+        bar.set_postfix(
+            loss=f"{row['train_loss']:.3f}",
+            val=f"{val[cfg.monitor] if cfg.monitor != 'loss' else val_loss:.3f}",
+        )
         if stop:
-            print(f"{name}: stopped after epoch {epoch} of {cfg.epochs} scheduled "
-                  f"(kept epoch {best_epoch})")
+            print(
+                f"{name}: stopped after epoch {epoch} of {cfg.epochs} scheduled "
+                f"(kept epoch {best_epoch})"
+            )
             break
 
     hist = pd.DataFrame(history)
@@ -319,10 +392,20 @@ def fit(model: nn.Module, train_ds: Dataset, val_ds: Dataset, cfg: TrainConfig,
         atomic_write_bytes(watch_path, buf.getvalue(), overwrite=True)
     hist.to_csv(hist_path, index=False)
     if best_path.exists():
-        model.load_state_dict(torch.load(best_path, map_location=device, weights_only=False)["model"])
+        model.load_state_dict(
+            torch.load(best_path, map_location=device, weights_only=False)["model"]
+        )
         last_path.unlink(missing_ok=True)  # finished: the resume point is no longer needed
-    return FitResult(model, hist, best_epoch, _best_row(hist, best_epoch), run_dir,
-                     time.perf_counter() - t0, resumed_from, watched_arr)
+    return FitResult(
+        model,
+        hist,
+        best_epoch,
+        _best_row(hist, best_epoch),
+        run_dir,
+        time.perf_counter() - t0,
+        resumed_from,
+        watched_arr,
+    )
 
 
 def _best_row(hist: pd.DataFrame, epoch: int) -> dict:
@@ -351,10 +434,18 @@ class Experiment:
         return pd.DataFrame(self.metrics).T.rename_axis(self.name)
 
 
-def run_experiment(name: str, model: nn.Module, train_ds: Dataset, eval_sets: dict[str, Dataset],
-                   cfg: TrainConfig, run_dir: str | os.PathLike, classes: list[str],
-                   embeddings: bool = True, progress: bool = True, monitor_on: str = "val"
-                   ) -> Experiment:
+def run_experiment(
+    name: str,
+    model: nn.Module,
+    train_ds: Dataset,
+    eval_sets: dict[str, Dataset],
+    cfg: TrainConfig,
+    run_dir: str | os.PathLike,
+    classes: list[str],
+    embeddings: bool = True,
+    progress: bool = True,
+    monitor_on: str = "val",
+) -> Experiment:
     """``fit`` on ``train_ds``, watching ``eval_sets[monitor_on]`` each epoch (the kept epoch is
     chosen on it when ``cfg.keep == "best"``), then predict every evaluation set and save
     ``{name}-{set}-predictions.npz`` (logits, targets, embeddings, class names).
@@ -365,19 +456,27 @@ def run_experiment(name: str, model: nn.Module, train_ds: Dataset, eval_sets: di
 
     selected_on = monitor_on if cfg.keep == "best" else None
     if selected_on and "test" in selected_on.lower():
-        raise LeakError(f"{name}: the kept epoch would be chosen on {monitor_on!r}. Choose it on "
-                        "a validation split carved from training, or use keep='last'.")
+        raise LeakError(
+            f"{name}: the kept epoch would be chosen on {monitor_on!r}. Choose it on "
+            "a validation split carved from training, or use keep='last'."
+        )
     result = fit(model, train_ds, eval_sets[monitor_on], cfg, run_dir, name, progress)
     preds, metrics = {}, {}
     for split, ds in eval_sets.items():
-        p = predict(result.model, ds, cfg.batch_size * 2, embeddings=embeddings,
-                    channels_last=cfg.channels_last)
+        p = predict(
+            result.model,
+            ds,
+            cfg.batch_size * 2,
+            embeddings=embeddings,
+            channels_last=cfg.channels_last,
+        )
         preds[split] = p
         metrics[split] = evaluate.classification_metrics(p["targets"], p["logits"])
         buf = io.BytesIO()
         np.savez_compressed(buf, classes=np.array(classes), **p)
-        atomic_write_bytes(Path(run_dir) / f"{name}-{split}-predictions.npz", buf.getvalue(),
-                           overwrite=True)
+        atomic_write_bytes(
+            Path(run_dir) / f"{name}-{split}-predictions.npz", buf.getvalue(), overwrite=True
+        )
     return Experiment(name, result, list(classes), preds, metrics, selected_on)
 
 
@@ -394,8 +493,9 @@ class _Features(torch.utils.data.Dataset):
         return self.x[i], int(self.targets[i])
 
 
-def frozen_features(model: nn.Module, datasets: dict[str, Dataset], batch_size: int = 64
-                    ) -> tuple[nn.Module, dict[str, Dataset]]:
+def frozen_features(
+    model: nn.Module, datasets: dict[str, Dataset], batch_size: int = 64
+) -> tuple[nn.Module, dict[str, Dataset]]:
     """A frozen backbone, run once: each dataset becomes its embeddings (each distinct image
     embedded once, so oversampled copies cost nothing; no augmentation), and the model becomes
     a probe, its own head on an identity backbone. ``fit`` then trains the head only —
@@ -425,10 +525,18 @@ def probe(model: nn.Module) -> nn.Module:
     return type(model)(nn.Identity(), model.head, model.n_features, info)
 
 
-def run_seeds(name: str, build, train_ds: Dataset, eval_sets: dict[str, Dataset],
-              cfg: TrainConfig, run_dir: str | os.PathLike, classes: list[str],
-              seeds: range | list[int], frozen_backbone: bool = False, monitor_on: str = "val"
-              ) -> list[Experiment]:
+def run_seeds(
+    name: str,
+    build,
+    train_ds: Dataset,
+    eval_sets: dict[str, Dataset],
+    cfg: TrainConfig,
+    run_dir: str | os.PathLike,
+    classes: list[str],
+    seeds: range | list[int],
+    frozen_backbone: bool = False,
+    monitor_on: str = "val",
+) -> list[Experiment]:
     """``run_experiment`` once per seed, as ``{name}-seed{s}``. Each seed is set just before
     ``build()`` makes the model, so two protocols of one seed start from the same weights. With
     ``frozen_backbone`` the backbone runs once over the data (``frozen_features``) and every
@@ -444,6 +552,16 @@ def run_seeds(name: str, build, train_ds: Dataset, eval_sets: dict[str, Dataset]
                 frozen = frozen_features(model, {"train": train_ds, **eval_sets})[1]
             model, sets = probe(model), dict(frozen)
             t_ds = sets.pop("train")
-        runs.append(run_experiment(f"{name}-seed{s}", model, t_ds, sets, replace(cfg, seed=s),
-                                   run_dir, classes, monitor_on=monitor_on))
+        runs.append(
+            run_experiment(
+                f"{name}-seed{s}",
+                model,
+                t_ds,
+                sets,
+                replace(cfg, seed=s),
+                run_dir,
+                classes,
+                monitor_on=monitor_on,
+            )
+        )
     return runs

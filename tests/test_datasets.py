@@ -33,9 +33,23 @@ def test_rxrx1_round_trip(tiny):
 
 
 def test_rxrx1_kaggle_form(tmp_path):
-    root = datasets.write_rxrx1(tmp_path / "k", form="kaggle", n_sirnas=4, n_positive=1,
-                                 experiments={"HUVEC": 2}, size=32, seed=1, n_jobs=1)
-    for f in ("train.csv", "test.csv", "train_controls.csv", "test_controls.csv", "pixel_stats.csv"):
+    root = datasets.write_rxrx1(
+        tmp_path / "k",
+        form="kaggle",
+        n_sirnas=4,
+        n_positive=1,
+        experiments={"HUVEC": 2},
+        size=32,
+        seed=1,
+        n_jobs=1,
+    )
+    for f in (
+        "train.csv",
+        "test.csv",
+        "train_controls.csv",
+        "test_controls.csv",
+        "pixel_stats.csv",
+    ):
         assert (root / f).exists()
     assert "sirna" not in pd.read_csv(root / "test.csv").columns  # hidden, as on Kaggle
     ix = datasets.read_rxrx1(root, errors="raise")
@@ -50,11 +64,15 @@ def test_rxrx1_kaggle_form(tmp_path):
 def test_cpjump1_round_trip(tiny):
     ix = datasets.read_cpjump1(tiny["cpjump1"], errors="raise")
     assert len(ix) == 2 * (4 + 1 + 2) * 2
-    assert list(datasets.path_columns(ix)) == [f"path_{s}" for s in datasets.cpjump1.CHANNELS.values()]
+    assert list(datasets.path_columns(ix)) == [
+        f"path_{s}" for s in datasets.cpjump1.CHANNELS.values()
+    ]
     assert (ix.Metadata_pert_iname == "DMSO").sum() == 2 * 2 * 2
     assert set(ix.loc[ix.Metadata_pert_iname == "DMSO", "Metadata_control_type"]) == {"negcon"}
     # replicate plates share the platemap
-    per_plate = ix.groupby("Metadata_Plate").apply(lambda d: tuple(sorted(zip(d.Metadata_Well, d.Metadata_pert_iname, strict=False))))
+    per_plate = ix.groupby("Metadata_Plate").apply(
+        lambda d: tuple(sorted(zip(d.Metadata_Well, d.Metadata_pert_iname, strict=False)))
+    )
     assert per_plate.nunique() == 1
     img = datasets.load_site(ix.iloc[0])
     assert img.shape == (8, 48, 48) and img.dtype == np.uint16
@@ -102,7 +120,10 @@ def test_cell_lines_round_trip(tiny):
     ix = datasets.read_cell_lines(root, errors="raise")
     truth = synthetic.read_truth(root)["sites"]
     assert len(ix) == 40 and ix.cell_line.isin(datasets.cell_lines.WEIGHTS).all()
-    assert dict(zip(ix.filename, ix.cell_line, strict=False)).items() <= dict(zip(truth.key, truth.cell_line, strict=False)).items()
+    assert (
+        dict(zip(ix.filename, ix.cell_line, strict=False)).items()
+        <= dict(zip(truth.key, truth.cell_line, strict=False)).items()
+    )
     test = datasets.read_cell_lines(root, split="test")
     assert len(test) == 10 and (test.cell_line == datasets.MISSING).all()  # labels hidden
     assert datasets.load_site(ix.iloc[0]).shape == (3, 32, 32)
@@ -127,8 +148,12 @@ def test_same_seed_same_bytes(tmp_path):
 
 def test_writers_never_overwrite(tmp_path, tiny):
     kw = synthetic.load_manifest(tiny["cell_lines"])["params"]
-    assert datasets.write_cell_lines(tiny["cell_lines"], n_train=kw["n_train"], n_test=kw["n_test"],
-                                      size=kw["size"], seed=3) == tiny["cell_lines"]  # found
+    assert (
+        datasets.write_cell_lines(
+            tiny["cell_lines"], n_train=kw["n_train"], n_test=kw["n_test"], size=kw["size"], seed=3
+        )
+        == tiny["cell_lines"]
+    )  # found
     with pytest.raises(FileExistsError, match="other parameters"):
         datasets.write_cell_lines(tiny["cell_lines"], n_train=5, seed=3)
     mine = tmp_path / "my_results"

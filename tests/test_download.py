@@ -56,11 +56,14 @@ class Handler(BaseHTTPRequestHandler):
         keys = ["src/b.tiff"] if second else ["src/a.tiff"]
         items = "".join(
             f"<Contents><Key>{k}</Key><Size>3</Size><ETag>&quot;{'0' * 32}&quot;</ETag></Contents>"
-            for k in keys)
+            for k in keys
+        )
         more = "" if second else "<NextContinuationToken>page2</NextContinuationToken>"
-        body = (f'<?xml version="1.0"?><ListBucketResult xmlns="http://s3.amazonaws.com/doc/'
-                f'2006-03-01/"><IsTruncated>{"false" if second else "true"}</IsTruncated>'
-                f"{items}{more}</ListBucketResult>").encode()
+        body = (
+            f'<?xml version="1.0"?><ListBucketResult xmlns="http://s3.amazonaws.com/doc/'
+            f'2006-03-01/"><IsTruncated>{"false" if second else "true"}</IsTruncated>'
+            f"{items}{more}</ListBucketResult>"
+        ).encode()
         self.send_response(200)
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
@@ -101,8 +104,9 @@ def test_interrupted_transfer_keeps_the_part_and_resumes(server, tmp_path):
 
 def test_retry_within_one_call_resumes(server, tmp_path):
     Handler.cut_after = 100_000
-    dest = dl.download(f"{server}/f.bin", tmp_path / "g.bin", sha256=SHA, retries=3,
-                       backoff=0, progress=False)
+    dest = dl.download(
+        f"{server}/f.bin", tmp_path / "g.bin", sha256=SHA, retries=3, backoff=0, progress=False
+    )
     assert dest.read_bytes() == PAYLOAD and Handler.requests[-1][1] == "bytes=100000-"
 
 
@@ -133,7 +137,9 @@ def test_s3_listing_follows_continuation(server):
 
 
 def test_unknown_dataset_name():
-    with pytest.raises(ValueError, match=r"cannot be downloaded; choose from \['cpjump1', 'rxrx1'\]"):
+    with pytest.raises(
+        ValueError, match=r"cannot be downloaded; choose from \['cpjump1', 'rxrx1'\]"
+    ):
         dl.fetch_dataset("hpa")
     with pytest.raises(ValueError, match="come from their courses"):
         dl.fetch_dataset("cell_lines")  # a layout without a download manifest

@@ -50,8 +50,10 @@ def test_balanced_accuracy_and_baselines_match_sklearn():
     assert stats.balanced_accuracy(t, pred) == pytest.approx(balanced_accuracy_score(t, pred))
     b = stats.baselines(np.array([0, 0, 0, 1]), np.array([0, 1, 1, 1]), 4)
     assert b == {"chance": 0.25, "majority": 0.25}
-    assert stats.baselines(np.array([0, 0, 1]), np.array([0, 1]), 2,
-                           "balanced_accuracy")["majority"] == 0.5
+    assert (
+        stats.baselines(np.array([0, 0, 1]), np.array([0, 1]), 2, "balanced_accuracy")["majority"]
+        == 0.5
+    )
 
 
 def test_seeds_are_averaged_and_listed():
@@ -63,8 +65,14 @@ def test_seeds_are_averaged_and_listed():
 
 
 def _lesson():
-    return Lesson("05_x", "002", "t", Claim("accuracy", 0.97, "validation", 50, "random"),
-                  nuisance="well", unit="well")
+    return Lesson(
+        "05_x",
+        "002",
+        "t",
+        Claim("accuracy", 0.97, "validation", 50, "random"),
+        nuisance="well",
+        unit="well",
+    )
 
 
 def test_lesson_writes_rows_comparisons_and_headline(tmp_path):
@@ -76,12 +84,12 @@ def test_lesson_writes_rows_comparisons_and_headline(tmp_path):
     b = lesson.record(free, t, pred, units, 4, t, selected_on="val")
     comp = lesson.compare("the well leak", a, b)
     assert comp["diff"] > 0 and comp["ci"][0] > 0 and comp["excludes_zero"]
-    path = lesson.write(tmp_path, reported=a, trusted=b, trust="by well", data="synthetic",
-                        profile="quick")
+    path = lesson.write(
+        tmp_path, reported=a, trusted=b, trust="by well", data="synthetic", profile="quick"
+    )
     m = json.loads(path.read_text())
     row = m["results"][1]
-    for key in ("value", "ci_low", "ci_high", "n_eval", "unit", "n_classes", "chance",
-                "majority"):
+    for key in ("value", "ci_low", "ci_high", "n_eval", "unit", "n_classes", "chance", "majority"):
         assert key in row
     assert row["headline"] == "trusted" and m["results"][0]["headline"] == "reported"
     assert set(m["comparisons"][0]) >= {"lesson", "a", "b", "metric", "diff", "ci", "unit"}
@@ -96,12 +104,21 @@ def test_lesson_refuses_new_leaks_and_unpaired_comparisons():
     with pytest.raises(LeakError, match="splits by image, not by well"):
         lesson.record(Protocol("split by image", "image", True, "?"), t, pred, units, 4, t)
     with pytest.raises(LeakError, match="selected on"):
-        lesson.record(Protocol("by well", "well", True, "ok"), t, pred, units, 4, t,
-                      selected_on="test")
-    peek = lesson.record(Protocol("by well, epoch chosen on test", "well", False, "peeks"), t,
-                         pred, units, 4, t, selected_on="test")
-    half = lesson.record(Protocol("by well", "well", True, "ok"), t[:100], pred[:100],
-                         units[:100], 4, t)
+        lesson.record(
+            Protocol("by well", "well", True, "ok"), t, pred, units, 4, t, selected_on="test"
+        )
+    peek = lesson.record(
+        Protocol("by well, epoch chosen on test", "well", False, "peeks"),
+        t,
+        pred,
+        units,
+        4,
+        t,
+        selected_on="test",
+    )
+    half = lesson.record(
+        Protocol("by well", "well", True, "ok"), t[:100], pred[:100], units[:100], 4, t
+    )
     with pytest.raises(ValueError, match="different rows"):
         lesson.compare("x", peek, half)
     with pytest.raises(LeakError, match="not leak-free"):
@@ -110,8 +127,13 @@ def test_lesson_refuses_new_leaks_and_unpaired_comparisons():
 
 def test_holdout_scores_every_protocol_on_the_same_rows_with_siblings_outside():
     wells = [f"w{i:02d}" for i in range(24)]
-    df = pd.DataFrame({"well": np.repeat(wells, 4), "site": np.tile(range(4), 24),
-                       "label": np.repeat(np.arange(24) % 6, 4)})
+    df = pd.DataFrame(
+        {
+            "well": np.repeat(wells, 4),
+            "site": np.tile(range(4), 24),
+            "label": np.repeat(np.arange(24) % 6, 4),
+        }
+    )
     h = splits.holdout(df, "label", ["well"], groups_frac=0.25, keep=0.5, seed=1)
     ev_wells = set(h.eval.well)
     assert len(ev_wells) == 6 and len(h.eval) == 12  # one of 4 wells per class, 2 of 4 sites
@@ -120,8 +142,7 @@ def test_holdout_scores_every_protocol_on_the_same_rows_with_siblings_outside():
     assert set(by_row.well) & ev_wells == ev_wells  # siblings: the leak
     splits.check_disjoint(by_well, h.eval, "well")
     assert set(by_well.label) == set(df.label)  # every class keeps training wells
-    over = splits.oversample_with_copies_of(df[df.label < 2].iloc[:-3], h.eval.iloc[:2],
-                                            "label")
+    over = splits.oversample_with_copies_of(df[df.label < 2].iloc[:-3], h.eval.iloc[:2], "label")
     assert len(over) > 0
 
 
@@ -141,5 +162,11 @@ def test_cross_predict_grouped_never_trains_on_the_wells_it_predicts():
 
 def test_nothing_to_score_is_an_error_not_a_nan():
     with pytest.raises(ValueError, match="no evaluated rows"):
-        _lesson().record(Protocol("by well", "well", True, "ok"), np.array([], int),
-                         np.array([], int), np.array([]), 4, np.array([0, 1]))
+        _lesson().record(
+            Protocol("by well", "well", True, "ok"),
+            np.array([], int),
+            np.array([], int),
+            np.array([]),
+            4,
+            np.array([0, 1]),
+        )

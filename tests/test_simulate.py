@@ -37,8 +37,12 @@ def test_perturbation_changes_morphology():
     area1 = np.mean([np.bincount(_site(k, bigger).cells.ravel())[1:].mean() for k in range(4)])
     assert area1 > 1.5 * area0
     m0 = np.mean([_site(k).stains["MITO"].sum() / (_site(k).cells > 0).sum() for k in range(2)])
-    m1 = np.mean([_site(k, bigger).stains["MITO"].sum() / (_site(k, bigger).cells > 0).sum()
-                  for k in range(2)])
+    m1 = np.mean(
+        [
+            _site(k, bigger).stains["MITO"].sum() / (_site(k, bigger).cells > 0).sum()
+            for k in range(2)
+        ]
+    )
     assert m1 > 2 * m0
 
 

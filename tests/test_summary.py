@@ -15,16 +15,25 @@ def _write(root, nb, run_id, acc_free, profile="quick"):
     run.mkdir(parents=True)
     units = np.repeat(np.arange(20), 5)
     t = np.arange(100) % 4
-    lesson = Lesson(nb, "002", "t", Claim("accuracy", 0.978, "validation", 50, "random"),
-                    nuisance="well", unit="well")
-    rep = lesson.record(Protocol("oversample all, then split", None, False, "copies"), t,
-                        t, units, 4, t)
+    lesson = Lesson(
+        nb,
+        "002",
+        "t",
+        Claim("accuracy", 0.978, "validation", 50, "random"),
+        nuisance="well",
+        unit="well",
+    )
+    rep = lesson.record(
+        Protocol("oversample all, then split", None, False, "copies"), t, t, units, 4, t
+    )
     free_pred = np.where(np.arange(100) < acc_free * 100, t, (t + 1) % 4)
-    free = lesson.record(Protocol("split by well", "well", True, "no shared well"), t,
-                         free_pred, units, 4, t)
+    free = lesson.record(
+        Protocol("split by well", "well", True, "no shared well"), t, free_pred, units, 4, t
+    )
     lesson.compare("the leak", rep, free)
-    lesson.write(run, reported=rep, trusted=free, trust="by well", data="synthetic",
-                 profile=profile)
+    lesson.write(
+        run, reported=rep, trusted=free, trust="by well", data="synthetic", profile=profile
+    )
     return run
 
 

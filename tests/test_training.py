@@ -13,8 +13,9 @@ from cellutils import catalog, evaluate, models, splits, torchdata, train
 # ------------------------------------------------------------------------------------ models
 
 
-@pytest.mark.parametrize("arch", ["efficientnet_b0", "mobilenet_v2", "resnet18", "densenet161",
-                                  "efficientnet_lite0"])
+@pytest.mark.parametrize(
+    "arch", ["efficientnet_b0", "mobilenet_v2", "resnet18", "densenet161", "efficientnet_lite0"]
+)
 def test_builders_take_n_channels_and_embed(arch):
     m = models.build(arch, n_classes=5, in_channels=6, pretrained=False, dropout=0.3)
     x = torch.randn(2, 6, 32, 32)
@@ -34,9 +35,13 @@ def test_pretrained_stem_is_the_scaled_mean_of_the_rgb_filters():
     # a grey image in 6 identical channels gives the stem the same response as in RGB
     grey = torch.rand(1, 1, 16, 16)
     conv3, conv6 = models.first_conv(rgb)[2], models.first_conv(six)[2]
-    assert torch.allclose(conv3(grey.expand(-1, 3, -1, -1)), conv6(grey.expand(-1, 6, -1, -1)),
-                          atol=1e-5)
-    assert six.info["imagenet"] and not models.build("resnet18", 3, 6, pretrained=False).info["imagenet"]
+    assert torch.allclose(
+        conv3(grey.expand(-1, 3, -1, -1)), conv6(grey.expand(-1, 6, -1, -1)), atol=1e-5
+    )
+    assert (
+        six.info["imagenet"]
+        and not models.build("resnet18", 3, 6, pretrained=False).info["imagenet"]
+    )
 
 
 def test_pretrained_true_without_cached_weights_names_the_fix(monkeypatch, tmp_path):
@@ -58,8 +63,11 @@ def test_report_heads():
 
 
 def _frame(n_wells=12, per_well=4, n_classes=3):
-    rows = [{"well": f"W{w:02d}", "plate": f"P{w % 2}", "label": f"c{w % n_classes}", "site": s}
-            for w in range(n_wells) for s in range(per_well)]
+    rows = [
+        {"well": f"W{w:02d}", "plate": f"P{w % 2}", "label": f"c{w % n_classes}", "site": s}
+        for w in range(n_wells)
+        for s in range(per_well)
+    ]
     return pd.DataFrame(rows)
 
 
@@ -82,7 +90,9 @@ def test_oversampling_after_split_never_copies_into_validation():
     assert not va.index.isin(tr_os.index).any()
     leaky_tr, leaky_va = splits.oversample_then_split(df, "label", 0.25)
     assert leaky_va.index.isin(leaky_tr.index).any()  # report 002's protocol leaks copies
-    assert splits.describe(leaky_tr, leaky_va, "label")["val rows that are copies of train rows"] > 0
+    assert (
+        splits.describe(leaky_tr, leaky_va, "label")["val rows that are copies of train rows"] > 0
+    )
 
 
 def test_hold_out_and_bad_arguments():
@@ -146,8 +156,9 @@ class _Tiny(nn.Module):
     def __init__(self, n_classes=2):
         super().__init__()
         torch.manual_seed(0)  # the same initial weights every time (seed before building)
-        self.backbone = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(),
-                                      nn.AdaptiveAvgPool2d(1), nn.Flatten())
+        self.backbone = nn.Sequential(
+            nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten()
+        )
         self.head = nn.Linear(4, n_classes)
         self.info = {"n_classes": n_classes}
 
@@ -167,9 +178,18 @@ def _toy(n=64, seed=0):
 
 
 def _cfg(**kw):
-    return train.TrainConfig(**{"epochs": 6, "batch_size": 16, "lr": 0.05, "optimizer": "adam",
-                                "scheduler": "cosine", "channels_last": False,
-                                "device": "cpu", **kw})
+    return train.TrainConfig(
+        **{
+            "epochs": 6,
+            "batch_size": 16,
+            "lr": 0.05,
+            "optimizer": "adam",
+            "scheduler": "cosine",
+            "channels_last": False,
+            "device": "cpu",
+            **kw,
+        }
+    )
 
 
 def test_fit_learns_keeps_best_and_is_deterministic(tmp_path):
@@ -177,8 +197,9 @@ def test_fit_learns_keeps_best_and_is_deterministic(tmp_path):
     r2 = train.fit(_Tiny(), _toy(), _toy(32, 1), _cfg(), tmp_path / "b", progress=False)
     assert r1.best["accuracy"] >= 0.9
     assert r1.best_epoch == r1.history.val_accuracy.idxmax() + 1
-    pd.testing.assert_frame_equal(r1.history.drop(columns="seconds"),
-                                  r2.history.drop(columns="seconds"))
+    pd.testing.assert_frame_equal(
+        r1.history.drop(columns="seconds"), r2.history.drop(columns="seconds")
+    )
     assert (tmp_path / "a" / "model-best.pt").exists()
     assert not (tmp_path / "a" / "model-last.pt").exists()  # removed once finished
     again = train.fit(_Tiny(), _toy(), _toy(32, 1), _cfg(), tmp_path / "a", progress=False)
@@ -210,12 +231,23 @@ def test_resume_after_interruption_matches_an_uninterrupted_run(tmp_path, monkey
 
 
 def test_onecycle_step_early_stopping_and_class_weights(tmp_path):
-    r = train.fit(_Tiny(), _toy(), _toy(32, 1),
-                  _cfg(scheduler="onecycle", max_lr=0.05, epochs=3), tmp_path / "oc", progress=False)
+    r = train.fit(
+        _Tiny(),
+        _toy(),
+        _toy(32, 1),
+        _cfg(scheduler="onecycle", max_lr=0.05, epochs=3),
+        tmp_path / "oc",
+        progress=False,
+    )
     assert r.history.lr.iloc[-1] < 0.05 / 10  # annealed at the end of the cycle
-    r = train.fit(_Tiny(), _toy(), _toy(32, 1), _cfg(scheduler="step", step_size=1, gamma=0.5,
-                                                     epochs=30, patience=2, monitor="loss"),
-                  tmp_path / "es", progress=False)
+    r = train.fit(
+        _Tiny(),
+        _toy(),
+        _toy(32, 1),
+        _cfg(scheduler="step", step_size=1, gamma=0.5, epochs=30, patience=2, monitor="loss"),
+        tmp_path / "es",
+        progress=False,
+    )
     assert len(r.history) < 30
     w = train.class_weights(np.array([0, 0, 0, 1]), 3)
     assert w[2] == 0 and w[1] == 3 * w[0]
@@ -224,16 +256,35 @@ def test_onecycle_step_early_stopping_and_class_weights(tmp_path):
 def test_keep_last_stop_after_and_no_selection_on_test(tmp_path):
     sets = {"val": _toy(32, 1), "test": _toy(32, 2)}
     with pytest.raises(splits.LeakError, match="chosen on 'test'"):
-        train.run_experiment("m", _Tiny(), _toy(), sets, _cfg(), tmp_path / "a", ["0", "1"],
-                             monitor_on="test", progress=False)
-    e = train.run_experiment("m", _Tiny(), _toy(), sets, _cfg(keep="last", stop_after=4),
-                             tmp_path / "b", ["0", "1"], monitor_on="test", progress=False)
+        train.run_experiment(
+            "m",
+            _Tiny(),
+            _toy(),
+            sets,
+            _cfg(),
+            tmp_path / "a",
+            ["0", "1"],
+            monitor_on="test",
+            progress=False,
+        )
+    e = train.run_experiment(
+        "m",
+        _Tiny(),
+        _toy(),
+        sets,
+        _cfg(keep="last", stop_after=4),
+        tmp_path / "b",
+        ["0", "1"],
+        monitor_on="test",
+        progress=False,
+    )
     assert e.selected_on is None and e.fit.best_epoch == 4 == len(e.fit.history)
     assert e.fit.history.lr.iloc[-1] > 0  # the cosine schedule ran over 6 epochs, stopped at 4
     assert e.fit.watched.shape == (4, 32)  # the watched set's predictions, per epoch
     assert (e.fit.watched[-1] == e.labels("test")).all()
-    best = train.run_experiment("m", _Tiny(), _toy(), sets, _cfg(), tmp_path / "c",
-                                ["0", "1"], progress=False)
+    best = train.run_experiment(
+        "m", _Tiny(), _toy(), sets, _cfg(), tmp_path / "c", ["0", "1"], progress=False
+    )
     assert best.selected_on == "val"
 
 
@@ -248,8 +299,9 @@ def test_frozen_features_train_the_head_on_each_image_once(tmp_path):
     assert len(sets["train"]) == 12 and sets["train"].x.shape == (12, 4)
     assert torch.equal(sets["train"].x[10], sets["train"].x[5])
     assert probe.head is model.head and probe.info["frozen_backbone"]
-    r = train.fit(probe, sets["train"], sets["train"], _cfg(epochs=30, lr=0.1), tmp_path,
-                  progress=False)
+    r = train.fit(
+        probe, sets["train"], sets["train"], _cfg(epochs=30, lr=0.1), tmp_path, progress=False
+    )
     assert r.best["accuracy"] >= 0.9
 
 
@@ -259,28 +311,53 @@ def test_run_seeds_same_start_per_seed_and_one_frozen_pass(tmp_path, monkeypatch
     monkeypatch.setattr(train, "frozen_features", lambda *a, **k: calls.append(1) or real(*a, **k))
 
     def build():
-        return models.Classifier(nn.Sequential(nn.Flatten(), nn.Linear(64, 4)), nn.Linear(4, 2),
-                                 4, {"arch": "tiny"})
+        return models.Classifier(
+            nn.Sequential(nn.Flatten(), nn.Linear(64, 4)), nn.Linear(4, 2), 4, {"arch": "tiny"}
+        )
 
-    runs = train.run_seeds("m", build, _toy(), {"val": _toy(32, 1)}, _cfg(epochs=2),
-                           tmp_path, ["0", "1"], [0, 1], frozen_backbone=True)
+    runs = train.run_seeds(
+        "m",
+        build,
+        _toy(),
+        {"val": _toy(32, 1)},
+        _cfg(epochs=2),
+        tmp_path,
+        ["0", "1"],
+        [0, 1],
+        frozen_backbone=True,
+    )
     assert [r.name for r in runs] == ["m-seed0", "m-seed1"] and len(calls) == 1
     assert not torch.equal(runs[0].fit.model.head.weight, runs[1].fit.model.head.weight)
-    again = train.run_seeds("m", build, _toy(), {"val": _toy(32, 1)}, _cfg(epochs=2),
-                            tmp_path / "b", ["0", "1"], [0], frozen_backbone=True)
+    again = train.run_seeds(
+        "m",
+        build,
+        _toy(),
+        {"val": _toy(32, 1)},
+        _cfg(epochs=2),
+        tmp_path / "b",
+        ["0", "1"],
+        [0],
+        frozen_backbone=True,
+    )
     assert torch.equal(again[0].fit.model.head.weight, runs[0].fit.model.head.weight)
 
 
 def test_control_normalised_removes_a_plate_gain():
     rng = np.random.default_rng(0)
-    index = pd.DataFrame({"experiment": ["e"] * 8, "plate": [1] * 4 + [2] * 4,
-                          "control": [True, True, False, False] * 2})
+    index = pd.DataFrame(
+        {
+            "experiment": ["e"] * 8,
+            "plate": [1] * 4 + [2] * 4,
+            "control": [True, True, False, False] * 2,
+        }
+    )
     images = rng.random((8, 2, 4, 4)).astype(np.float32) + 1
     images[4:] *= 3.0  # plate 2 is three times brighter
     norm = torchdata.ControlNormalised(images, index, index.control)
     assert norm.shape == images.shape and norm[[0, 1]].shape == (2, 2, 4, 4)
-    np.testing.assert_allclose(norm[4], (images[4] - norm.mean[4][:, None, None])
-                               / norm.std[4][:, None, None], rtol=1e-5)
+    np.testing.assert_allclose(
+        norm[4], (images[4] - norm.mean[4][:, None, None]) / norm.std[4][:, None, None], rtol=1e-5
+    )
     assert abs(norm[2].mean() - norm[6].mean()) < abs(images[2].mean() - images[6].mean())
     with pytest.raises(ValueError, match="no control images"):
         torchdata.ControlNormalised(images, index, [False] * 8)
@@ -292,8 +369,17 @@ def test_metrics_and_metrics_json(tmp_path):
     assert m["accuracy"] == 0.75 and m["balanced_accuracy"] == 0.5
     logits = np.eye(7)[[0, 1, 2, 3]] + 0.01
     assert evaluate.classification_metrics(y, logits)["top5_accuracy"] == 1.0
-    path = evaluate.write_metrics(tmp_path, "nb", "000", "t", {"acc": 0.5},
-                                  [evaluate.result_row("p", m, True)], "p", "synthetic", "smoke")
+    path = evaluate.write_metrics(
+        tmp_path,
+        "nb",
+        "000",
+        "t",
+        {"acc": 0.5},
+        [evaluate.result_row("p", m, True)],
+        "p",
+        "synthetic",
+        "smoke",
+    )
     with pytest.raises(FileExistsError):
         evaluate.write_metrics(tmp_path, "nb", "000", "t", {}, [], "p", "synthetic", "smoke")
     assert path.exists()
@@ -319,8 +405,9 @@ def test_multi_input_network_and_freezing():
 
     net = models.MultiInputCellNet(5, 12, pretrained=False, arch="resnet18").eval()
     out = net(torch.randn(3, 4, 32, 32), torch.randn(3, 4, 32, 32), torch.randn(3, 12))
-    assert out.shape == (3, 5) and net.embed(torch.randn(3, 4, 32, 32), torch.randn(3, 4, 32, 32),
-                                             torch.randn(3, 12)).shape == (3, 256)
+    assert out.shape == (3, 5) and net.embed(
+        torch.randn(3, 4, 32, 32), torch.randn(3, 4, 32, 32), torch.randn(3, 12)
+    ).shape == (3, 256)
     clf = models.freeze_backbone(models.build("resnet18", 3, 1, pretrained=False))
     trainable = [n for n, p in clf.named_parameters() if p.requires_grad]
     assert trainable and all(n.startswith("head.") for n in trainable)
@@ -340,7 +427,9 @@ def test_cell_crops_and_vote():
     other, _ = cells.crop_cells(image[::-1].copy(), masks, flows, 16, [2, 1])
     assert np.allclose(other, m)  # the report's inputs: masks and flows only, no raw image
     mi, fi = cells.crop_cells(image, masks, flows, 16, [2, 1], with_image=True)
-    assert len(np.unique(mi[:, 0])) > 10 and np.allclose(fi[:, :3], f[:, :3])  # image behind a switch
+    assert len(np.unique(mi[:, 0])) > 10 and np.allclose(
+        fi[:, :3], f[:, :3]
+    )  # image behind a switch
     logits = np.array([[3, 0], [3, 0], [0, 3], [0, 1], [0, 1]], np.float32)
     v = cells.vote(["a", "a", "a", "b", "b"], logits, np.array([0, 0, 0, 1, 1])).set_index("image")
     assert v.loc["a", "majority_vote"] == 0 and v.loc["b", "majority_vote"] == 1
@@ -375,7 +464,9 @@ def test_embeddings_and_classical_scores():
     stats = torchdata.ChannelStats.fit(images, range(40))
     avail = embeddings.available_backbones(["efficientnet_lite0"], verbose=False)
     assert "resnet18 (random init)" in avail
-    feats = {n: embeddings.extract(images, stats, a, p, batch_size=16) for n, (a, p) in avail.items()}
+    feats = {
+        n: embeddings.extract(images, stats, a, p, batch_size=16) for n, (a, p) in avail.items()
+    }
     tr, te = index.iloc[:30], index.iloc[30:]
     scores = embeddings.classical_scores(feats, index, {"split": (tr, te)}, "label")
     assert set(scores.classifier) == {"ridge", "random forest", "Bernoulli naive Bayes"}

@@ -50,8 +50,24 @@ def _layouts() -> dict[str, Layout]:
 LAYOUTS: dict[str, Layout] = _layouts()
 
 __all__ = [
-    "LAYOUTS", "MISSING", "DatasetError", "Layout", "cpjump1_site_key", "load_site",
-    "normalise_missing", "path_columns", "problems", "read_cell_lines", "read_cpjump1",
-    "read_cpjump1_subset", "read_rxrx1", "read_table", "require_labels", "rxrx1_rgb",
-    "write_cell_lines", "write_cpjump1", "write_cpjump1_subset", "write_rxrx1",
+    "LAYOUTS",
+    "MISSING",
+    "DatasetError",
+    "Layout",
+    "cpjump1_site_key",
+    "load_site",
+    "normalise_missing",
+    "path_columns",
+    "problems",
+    "read_cell_lines",
+    "read_cpjump1",
+    "read_cpjump1_subset",
+    "read_rxrx1",
+    "read_table",
+    "require_labels",
+    "rxrx1_rgb",
+    "write_cell_lines",
+    "write_cpjump1",
+    "write_cpjump1_subset",
+    "write_rxrx1",
 ]

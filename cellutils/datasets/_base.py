@@ -71,33 +71,46 @@ def read_table(path: str | os.PathLike) -> pd.DataFrame:
     try:
         df = pd.read_csv(path, sep=sep, dtype=str, keep_default_na=False)
     except Exception as exc:
-        raise DatasetError(f"cannot read {path} as a table ({type(exc).__name__}: {exc}); "
-                           "is it the metadata file it is named after?") from exc
+        raise DatasetError(
+            f"cannot read {path} as a table ({type(exc).__name__}: {exc}); "
+            "is it the metadata file it is named after?"
+        ) from exc
     df = df.drop(columns=[c for c in df.columns if c == "" or c.startswith("Unnamed")])
     return normalise_missing(df)
 
 
-def _find(root: Path, stem: str, what: str, fix: str,
-          suffixes: tuple[str, ...] = (".tsv", ".txt", ".csv")) -> Path:
+def _find(
+    root: Path, stem: str, what: str, fix: str, suffixes: tuple[str, ...] = (".tsv", ".txt", ".csv")
+) -> Path:
     """The one file under ``root`` named ``stem`` + a table suffix (gzip allowed); two
     candidates are an error (never silently chosen), none is an error naming the fix."""
-    hits = sorted(p for p in root.rglob(f"{stem}.*") if p.is_file() and (
-        p.suffix in suffixes or (p.suffix == ".gz" and Path(p.stem).suffix in suffixes)))
+    hits = sorted(
+        p
+        for p in root.rglob(f"{stem}.*")
+        if p.is_file()
+        and (p.suffix in suffixes or (p.suffix == ".gz" and Path(p.stem).suffix in suffixes))
+    )
     if not hits:
-        raise DatasetError(f"{what} {stem!r} not found under {root} (looked for {stem}"
-                           f"{{{','.join(suffixes)}}}[.gz]). {fix}")
+        raise DatasetError(
+            f"{what} {stem!r} not found under {root} (looked for {stem}"
+            f"{{{','.join(suffixes)}}}[.gz]). {fix}"
+        )
     if len(hits) > 1:
-        raise DatasetError(f"{what}: {len(hits)} candidate files for {stem!r}: "
-                           f"{[str(h) for h in hits]}. Keep one, or pass the one to use.")
+        raise DatasetError(
+            f"{what}: {len(hits)} candidate files for {stem!r}: "
+            f"{[str(h) for h in hits]}. Keep one, or pass the one to use."
+        )
     return hits[0]
 
 
 def require_labels(index: pd.DataFrame, column: str, source: str, fix: str) -> None:
     """Raise when an index meant for a labelled task has no label at all."""
     if column not in index or not (index[column].astype(str) != MISSING).any():
-        raise DatasetError(f"{source}: no row has a {column!r} label, so this index cannot "
-                           f"train or score a classifier. {fix} (For segmentation only, pass "
-                           "labels=False.)")
+        raise DatasetError(
+            f"{source}: no row has a {column!r} label, so this index cannot "
+            f"train or score a classifier. {fix} (For segmentation only, pass "
+            "labels=False.)"
+        )
 
 
 # --------------------------------------------------------------------------------------------
@@ -120,8 +133,9 @@ class _DiskFiles:
         for p in self.exact.values():
             self.lower.setdefault(str(p).lower(), p)
 
-    def resolve(self, expected: Sequence[Path], problems: list,
-                fix_missing: str) -> list[Path | None]:
+    def resolve(
+        self, expected: Sequence[Path], problems: list, fix_missing: str
+    ) -> list[Path | None]:
         """Map each expected path to the file on disk, matching case-insensitively when needed."""
         out: list[Path | None] = []
         for p in expected:
@@ -129,24 +143,38 @@ class _DiskFiles:
             if hit is None:
                 hit = self.lower.get(str(p).lower())
                 if hit is not None:
-                    problems.append(("case_mismatch", str(hit), f"metadata names {p.name}",
-                                     "matched ignoring case; rename the file to silence this"))
+                    problems.append(
+                        (
+                            "case_mismatch",
+                            str(hit),
+                            f"metadata names {p.name}",
+                            "matched ignoring case; rename the file to silence this",
+                        )
+                    )
             if hit is None:
-                problems.append(("missing_file", str(p), "named by metadata but not on disk",
-                                 fix_missing))
+                problems.append(
+                    ("missing_file", str(p), "named by metadata but not on disk", fix_missing)
+                )
             out.append(hit)
         return out
 
 
-def _unclaimed(on_disk: Iterable[Path], claimed: Iterable[Path | None], problems: list,
-               fix: str) -> None:
+def _unclaimed(
+    on_disk: Iterable[Path], claimed: Iterable[Path | None], problems: list, fix: str
+) -> None:
     used = {p for p in claimed if p is not None}
     for p in sorted(set(on_disk) - used):
         problems.append(("no_metadata", str(p), "image file that no metadata row names", fix))
 
 
-def _finish(index: pd.DataFrame, problems: list, errors: str, name: str,
-            path_cols: list[str], sort: Sequence[str] | None = None) -> pd.DataFrame:
+def _finish(
+    index: pd.DataFrame,
+    problems: list,
+    errors: str,
+    name: str,
+    path_cols: list[str],
+    sort: Sequence[str] | None = None,
+) -> pd.DataFrame:
     if errors not in ("report", "raise", "ignore"):
         raise ValueError(f"errors must be 'report', 'raise' or 'ignore', got {errors!r}")
     table = pd.DataFrame(problems, columns=["problem", "file", "detail", "fix"])
@@ -159,8 +187,10 @@ def _finish(index: pd.DataFrame, problems: list, errors: str, name: str,
     if len(table) and errors != "ignore":
         counts = ", ".join(f"{k}: {v}" for k, v in table.problem.value_counts().items())
         head = "\n".join(f"  {r.problem}: {r.file} -- {r.fix}" for r in table.head(5).itertuples())
-        msg = (f"{name}: {counts} ({(~complete).sum()} incomplete rows left out of the index; "
-               f"see cellutils.datasets.problems(index))\n{head}")
+        msg = (
+            f"{name}: {counts} ({(~complete).sum()} incomplete rows left out of the index; "
+            f"see cellutils.datasets.problems(index))\n{head}"
+        )
         if errors == "raise" and len(serious):
             raise DatasetError(msg)
         warnings.warn(msg, stacklevel=3)
@@ -169,8 +199,9 @@ def _finish(index: pd.DataFrame, problems: list, errors: str, name: str,
 
 def problems(index: pd.DataFrame) -> pd.DataFrame:
     """The problems a reader found for ``index``: problem, file, detail, fix."""
-    return pd.DataFrame(index.attrs.get("problems", []),
-                        columns=["problem", "file", "detail", "fix"])
+    return pd.DataFrame(
+        index.attrs.get("problems", []), columns=["problem", "file", "detail", "fix"]
+    )
 
 
 def path_columns(index: pd.DataFrame) -> list[str]:
@@ -195,4 +226,3 @@ def load_site(row: pd.Series | dict, channels: Sequence[str] | None = None) -> n
     if cols == ["path_rgb"]:  # one RGB composite per site (WILDS' RxRx1)
         return read_image(row["path_rgb"], rgb=True)
     return stack_channels([row[c] for c in cols])
-

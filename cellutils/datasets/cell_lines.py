@@ -34,13 +34,26 @@ CHANNELS = {"blue": "nucleus", "red": "microtubules", "yellow": "ER", "green": "
 COLOURS = ((0, 0, 255), (255, 0, 0), (255, 255, 0), (0, 255, 0))  # drawn as named
 SIM = {"blue": "DNA", "red": "TUBULIN", "yellow": "ER", "green": "PROTEIN"}  # simulator's
 # Relative frequency of each line in the synthetic default (HeLa and U-2 OS rare, as in 001).
-WEIGHTS = {"U-251 MG": 1.0, "HeLa": 0.22, "PC-3": 0.9, "A549": 0.8, "MCF7": 0.75,
-           "U-2 OS": 0.2, "HEK 293": 0.95, "CACO-2": 0.6, "RT4": 0.5}
+WEIGHTS = {
+    "U-251 MG": 1.0,
+    "HeLa": 0.22,
+    "PC-3": 0.9,
+    "A549": 0.8,
+    "MCF7": 0.75,
+    "U-2 OS": 0.2,
+    "HEK 293": 0.95,
+    "CACO-2": 0.6,
+    "RT4": 0.5,
+}
 
 
-def read_cell_lines(root: str | os.PathLike, split: str = "train",
-                    channels: Sequence[str] = ("blue", "red", "yellow"),
-                    errors: str = "report", labels: bool | None = None) -> pd.DataFrame:
+def read_cell_lines(
+    root: str | os.PathLike,
+    split: str = "train",
+    channels: Sequence[str] = ("blue", "red", "yellow"),
+    errors: str = "report",
+    labels: bool | None = None,
+) -> pd.DataFrame:
     """Index the cell-line samples: ``{split}/`` or ``images_{split}/`` holding
     ``{id}_{colour}.png``; labels from ``{split}.csv`` or ``y_{split}.csv`` (an id column
     ``filename``, ``file_id`` or ``id``, and ``cell_line``). The challenge's zero-padded ids
@@ -54,8 +67,10 @@ def read_cell_lines(root: str | os.PathLike, split: str = "train",
     labels = split == "train" if labels is None else labels
     folder = next((root / f for f in (split, f"images_{split}") if (root / f).is_dir()), None)
     if folder is None:
-        raise DatasetError(f"{split}/ (or images_{split}/) folder not found in {root}. Pass the folder "
-                           f"that holds the extracted images_{split}.tar and y_{split}.csv.")
+        raise DatasetError(
+            f"{split}/ (or images_{split}/) folder not found in {root}. Pass the folder "
+            f"that holds the extracted images_{split}.tar and y_{split}.csv."
+        )
     files = [p for p in folder.iterdir() if p.suffix.lower() == ".png"]
     problems: list = []
     by_key: dict[str, set[str]] = {}
@@ -64,25 +79,37 @@ def read_cell_lines(root: str | os.PathLike, split: str = "train",
         by_key.setdefault(_sample_key(sid), set()).add(sid)
     for key, ids in list(by_key.items()):
         if len(ids) > 1:
-            problems.append(("ambiguous_file", str(folder / sorted(ids)[0]),
-                             f"sample ids {sorted(ids)} are one sample", "keep one set of files"))
+            problems.append(
+                (
+                    "ambiguous_file",
+                    str(folder / sorted(ids)[0]),
+                    f"sample ids {sorted(ids)} are one sample",
+                    "keep one set of files",
+                )
+            )
             del by_key[key]
-    table = next((root / n for n in (f"{split}.csv", f"y_{split}.csv") if (root / n).exists()),
-                 None)
+    table = next(
+        (root / n for n in (f"{split}.csv", f"y_{split}.csv") if (root / n).exists()), None
+    )
     if table is not None:
         md = read_table(table)
         idcol = next((c for c in ("filename", "file_id", "id", "ID") if c in md), None)
         if idcol is None or "cell_line" not in md:
-            raise DatasetError(f"{table} needs an id column (filename, file_id or id) and "
-                               f"cell_line; has {list(md.columns)}")
+            raise DatasetError(
+                f"{table} needs an id column (filename, file_id or id) and "
+                f"cell_line; has {list(md.columns)}"
+            )
         md = md.rename(columns={idcol: "filename"})
     elif labels:
-        raise DatasetError(f"no {split}.csv or y_{split}.csv in {root}: the {split} samples "
-                           "have no labels. Put the challenge's y_train.csv beside the images "
-                           "(or pass labels=False for an unlabelled index).")
+        raise DatasetError(
+            f"no {split}.csv or y_{split}.csv in {root}: the {split} samples "
+            "have no labels. Put the challenge's y_train.csv beside the images "
+            "(or pass labels=False for an unlabelled index)."
+        )
     else:
-        md = pd.DataFrame({"filename": sorted(i for ids in by_key.values() for i in ids),
-                           "cell_line": MISSING})
+        md = pd.DataFrame(
+            {"filename": sorted(i for ids in by_key.values() for i in ids), "cell_line": MISSING}
+        )
     md["filename"] = [next(iter(by_key.get(_sample_key(i), {i}))) for i in md.filename]
     if labels:
         require_labels(md, "cell_line", str(table), "Check the label file's cell_line column.")
@@ -90,8 +117,11 @@ def read_cell_lines(root: str | os.PathLike, split: str = "train",
     found = _DiskFiles(files)
     claimed = []
     for c in channels:
-        md[f"path_{c}"] = found.resolve([folder / f"{i}_{c}.png" for i in md.filename],
-                                        problems, "the sample needs all its channel files")
+        md[f"path_{c}"] = found.resolve(
+            [folder / f"{i}_{c}.png" for i in md.filename],
+            problems,
+            "the sample needs all its channel files",
+        )
         claimed += list(md[f"path_{c}"])
     if table is not None:
         mine = [p for p in files if p.stem.rsplit("_", 1)[-1].lower() in channels]
@@ -121,8 +151,15 @@ def write_cell_lines(
     Samples come from ``n_batches`` acquisition batches (hidden nuisance).
     """
     weights = weights or dict(WEIGHTS)
-    params = dict(layout="cell_lines", n_train=n_train, n_test=n_test, size=size,
-                  weights=weights, n_batches=n_batches, seed=seed)
+    params = dict(
+        layout="cell_lines",
+        n_train=n_train,
+        n_test=n_test,
+        size=size,
+        weights=weights,
+        n_batches=n_batches,
+        seed=seed,
+    )
     stage = Staging(root, params)
     if stage.existing():
         return stage.root
@@ -138,25 +175,29 @@ def write_cell_lines(
             sid = f"{int(rng.integers(16**7, 16**8)):08x}-{split[:2]}{k:05d}"
             batch = f"batch{int(rng.integers(1, n_batches + 1))}"
             paths = tuple(f"{split}/{sid}_{c}.png" for c in SIM)
-            jobs.append(SiteJob(sid, line, 0, batch, "1", "C03", 1,
-                                tuple(SIM.values()), paths))
+            jobs.append(SiteJob(sid, line, 0, batch, "1", "C03", 1, tuple(SIM.values()), paths))
             labels.append((split, sid, line))
-    imaging = Imaging(size=size, scale=0.35 * size / 64, dtype="uint8", counts=170.0,
-                      photons=200.0)
+    imaging = Imaging(size=size, scale=0.35 * size / 64, dtype="uint8", counts=170.0, photons=200.0)
     with stage as tmp:
         sites_df, cells = render_all(jobs, tmp, seed, perts, imaging, None, n_jobs, "cell lines")
         lab = pd.DataFrame(labels, columns=["split", "filename", "cell_line"])
         lab[lab.split == "train"][["filename", "cell_line"]].to_csv(tmp / "train.csv", index=False)
         sites_df["split"] = lab.split.to_numpy()
         sites_df = sites_df.drop(columns=["plate", "well", "site", "edge_well"]).rename(
-            columns={"experiment": "batch"})
+            columns={"experiment": "batch"}
+        )
         write_truth(tmp, sites_df, cells, perts)
     return stage.root
 
 
 LAYOUT = Layout(
-    name="cell_lines", label="cell_line", channels=CHANNELS, colours=COLOURS,
-    read=read_cell_lines, write=write_cell_lines, markers=("train.csv", "y_train.csv"),
+    name="cell_lines",
+    label="cell_line",
+    channels=CHANNELS,
+    colours=COLOURS,
+    read=read_cell_lines,
+    write=write_cell_lines,
+    markers=("train.csv", "y_train.csv"),
     get_real="the challenge's folder with images_train/ (or train/) and y_train.csv",
     licence="no published licence: as the course challenge that handed them out allows",
 )

@@ -45,8 +45,16 @@ from cellutils.synthetic import (
 
 # Channel number in the file names (ch1..ch8) -> stain (best-supported mapping; the order of
 # the brightfield planes is unverified).
-CHANNELS = {1: "Mito", 2: "AGP", 3: "RNA", 4: "ER", 5: "DNA", 6: "Brightfield", 7: "HighZBF",
-            8: "LowZBF"}
+CHANNELS = {
+    1: "Mito",
+    2: "AGP",
+    3: "RNA",
+    4: "ER",
+    5: "DNA",
+    6: "Brightfield",
+    7: "HighZBF",
+    8: "LowZBF",
+}
 STAINS = tuple(CHANNELS.values())
 # ch1..ch5 in the usual Cell Painting display colours (Mito magenta, AGP red, RNA yellow,
 # ER green, DNA blue); the brightfield planes are shown grey, on their own.
@@ -68,8 +76,13 @@ NUISANCE = {"experiment_sd": 0.0, "plate_sd": 0.2, "well_sd": 0.5}
 
 def cpjump1_site_key(index: pd.DataFrame) -> pd.Series:
     """``{plate}_{well}_{site}``: how a CPJUMP1 site is named in masks and ground truth."""
-    return (index.Metadata_Plate.astype(str) + "_" + index.Metadata_Well.astype(str) + "_"
-            + index.Metadata_Site.astype(str))
+    return (
+        index.Metadata_Plate.astype(str)
+        + "_"
+        + index.Metadata_Well.astype(str)
+        + "_"
+        + index.Metadata_Site.astype(str)
+    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -86,9 +99,14 @@ def _plate_image_dirs(root: Path) -> dict[str, Path]:
     return out
 
 
-def read_cpjump1(root: str | os.PathLike, plates: Sequence[str] | None = None,
-                 errors: str = "report", check_files: bool = True, labels: bool = True,
-                 compound_metadata: str | os.PathLike | None = None) -> pd.DataFrame:
+def read_cpjump1(
+    root: str | os.PathLike,
+    plates: Sequence[str] | None = None,
+    errors: str = "report",
+    check_files: bool = True,
+    labels: bool = True,
+    compound_metadata: str | os.PathLike | None = None,
+) -> pd.DataFrame:
     """Index CPJUMP1 sites: load_data tables (or, without them, the Phenix file names) joined to
     each plate's plate map (named by ``barcode_platemap.csv``) and the compound metadata.
 
@@ -110,8 +128,9 @@ def read_cpjump1(root: str | os.PathLike, plates: Sequence[str] | None = None,
     stains = list(CHANNELS.values())
     load = _load_data_files(root)
     if load:
-        ld = pd.concat([_load_data_columns(read_table(p), p, stains) for p in load],
-                       ignore_index=True)
+        ld = pd.concat(
+            [_load_data_columns(read_table(p), p, stains) for p in load], ignore_index=True
+        )
     elif image_dirs:
         ld = _load_data_from_names(image_dirs)
     else:
@@ -125,18 +144,27 @@ def read_cpjump1(root: str | os.PathLike, plates: Sequence[str] | None = None,
         ld = ld[ld.Metadata_Plate.isin(list(plates))].reset_index(drop=True)
     problems: list = []
     for s in stains:
-        folders = [_resolve_folder(root, p, plate, image_dirs)
-                   for p, plate in zip(ld[f"PathName_Orig{s}"], ld.Metadata_Plate, strict=False)]
-        ld[f"path_{s}"] = [Path(f) / n for f, n in zip(folders, ld[f"FileName_Orig{s}"], strict=False)]
+        folders = [
+            _resolve_folder(root, p, plate, image_dirs)
+            for p, plate in zip(ld[f"PathName_Orig{s}"], ld.Metadata_Plate, strict=False)
+        ]
+        ld[f"path_{s}"] = [
+            Path(f) / n for f, n in zip(folders, ld[f"FileName_Orig{s}"], strict=False)
+        ]
     cols = [f"path_{s}" for s in stains]
     if check_files:
-        disk = [p for plate, d in image_dirs.items()
-                if plates is None or plate in plates for p in d.glob("*.tif*")]
+        disk = [
+            p
+            for plate, d in image_dirs.items()
+            if plates is None or plate in plates
+            for p in d.glob("*.tif*")
+        ]
         found = _DiskFiles(disk)
         claimed = []
         for c in cols:
-            ld[c] = found.resolve(list(ld[c]), problems,
-                                  "re-download the plate's images (`make data NAME=cpjump1`)")
+            ld[c] = found.resolve(
+                list(ld[c]), problems, "re-download the plate's images (`make data NAME=cpjump1`)"
+            )
             claimed += list(ld[c])
         _unclaimed(disk, claimed, problems, "add the site to load_data.csv")
     try:
@@ -145,23 +173,46 @@ def read_cpjump1(root: str | os.PathLike, plates: Sequence[str] | None = None,
         if labels:
             raise
         warnings.warn(f"{exc} Perturbation columns are left empty (labels=False).", stacklevel=2)
-        for c in ("broad_sample", "pert_iname", "target", "target_list", "pert_type",
-                  "control_type"):
+        for c in (
+            "broad_sample",
+            "pert_iname",
+            "target",
+            "target_list",
+            "pert_type",
+            "control_type",
+        ):
             ld[f"Metadata_{c}"] = MISSING
     if labels:
-        require_labels(ld, "Metadata_pert_iname", f"CPJUMP1 at {root}",
-                       "Put the plate maps, barcode_platemap.csv and the compound metadata under "
-                       "the folder (`make data NAME=cpjump1` fetches them).")
+        require_labels(
+            ld,
+            "Metadata_pert_iname",
+            f"CPJUMP1 at {root}",
+            "Put the plate maps, barcode_platemap.csv and the compound metadata under "
+            "the folder (`make data NAME=cpjump1` fetches them).",
+        )
         unknown = ld[ld.Metadata_pert_iname == MISSING]
         for (plate, well), _ in unknown.groupby(["Metadata_Plate", "Metadata_Well"]):
-            sample = ld.loc[(ld.Metadata_Plate == plate) & (ld.Metadata_Well == well),
-                            "Metadata_broad_sample"].iloc[0]
-            problems.append(("no_label", f"{plate}/{well}", f"compound {sample} is not in the "
-                             "compound metadata", "use the metadata version of the plate map"))
+            sample = ld.loc[
+                (ld.Metadata_Plate == plate) & (ld.Metadata_Well == well), "Metadata_broad_sample"
+            ].iloc[0]
+            problems.append(
+                (
+                    "no_label",
+                    f"{plate}/{well}",
+                    f"compound {sample} is not in the compound metadata",
+                    "use the metadata version of the plate map",
+                )
+            )
         ld = ld[ld.Metadata_pert_iname != MISSING]
     meta = [c for c in ld.columns if c.startswith("Metadata_")]
-    return _finish(ld[meta + cols], problems, errors, "CPJUMP1", cols,
-                   sort=["Metadata_Plate", "Metadata_Well", "Metadata_Site"])
+    return _finish(
+        ld[meta + cols],
+        problems,
+        errors,
+        "CPJUMP1",
+        cols,
+        sort=["Metadata_Plate", "Metadata_Well", "Metadata_Site"],
+    )
 
 
 def _load_data_files(root: Path) -> list[Path]:
@@ -170,8 +221,10 @@ def _load_data_files(root: Path) -> list[Path]:
     folders = [p.parent for p in files]
     twice = sorted({str(f) for f in folders if folders.count(f) > 1})
     if twice:
-        raise DatasetError(f"both load_data.csv and load_data.csv.gz in {twice}: keep one "
-                           "(they may differ), so that no site is read twice.")
+        raise DatasetError(
+            f"both load_data.csv and load_data.csv.gz in {twice}: keep one "
+            "(they may differ), so that no site is read twice."
+        )
     return files
 
 
@@ -183,12 +236,13 @@ def _load_data_columns(ld: pd.DataFrame, path: Path, stains: list[str]) -> pd.Da
         if f"FileName_Orig{s}" not in ld and url in ld:
             ld[f"FileName_Orig{s}"] = ld[url].str.rsplit("/", n=1).str[-1]
         if f"PathName_Orig{s}" not in ld:
-            ld[f"PathName_Orig{s}"] = (ld[url].str.rsplit("/", n=1).str[0] if url in ld
-                                       else MISSING)
+            ld[f"PathName_Orig{s}"] = ld[url].str.rsplit("/", n=1).str[0] if url in ld else MISSING
     missing = [s for s in stains if f"FileName_Orig{s}" not in ld]
     if missing:
-        raise DatasetError(f"{path} has neither FileName_Orig<stain> nor URL_Orig<stain> "
-                           f"columns for {missing}; expected a CellProfiler load_data table.")
+        raise DatasetError(
+            f"{path} has neither FileName_Orig<stain> nor URL_Orig<stain> "
+            f"columns for {missing}; expected a CellProfiler load_data table."
+        )
     for need in ("Metadata_Plate", "Metadata_Well", "Metadata_Site"):
         if need not in ld:
             raise DatasetError(f"{path} has no {need} column; expected a load_data table.")
@@ -215,8 +269,10 @@ def _load_data_from_names(image_dirs: dict[str, Path]) -> pd.DataFrame:
                 continue
             row, col, field = int(m["row"]), int(m["col"]), int(m["field"])
             well = f"{chr(ord('A') + row - 1)}{col:02d}"
-            rec = rows.setdefault((plate, well, field), {
-                "Metadata_Plate": plate, "Metadata_Well": well, "Metadata_Site": field})
+            rec = rows.setdefault(
+                (plate, well, field),
+                {"Metadata_Plate": plate, "Metadata_Well": well, "Metadata_Site": field},
+            )
             stain = CHANNELS.get(int(m["ch"]))
             if stain:
                 rec[f"FileName_Orig{stain}"] = f.name
@@ -244,8 +300,9 @@ def _targets(cm: pd.DataFrame) -> pd.DataFrame:
     return out.drop(columns=[c for c in ("gene",) if c in out])
 
 
-def _join_platemap(root: Path, ld: pd.DataFrame,
-                   compound_metadata: str | os.PathLike | None = None) -> pd.DataFrame:
+def _join_platemap(
+    root: Path, ld: pd.DataFrame, compound_metadata: str | os.PathLike | None = None
+) -> pd.DataFrame:
     """Add perturbation columns: plate -> plate map (``barcode_platemap.csv``) -> well ->
     broad_sample -> compound metadata. Anything missing or ambiguous is an error naming the
     file and the fix; labels are never left empty silently."""
@@ -255,29 +312,38 @@ def _join_platemap(root: Path, ld: pd.DataFrame,
         bc = pd.concat([read_table(p) for p in barcodes]).drop_duplicates()
         clash = bc[bc.Assay_Plate_Barcode.duplicated(keep=False)]
         if len(clash):
-            raise DatasetError(f"{[str(p) for p in barcodes]} map plate "
-                               f"{clash.Assay_Plate_Barcode.iloc[0]} to several plate maps; keep "
-                               "one barcode_platemap.csv.")
+            raise DatasetError(
+                f"{[str(p) for p in barcodes]} map plate "
+                f"{clash.Assay_Plate_Barcode.iloc[0]} to several plate maps; keep "
+                "one barcode_platemap.csv."
+            )
         names = dict(zip(bc.Assay_Plate_Barcode, bc.Plate_Map_Name, strict=True))
         unknown = sorted(set(ld.Metadata_Plate) - set(names))
         if unknown:
-            raise DatasetError(f"plates {unknown} are not in {barcodes[0]}; add them with their "
-                               "plate map's name.")
+            raise DatasetError(
+                f"plates {unknown} are not in {barcodes[0]}; add them with their plate map's name."
+            )
     else:
-        maps = sorted(p for p in root.rglob("*platemap*") if p.is_file()
-                      and p.name != "barcode_platemap.csv" and ".csv" not in p.name)
+        maps = sorted(
+            p
+            for p in root.rglob("*platemap*")
+            if p.is_file() and p.name != "barcode_platemap.csv" and ".csv" not in p.name
+        )
         if len(maps) != 1:
-            raise DatasetError(f"no barcode_platemap.csv under {root} and {len(maps)} plate maps "
-                               f"({[p.name for p in maps][:4]}): which plate uses which is "
-                               f"unknown. {fix}")
+            raise DatasetError(
+                f"no barcode_platemap.csv under {root} and {len(maps)} plate maps "
+                f"({[p.name for p in maps][:4]}): which plate uses which is "
+                f"unknown. {fix}"
+            )
         names = {p: maps[0].name.split(".")[0] for p in ld.Metadata_Plate.unique()}
     ld = ld.assign(_map=ld.Metadata_Plate.map(names))
     pm = []
     for name in sorted(ld._map.unique()):
         t = read_table(_find(root, name, "plate map", fix))
         if not {"well_position", "broad_sample"} <= set(t.columns):
-            raise DatasetError(f"plate map {name} lacks well_position/broad_sample columns; "
-                               f"has {list(t.columns)}")
+            raise DatasetError(
+                f"plate map {name} lacks well_position/broad_sample columns; has {list(t.columns)}"
+            )
         pm.append(t[["well_position", "broad_sample"]].assign(_map=name))
     pm = pd.concat(pm)
     if compound_metadata is None:
@@ -290,10 +356,21 @@ def _join_platemap(root: Path, ld: pd.DataFrame,
         if need not in cm:
             raise DatasetError(f"{found[0]} has no {need!r} column; is it compound metadata?")
     cm = cm.drop_duplicates("broad_sample")
-    keep = [c for c in ("broad_sample", "pert_iname", "target", "target_list", "pert_type",
-                        "control_type") if c in cm]
-    out = ld.merge(pm, left_on=["_map", "Metadata_Well"], right_on=["_map", "well_position"],
-                   how="left").merge(cm[keep], on="broad_sample", how="left")
+    keep = [
+        c
+        for c in (
+            "broad_sample",
+            "pert_iname",
+            "target",
+            "target_list",
+            "pert_type",
+            "control_type",
+        )
+        if c in cm
+    ]
+    out = ld.merge(
+        pm, left_on=["_map", "Metadata_Well"], right_on=["_map", "well_position"], how="left"
+    ).merge(cm[keep], on="broad_sample", how="left")
     out = normalise_missing(out.drop(columns=["_map", "well_position"]))
     dmso = out.broad_sample.isin([MISSING, "DMSO"])
     out.loc[dmso, "pert_iname"] = "DMSO"
@@ -301,8 +378,20 @@ def _join_platemap(root: Path, ld: pd.DataFrame,
     out.loc[dmso, "control_type"] = "negcon"
     for c in ("broad_sample", "pert_iname", "target", "target_list", "pert_type", "control_type"):
         out[f"Metadata_{c}"] = out.get(c, MISSING)
-    return out.drop(columns=[c for c in ("broad_sample", "pert_iname", "target", "target_list",
-                                         "pert_type", "control_type") if c in out])
+    return out.drop(
+        columns=[
+            c
+            for c in (
+                "broad_sample",
+                "pert_iname",
+                "target",
+                "target_list",
+                "pert_type",
+                "control_type",
+            )
+            if c in out
+        ]
+    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -317,29 +406,46 @@ def cpjump1_filename(row: int, col: int, field: int, ch: int) -> str:
 
 def compound_library(n_compounds: int, n_positive: int, seed: int, strength: float):
     names = drug_names(n_compounds + n_positive, seed)
-    perts = sim.make_perturbations(n_compounds, seed, prefix="cmpd", strength=strength,
-                                   names=names[:n_compounds], n_positive=n_positive,
-                                   negative_control="DMSO")
+    perts = sim.make_perturbations(
+        n_compounds,
+        seed,
+        prefix="cmpd",
+        strength=strength,
+        names=names[:n_compounds],
+        n_positive=n_positive,
+        negative_control="DMSO",
+    )
     for j in range(n_positive):
         perts.names[n_compounds + 1 + j] = names[n_compounds + j]
     genes = gene_names(perts.targets)
     rng = sim.key_rng(seed, "broad")
-    broad = [f"BRD-K{x:08d}-001-01-{int(rng.integers(0, 10))}" for x in
-             rng.choice(np.arange(10**7, 10**8), len(perts.names), replace=False)]
-    table = pd.DataFrame({
-        "broad_sample": broad,
-        "InChIKey": ["".join(rng.choice(list(string.ascii_uppercase), 14)) + "-UHFFFAOYSA-N"
-                     for _ in perts.names],
-        "pert_iname": perts.names,
-        "pubchem_cid": rng.choice(np.arange(10**5, 10**7), len(perts.names), replace=False),
-        "target": genes,
-        "pert_type": ["control" if k != "trt" else "trt" for k in perts.kind],
-        "control_type": [{"trt": "", "negcon": "negcon", "poscon": "poscon_cp"}[k]
-                         for k in perts.kind],
-        "smiles": ["C" * int(rng.integers(3, 12)) + "O" for _ in perts.names],
-    })
-    table.loc[table.pert_iname == "DMSO", ["broad_sample", "InChIKey", "pubchem_cid", "smiles"]] = \
-        ["", "", -1, ""]
+    broad = [
+        f"BRD-K{x:08d}-001-01-{int(rng.integers(0, 10))}"
+        for x in rng.choice(np.arange(10**7, 10**8), len(perts.names), replace=False)
+    ]
+    table = pd.DataFrame(
+        {
+            "broad_sample": broad,
+            "InChIKey": [
+                "".join(rng.choice(list(string.ascii_uppercase), 14)) + "-UHFFFAOYSA-N"
+                for _ in perts.names
+            ],
+            "pert_iname": perts.names,
+            "pubchem_cid": rng.choice(np.arange(10**5, 10**7), len(perts.names), replace=False),
+            "target": genes,
+            "pert_type": ["control" if k != "trt" else "trt" for k in perts.kind],
+            "control_type": [
+                {"trt": "", "negcon": "negcon", "poscon": "poscon_cp"}[k] for k in perts.kind
+            ],
+            "smiles": ["C" * int(rng.integers(3, 12)) + "O" for _ in perts.names],
+        }
+    )
+    table.loc[table.pert_iname == "DMSO", ["broad_sample", "InChIKey", "pubchem_cid", "smiles"]] = [
+        "",
+        "",
+        -1,
+        "",
+    ]
     return perts, table
 
 
@@ -361,10 +467,18 @@ def write_cpjump1(
     Writes the Phenix image folders, a ``load_data.csv`` per plate, the platemap TSV, the
     compound metadata TSV and ``barcode_platemap.csv``.
     """
-    params = dict(layout="cpjump1", plates=list(plates), n_compounds=n_compounds,
-                  n_positive=n_positive, n_dmso_wells=n_dmso_wells, sites=sites, size=size,
-                  seed=seed, strength=strength,
-                  nuisance=nuisance or NUISANCE)
+    params = dict(
+        layout="cpjump1",
+        plates=list(plates),
+        n_compounds=n_compounds,
+        n_positive=n_positive,
+        n_dmso_wells=n_dmso_wells,
+        sites=sites,
+        size=size,
+        seed=seed,
+        strength=strength,
+        nuisance=nuisance or NUISANCE,
+    )
     stage = Staging(root, params)
     if stage.existing():
         return stage.root
@@ -384,16 +498,40 @@ def write_cpjump1(
             for f in range(1, sites + 1):
                 files = [cpjump1_filename(r + 1, c, f, ch) for ch in range(1, 9)]
                 key = f"{plate}_{well}_{f}"
-                jobs.append(SiteJob(key, "A549", p, "2020_11_04_CPJUMP1", plate, well, f,
-                                    SIM, tuple(f"{folder}/{x}" for x in files)))
+                jobs.append(
+                    SiteJob(
+                        key,
+                        "A549",
+                        p,
+                        "2020_11_04_CPJUMP1",
+                        plate,
+                        well,
+                        f,
+                        SIM,
+                        tuple(f"{folder}/{x}" for x in files),
+                    )
+                )
                 row = {f"FileName_Orig{s}": x for s, x in zip(STAINS, files, strict=False)}
                 row.update({f"PathName_Orig{s}": folder for s in STAINS})
-                row.update(Metadata_Plate=plate, Metadata_Well=well, Metadata_Site=f,
-                           Metadata_Row=r + 1, Metadata_Col=c, Metadata_Field=f,
-                           Metadata_AbsPositionZ=round(float(rng.normal(0.135, 0.001)), 6))
+                row.update(
+                    Metadata_Plate=plate,
+                    Metadata_Well=well,
+                    Metadata_Site=f,
+                    Metadata_Row=r + 1,
+                    Metadata_Col=c,
+                    Metadata_Field=f,
+                    Metadata_AbsPositionZ=round(float(rng.normal(0.135, 0.001)), 6),
+                )
                 load_rows.append(row)
-    imaging = Imaging(size=size, scale=0.3 * size / 160, dtype="uint16", counts=2500.0,
-                      offset=100.0, photons=600.0, **params["nuisance"])
+    imaging = Imaging(
+        size=size,
+        scale=0.3 * size / 160,
+        dtype="uint16",
+        counts=2500.0,
+        offset=100.0,
+        photons=600.0,
+        **params["nuisance"],
+    )
     with stage as tmp:
         sites_df, cells = render_all(jobs, tmp, seed, perts, imaging, None, n_jobs, "cpjump1")
         ld = pd.DataFrame(load_rows)
@@ -401,16 +539,19 @@ def write_cpjump1(
             out = tmp / "load_data_csv" / "2020_11_04_CPJUMP1" / plate / "load_data.csv"
             out.parent.mkdir(parents=True, exist_ok=True)
             ld[ld.Metadata_Plate == plate].to_csv(out, index=False)
-        pm = pd.DataFrame(platemap, columns=["well_position", "broad_sample", "solvent", "_p",
-                                             "_r", "_c"])[["well_position", "broad_sample",
-                                                           "solvent"]]
+        pm = pd.DataFrame(
+            platemap, columns=["well_position", "broad_sample", "solvent", "_p", "_r", "_c"]
+        )[["well_position", "broad_sample", "solvent"]]
         (tmp / PLATEMAP).parent.mkdir(parents=True, exist_ok=True)
         pm.to_csv(tmp / PLATEMAP, sep="\t", index=False)
         (tmp / COMPOUNDS).parent.mkdir(parents=True, exist_ok=True)
         compounds.to_csv(tmp / COMPOUNDS, sep="\t", index=False)
-        pd.DataFrame({"Assay_Plate_Barcode": list(plates),
-                      "Plate_Map_Name": ["JUMP-Target-1_compound_platemap"] * len(plates)}).to_csv(
-            tmp / "metadata/platemaps/2020_11_04_CPJUMP1/barcode_platemap.csv", index=False)
+        pd.DataFrame(
+            {
+                "Assay_Plate_Barcode": list(plates),
+                "Plate_Map_Name": ["JUMP-Target-1_compound_platemap"] * len(plates),
+            }
+        ).to_csv(tmp / "metadata/platemaps/2020_11_04_CPJUMP1/barcode_platemap.csv", index=False)
         write_truth(tmp, sites_df, cells, perts)
     return stage.root
 
@@ -420,28 +561,36 @@ def write_cpjump1(
 # --------------------------------------------------------------------------------------------
 
 
-def manifest(plates: Sequence[str] | None = None, max_images: int | None = None,
-             bucket: str = GALLERY, **_) -> list:
+def manifest(
+    plates: Sequence[str] | None = None, max_images: int | None = None, bucket: str = GALLERY, **_
+) -> list:
     """Images and load_data CSVs of ``plates`` (default BR00116991) plus the plate-map and
     compound-metadata folder, listed from the Gallery's public bucket."""
     from cellutils.download import DownloadError, Remote, list_s3
 
     files: list[Remote] = []
     for plate in plates or ("BR00116991",):
-        files += list_s3(bucket, f"{PREFIX}images/2020_11_04_CPJUMP1/images/{plate}__",
-                         max_keys=max_images)
+        files += list_s3(
+            bucket, f"{PREFIX}images/2020_11_04_CPJUMP1/images/{plate}__", max_keys=max_images
+        )
         files += list_s3(bucket, f"{PREFIX}workspace/load_data_csv/2020_11_04_CPJUMP1/{plate}/")
     files += list_s3(bucket, f"{PREFIX}workspace/metadata/")
     if not files:
-        raise DownloadError(f"the listing of {bucket}/{PREFIX} came back empty; "
-                            "check the plate names.")
-    return [Remote(f.url, f.dest[len(PREFIX):], f.size, md5=f.md5) for f in files]
+        raise DownloadError(
+            f"the listing of {bucket}/{PREFIX} came back empty; check the plate names."
+        )
+    return [Remote(f.url, f.dest[len(PREFIX) :], f.size, md5=f.md5) for f in files]
 
 
 LAYOUT = Layout(
-    name="cpjump1", label="Metadata_pert_iname", channels=CHANNELS, colours=COLOURS,
-    read=read_cpjump1, write=write_cpjump1,
+    name="cpjump1",
+    label="Metadata_pert_iname",
+    channels=CHANNELS,
+    colours=COLOURS,
+    read=read_cpjump1,
+    write=write_cpjump1,
     markers=("**/load_data.csv", "**/load_data.csv.gz", "images/*/*__*/Images"),
     get_real="`make data NAME=cpjump1`, then real_cpjump1='data/cpjump1'",
-    manifest=manifest, licence="Cell Painting Gallery: CC0 1.0",
+    manifest=manifest,
+    licence="Cell Painting Gallery: CC0 1.0",
 )

@@ -33,15 +33,32 @@ FILE = re.compile(r"^(?P<core>r\d{2}c\d{2}f\d{2})_median_aggregated\.tiff?$", re
 NUISANCE = cpjump1.NUISANCE
 METADATA = "metadata_BR00116991.csv"
 COLUMNS = [
-    "ImageNumber", "FileName_OrigRNA", "Metadata_ChannelID", "Metadata_Plate", "Metadata_Well",
-    "Metadata_Site", "Metadata_AbsPositionZ", "Metadata_PositionX", "Metadata_PositionY",
-    "Metadata_PositionZ", "Metadata_Row", "Metadata_target", "Metadata_experiment_type",
-    "Metadata_cell_line", "Metadata_pert_iname", "Metadata_gene", "Metadata_pubchem_cid",
+    "ImageNumber",
+    "FileName_OrigRNA",
+    "Metadata_ChannelID",
+    "Metadata_Plate",
+    "Metadata_Well",
+    "Metadata_Site",
+    "Metadata_AbsPositionZ",
+    "Metadata_PositionX",
+    "Metadata_PositionY",
+    "Metadata_PositionZ",
+    "Metadata_Row",
+    "Metadata_target",
+    "Metadata_experiment_type",
+    "Metadata_cell_line",
+    "Metadata_pert_iname",
+    "Metadata_gene",
+    "Metadata_pubchem_cid",
 ]
 
 
-def read_cpjump1_subset(root: str | os.PathLike, metadata: str | os.PathLike | None = None,
-                        errors: str = "report", labels: bool = True) -> pd.DataFrame:
+def read_cpjump1_subset(
+    root: str | os.PathLike,
+    metadata: str | os.PathLike | None = None,
+    errors: str = "report",
+    labels: bool = True,
+) -> pd.DataFrame:
     """Index the course subset: ``metadata_BR00116991.csv`` + ``r..c..f.._median_aggregated.tiff``.
 
     Images are matched on the first 9 characters of ``FileName_OrigRNA`` (``rXXcXXfXX``),
@@ -51,20 +68,29 @@ def read_cpjump1_subset(root: str | os.PathLike, metadata: str | os.PathLike | N
     ``labels`` (default): raise when no row names a compound.
     """
     root = Path(root).expanduser()
-    _require(root, "CPJUMP1 subset folder",
-             "Pass the folder holding metadata_BR00116991.csv and the median-aggregated TIFFs.")
+    _require(
+        root,
+        "CPJUMP1 subset folder",
+        "Pass the folder holding metadata_BR00116991.csv and the median-aggregated TIFFs.",
+    )
     if metadata is None:
         found = sorted(root.glob("metadata_*.csv"))
         if not found:
-            raise DatasetError(f"no metadata_*.csv in {root}; pass metadata= the course CSV's path.")
+            raise DatasetError(
+                f"no metadata_*.csv in {root}; pass metadata= the course CSV's path."
+            )
         metadata = found[0]
     md = read_table(metadata)
     for need in ("FileName_OrigRNA", "Metadata_pert_iname", "Metadata_Well"):
         if need not in md:
             raise DatasetError(f"{metadata} has no column {need!r}; is it the course metadata CSV?")
     if labels:
-        require_labels(md, "Metadata_pert_iname", str(metadata),
-                       "Use the course's metadata CSV, which names each site's compound.")
+        require_labels(
+            md,
+            "Metadata_pert_iname",
+            str(metadata),
+            "Use the course's metadata CSV, which names each site's compound.",
+        )
     md["core"] = md.FileName_OrigRNA.str[:9].str.lower()
     problems: list = []
     disk: dict[str, list[Path]] = {}
@@ -73,25 +99,50 @@ def read_cpjump1_subset(root: str | os.PathLike, metadata: str | os.PathLike | N
         if m and p.is_file():
             core = m["core"].lower()
             if m["core"] != core or p.name != p.name.lower():
-                problems.append(("case_mismatch", str(p), f"name differs in case from {core}",
-                                 "matched ignoring case (as report 002 did by lower-casing)"))
+                problems.append(
+                    (
+                        "case_mismatch",
+                        str(p),
+                        f"name differs in case from {core}",
+                        "matched ignoring case (as report 002 did by lower-casing)",
+                    )
+                )
             disk.setdefault(core, []).append(p)
     ambiguous = {core for core, found in disk.items() if len(found) > 1}
     for core in sorted(ambiguous):
-        problems.append(("ambiguous_file", ", ".join(map(str, disk.pop(core))),
-                         f"several files for site {core}; none was chosen",
-                         "move the copies out of the dataset folder"))
+        problems.append(
+            (
+                "ambiguous_file",
+                ", ".join(map(str, disk.pop(core))),
+                f"several files for site {core}; none was chosen",
+                "move the copies out of the dataset folder",
+            )
+        )
     md["path_median"] = md.core.map({k: v[0] for k, v in disk.items()})
     for core in md.core[md.path_median.isna() & ~md.core.isin(ambiguous)]:
-        problems.append(("missing_file", f"{core}_median_aggregated.tiff",
-                         "named by metadata but not on disk", "re-extract the course images"))
+        problems.append(
+            (
+                "missing_file",
+                f"{core}_median_aggregated.tiff",
+                "named by metadata but not on disk",
+                "re-extract the course images",
+            )
+        )
     for core in sorted(set(disk) - set(md.core)):
-        problems.append(("no_metadata", str(disk[core]), "image that no metadata row names",
-                         "add its row to the metadata CSV or move the file away"))
+        problems.append(
+            (
+                "no_metadata",
+                str(disk[core]),
+                "image that no metadata row names",
+                "add its row to the metadata CSV or move the file away",
+            )
+        )
     dup = md.core.duplicated(keep=False)
     if dup.any():
-        raise DatasetError(f"{metadata}: {dup.sum()} rows share a site core name "
-                           f"(e.g. {md.core[dup].iloc[0]}); one row per site expected.")
+        raise DatasetError(
+            f"{metadata}: {dup.sum()} rows share a site core name "
+            f"(e.g. {md.core[dup].iloc[0]}); one row per site expected."
+        )
     return _finish(md, problems, errors, "CPJUMP1 subset", ["path_median"])
 
 
@@ -112,22 +163,34 @@ def write_cpjump1_subset(
     """The course subset of plate BR00116991: one median-aggregated TIFF per site.
 
     Scaled down: DMSO in ``n_dmso_wells`` wells, ``n_double`` compounds in two wells (more
-    than the real plate's share, so that a split by well has enough wells to test on), ``n_single`` in one well, ``sites`` sites per well, wells filled row-major from A01.
+    than the real plate's share, so that a split by well has enough wells to test on),
+    ``n_single`` in one well, ``sites`` sites per well, wells filled row-major from A01.
     A share ``upper_case_fraction`` of image files gets an upper-case name (report 002 had to
     lower-case names to match). ``index_column`` writes the unnamed first index column.
     """
-    params = dict(layout="cpjump1_subset", n_single=n_single, n_double=n_double,
-                  n_dmso_wells=n_dmso_wells, sites=sites, size=size,
-                  upper_case_fraction=upper_case_fraction, index_column=index_column, seed=seed,
-                  strength=strength,
-                  nuisance=nuisance or NUISANCE)
+    params = dict(
+        layout="cpjump1_subset",
+        n_single=n_single,
+        n_double=n_double,
+        n_dmso_wells=n_dmso_wells,
+        sites=sites,
+        size=size,
+        upper_case_fraction=upper_case_fraction,
+        index_column=index_column,
+        seed=seed,
+        strength=strength,
+        nuisance=nuisance or NUISANCE,
+    )
     stage = Staging(root, params)
     if stage.existing():
         return stage.root
     perts, compounds = cpjump1.compound_library(n_single + n_double, 0, seed, strength)
     dmso = perts.index("DMSO")
-    content = list(range(n_single + n_double)) + list(range(n_single, n_single + n_double)) + \
-        [dmso] * n_dmso_wells
+    content = (
+        list(range(n_single + n_double))
+        + list(range(n_single, n_single + n_double))
+        + [dmso] * n_dmso_wells
+    )
     rng = sim.key_rng(seed, "subset-layout")
     content = [content[i] for i in rng.permutation(len(content))]
     jobs, rows = [], []
@@ -140,27 +203,53 @@ def write_cpjump1_subset(
             if rng.random() < upper_case_fraction:
                 name = name.upper()
             key = f"BR00116991_{well}_{f}"
-            jobs.append(SiteJob(key, "A549", p, "2020_11_04_CPJUMP1", "BR00116991", well, f,
-                                cpjump1.SIM[:3], (f"images/{name}",), median=True))
-            rows.append({
-                "FileName_OrigRNA": f"{core}p01-ch3sk1fk1fl1.tiff", "Metadata_ChannelID": 3,
-                "Metadata_Plate": "BR00116991", "Metadata_Well": well, "Metadata_Site": f,
-                "Metadata_AbsPositionZ": round(float(rng.normal(0.135, 0.001)), 6),
-                "Metadata_PositionX": round(float((f - 1) % 3 * 0.00065 - 0.00065), 6),
-                "Metadata_PositionY": round(float((f - 1) // 3 * 0.00065 - 0.00065), 6),
-                "Metadata_PositionZ": round(float(rng.normal(0, 1e-6)), 9),
-                "Metadata_Row": r + 1,
-                "Metadata_target": compounds.target[p] if p != dmso else "",
-                "Metadata_experiment_type": "Compound", "Metadata_cell_line": "A549",
-                "Metadata_pert_iname": perts.names[p],
-                "Metadata_gene": compounds.target[p] if p != dmso else "",
-                "Metadata_pubchem_cid": int(compounds.pubchem_cid[p]),
-            })
-    imaging = Imaging(size=size, scale=0.3 * size / 160, dtype="uint16", counts=2500.0,
-                      offset=100.0, photons=600.0, **params["nuisance"])
+            jobs.append(
+                SiteJob(
+                    key,
+                    "A549",
+                    p,
+                    "2020_11_04_CPJUMP1",
+                    "BR00116991",
+                    well,
+                    f,
+                    cpjump1.SIM[:3],
+                    (f"images/{name}",),
+                    median=True,
+                )
+            )
+            rows.append(
+                {
+                    "FileName_OrigRNA": f"{core}p01-ch3sk1fk1fl1.tiff",
+                    "Metadata_ChannelID": 3,
+                    "Metadata_Plate": "BR00116991",
+                    "Metadata_Well": well,
+                    "Metadata_Site": f,
+                    "Metadata_AbsPositionZ": round(float(rng.normal(0.135, 0.001)), 6),
+                    "Metadata_PositionX": round(float((f - 1) % 3 * 0.00065 - 0.00065), 6),
+                    "Metadata_PositionY": round(float((f - 1) // 3 * 0.00065 - 0.00065), 6),
+                    "Metadata_PositionZ": round(float(rng.normal(0, 1e-6)), 9),
+                    "Metadata_Row": r + 1,
+                    "Metadata_target": compounds.target[p] if p != dmso else "",
+                    "Metadata_experiment_type": "Compound",
+                    "Metadata_cell_line": "A549",
+                    "Metadata_pert_iname": perts.names[p],
+                    "Metadata_gene": compounds.target[p] if p != dmso else "",
+                    "Metadata_pubchem_cid": int(compounds.pubchem_cid[p]),
+                }
+            )
+    imaging = Imaging(
+        size=size,
+        scale=0.3 * size / 160,
+        dtype="uint16",
+        counts=2500.0,
+        offset=100.0,
+        photons=600.0,
+        **params["nuisance"],
+    )
     with stage as tmp:
-        sites_df, cells = render_all(jobs, tmp, seed, perts, imaging, None, n_jobs,
-                                      "cpjump1 subset")
+        sites_df, cells = render_all(
+            jobs, tmp, seed, perts, imaging, None, n_jobs, "cpjump1 subset"
+        )
         md = pd.DataFrame(rows)
         md.insert(0, "ImageNumber", np.arange(1, len(md) + 1))
         md = md[COLUMNS]
@@ -171,8 +260,13 @@ def write_cpjump1_subset(
 
 
 LAYOUT = Layout(
-    name="cpjump1_subset", label="Metadata_pert_iname", channels=CHANNELS, colours=COLOURS,
-    read=read_cpjump1_subset, write=write_cpjump1_subset, markers=("metadata_*.csv",),
+    name="cpjump1_subset",
+    label="Metadata_pert_iname",
+    channels=CHANNELS,
+    colours=COLOURS,
+    read=read_cpjump1_subset,
+    write=write_cpjump1_subset,
+    markers=("metadata_*.csv",),
     get_real="the course's metadata_BR00116991.csv + median-aggregated TIFFs folder",
     licence="derived from the Cell Painting Gallery (CC0 1.0)",
 )

@@ -39,11 +39,16 @@ from cellutils.synthetic import (
 
 # Channel number in the file names (w1..w6) -> stain, and what it stains.
 CHANNELS = {1: "Hoechst", 2: "ConA", 3: "Phalloidin", 4: "Syto14", 5: "MitoTracker", 6: "WGA"}
-COMPARTMENTS = {1: "nucleus", 2: "ER", 3: "actin", 4: "nucleoli/RNA", 5: "mitochondria",
-                6: "Golgi/membrane"}
+COMPARTMENTS = {
+    1: "nucleus",
+    2: "ER",
+    3: "actin",
+    4: "nucleoli/RNA",
+    5: "mitochondria",
+    6: "Golgi/membrane",
+}
 # rxrx1-utils' display: an RGB colour and a display range per channel.
-COLOURS = ((19, 0, 249), (42, 255, 31), (255, 0, 25), (45, 255, 252), (250, 0, 253),
-           (254, 255, 40))
+COLOURS = ((19, 0, 249), (42, 255, 31), (255, 0, 25), (45, 255, 252), (250, 0, 253), (254, 255, 40))
 RANGES = ((0, 51), (0, 107), (0, 64), (0, 191), (0, 89), (0, 191))
 SIM = tuple(SIM_STAIN[v] for v in CHANNELS.values())  # the simulator's compartment per channel
 
@@ -63,8 +68,9 @@ NUISANCE = {"experiment_sd": 0.5, "plate_sd": 0.5, "well_sd": 0.2}
 # --------------------------------------------------------------------------------------------
 
 
-def read_rxrx1(root: str | os.PathLike, errors: str = "report", check_files: bool = True,
-               labels: bool = True) -> pd.DataFrame:
+def read_rxrx1(
+    root: str | os.PathLike, errors: str = "report", check_files: bool = True, labels: bool = True
+) -> pd.DataFrame:
     """Index an RxRx1 folder in any of its released forms.
 
     - rxrx.ai release: ``images/{experiment}/Plate{n}/{well}_s{site}_w{ch}.png`` +
@@ -88,8 +94,10 @@ def read_rxrx1(root: str | os.PathLike, errors: str = "report", check_files: boo
         md = read_table(root / "metadata.csv")
         need = {"experiment", "plate", "well", "site", "sirna_id", "well_type", "dataset"}
         if not need <= set(md.columns):
-            raise DatasetError(f"{root / 'metadata.csv'} lacks columns {sorted(need - set(md.columns))}; "
-                               "is this the rxrx.ai or WILDS release's metadata.csv?")
+            raise DatasetError(
+                f"{root / 'metadata.csv'} lacks columns {sorted(need - set(md.columns))}; "
+                "is this the rxrx.ai or WILDS release's metadata.csv?"
+            )
         md["folder"] = "images"
         images = root / "images"
         if not any(images.glob("*/Plate*/*_w1.png")) and any(images.glob("*/Plate*/*_s*.png")):
@@ -102,27 +110,40 @@ def read_rxrx1(root: str | os.PathLike, errors: str = "report", check_files: boo
             " not an RxRx1 folder. Point root at the folder that holds them, or run "
             "`make data NAME=rxrx1` to download the release."
         )
-    md["sirna_id"] = pd.to_numeric(md.sirna_id.replace(MISSING, None), errors="coerce"
-                                   ).astype("Int64")
+    md["sirna_id"] = pd.to_numeric(md.sirna_id.replace(MISSING, None), errors="coerce").astype(
+        "Int64"
+    )
     if "sirna" not in md:
         md["sirna"] = md.sirna_id.astype(object).where(md.sirna_id.notna(), MISSING).astype(str)
     md["plate"] = md.plate.astype(int)
     md["site"] = md.site.astype(int)
     bad = ~md.experiment.astype(str).str.match(EXPERIMENT)
     if bad.any():
-        raise DatasetError(f"{root}: experiment names {sorted(md.experiment[bad].unique())[:5]} do not "
-                           "match 'HUVEC-01'-style names; is this RxRx1?")
+        raise DatasetError(
+            f"{root}: experiment names {sorted(md.experiment[bad].unique())[:5]} do not "
+            "match 'HUVEC-01'-style names; is this RxRx1?"
+        )
     if labels:
-        require_labels(md[md.dataset == "train"], "sirna", f"RxRx1 at {root}",
-                       "Use the release's metadata.csv (or Kaggle's train.csv), which label the "
-                       "training wells.")
+        require_labels(
+            md[md.dataset == "train"],
+            "sirna",
+            f"RxRx1 at {root}",
+            "Use the release's metadata.csv (or Kaggle's train.csv), which label the "
+            "training wells.",
+        )
     problems: list = []
-    files = {"path_rgb": "{w}_s{s}.png"} if form == "wilds" else {
-        f"path_w{ch}": f"{{w}}_s{{s}}_w{ch}.png" for ch in CHANNELS}
+    files = (
+        {"path_rgb": "{w}_s{s}.png"}
+        if form == "wilds"
+        else {f"path_w{ch}": f"{{w}}_s{{s}}_w{ch}.png" for ch in CHANNELS}
+    )
     for col, pattern in files.items():
-        md[col] = [root / f / e / f"Plate{p}" / pattern.format(w=w, s=s)
-                   for f, e, p, w, s in zip(md.folder, md.experiment, md.plate, md.well, md.site,
-                                            strict=False)]
+        md[col] = [
+            root / f / e / f"Plate{p}" / pattern.format(w=w, s=s)
+            for f, e, p, w, s in zip(
+                md.folder, md.experiment, md.plate, md.well, md.site, strict=False
+            )
+        ]
     cols = list(files)
     if check_files:
         disk = [p for f in md.folder.unique() for p in (root / f).glob("*/Plate*/*.png")]
@@ -132,11 +153,16 @@ def read_rxrx1(root: str | os.PathLike, errors: str = "report", check_files: boo
         for c in cols:
             md[c] = found.resolve(list(md[c]), problems, fix)
             claimed += list(md[c])
-        _unclaimed(disk, claimed, problems,
-                   "add the site to the metadata CSV, or move the file out of the image folder")
+        _unclaimed(
+            disk,
+            claimed,
+            problems,
+            "add the site to the metadata CSV, or move the file out of the image folder",
+        )
     md = md.drop(columns=["folder"])
-    index = _finish(md, problems, errors, f"RxRx1 ({form})", cols,
-                    sort=["experiment", "plate", "well", "site"])
+    index = _finish(
+        md, problems, errors, f"RxRx1 ({form})", cols, sort=["experiment", "plate", "well", "site"]
+    )
     index.attrs["form"] = form
     return index
 
@@ -164,8 +190,19 @@ def _read_kaggle(root: Path) -> pd.DataFrame:
     sites["site"] = np.tile([1, 2], len(wells))
     sites["site_id"] = sites.well_id + "_" + sites.site.astype(str)
     sites["folder"] = sites.dataset
-    cols = ["site_id", "well_id", "cell_type", "dataset", "experiment", "plate", "well", "site",
-            "well_type", "sirna_id", "folder"]
+    cols = [
+        "site_id",
+        "well_id",
+        "cell_type",
+        "dataset",
+        "experiment",
+        "plate",
+        "well",
+        "site",
+        "well_type",
+        "sirna_id",
+        "folder",
+    ]
     return normalise_missing(sites[cols].reset_index(drop=True))  # hidden labels: MISSING
 
 
@@ -199,15 +236,30 @@ def write_rxrx1(
     experiments = experiments or dict(EXPERIMENTS)
     if n_sirnas % 4:
         raise ValueError(f"n_sirnas must split into 4 plate groups, got {n_sirnas}")
-    params = dict(layout="rxrx1", form=form, n_sirnas=n_sirnas, n_positive=n_positive,
-                  experiments=experiments, n_test=n_test, sites=sites, size=size, seed=seed,
-                  strength=strength,
-                  nuisance=nuisance or NUISANCE)
+    params = dict(
+        layout="rxrx1",
+        form=form,
+        n_sirnas=n_sirnas,
+        n_positive=n_positive,
+        experiments=experiments,
+        n_test=n_test,
+        sites=sites,
+        size=size,
+        seed=seed,
+        strength=strength,
+        nuisance=nuisance or NUISANCE,
+    )
     stage = Staging(root, params)
     if stage.existing():
         return stage.root
-    perts = sim.make_perturbations(n_sirnas, seed, prefix="sirna", strength=strength,
-                                   negative_control="EMPTY", n_positive=n_positive)
+    perts = sim.make_perturbations(
+        n_sirnas,
+        seed,
+        prefix="sirna",
+        strength=strength,
+        negative_control="EMPTY",
+        n_positive=n_positive,
+    )
     rng = sim.key_rng(seed, "rxrx1-names")
     vendor = [f"s{x}" for x in rng.choice(np.arange(1000, 99999), len(perts.names), replace=False)]
     used = [well_name(r, c) for r in range(1, 15) for c in range(2, 24)]  # B02..O23
@@ -224,26 +276,45 @@ def write_rxrx1(
                 wells = prng.choice(used, len(members) + len(controls), replace=False)
                 for p, well in zip(members + controls, wells, strict=False):
                     kind = perts.kind[p]
-                    well_type = {"trt": "treatment", "negcon": "negative_control",
-                                 "poscon": "positive_control"}[kind]
+                    well_type = {
+                        "trt": "treatment",
+                        "negcon": "negative_control",
+                        "poscon": "positive_control",
+                    }[kind]
                     for s in range(1, sites + 1):
                         base = f"{well}_s{s}_w{{}}.png"
-                        folder = ("images" if form == "rxrx.ai" else dataset) + f"/{exp}/Plate{plate}"
+                        folder = (
+                            "images" if form == "rxrx.ai" else dataset
+                        ) + f"/{exp}/Plate{plate}"
                         paths = tuple(f"{folder}/{base.format(w)}" for w in range(1, 7))
                         key = f"{exp}_{plate}_{well}_{s}"
-                        jobs.append(SiteJob(key, cell_type, p, exp, str(plate), well, s,
-                                            SIM, paths))
-                        meta.append(dict(site_id=key, well_id=f"{exp}_{plate}_{well}",
-                                         cell_type=cell_type, dataset=dataset, experiment=exp,
-                                         plate=plate, well=well, site=s, well_type=well_type,
-                                         sirna=vendor[p]))
+                        jobs.append(
+                            SiteJob(key, cell_type, p, exp, str(plate), well, s, SIM, paths)
+                        )
+                        meta.append(
+                            dict(
+                                site_id=key,
+                                well_id=f"{exp}_{plate}_{well}",
+                                cell_type=cell_type,
+                                dataset=dataset,
+                                experiment=exp,
+                                plate=plate,
+                                well=well,
+                                site=s,
+                                well_type=well_type,
+                                sirna=vendor[p],
+                            )
+                        )
     # sirna_id numbering as in RxRx1: treatments first, then positive controls, negative last
-    order = [i for i, k in enumerate(perts.kind) if k == "trt"] + \
-            [i for i, k in enumerate(perts.kind) if k == "poscon"] + \
-            [i for i, k in enumerate(perts.kind) if k == "negcon"]
+    order = (
+        [i for i, k in enumerate(perts.kind) if k == "trt"]
+        + [i for i, k in enumerate(perts.kind) if k == "poscon"]
+        + [i for i, k in enumerate(perts.kind) if k == "negcon"]
+    )
     new_id = {old: new for new, old in enumerate(order)}
-    imaging = Imaging(size=size, scale=0.35 * size / 128, dtype="uint8", counts=55.0,
-                      **params["nuisance"])
+    imaging = Imaging(
+        size=size, scale=0.35 * size / 128, dtype="uint8", counts=55.0, **params["nuisance"]
+    )
     with stage as tmp:
         sites_df, cells = render_all(jobs, tmp, seed, perts, imaging, None, n_jobs, "rxrx1")
         md = pd.DataFrame(meta)
@@ -270,17 +341,44 @@ def _write_kaggle_csvs(root: Path, md: pd.DataFrame) -> None:
         else:
             trt[cols].to_csv(root / "test.csv", index=False)
         ctl.assign(sirna=ctl.sirna_id)[cols + ["sirna", "well_type"]].to_csv(
-            root / f"{dataset}_controls.csv", index=False)
+            root / f"{dataset}_controls.csv", index=False
+        )
     stats = []
     for row in md.itertuples():
         folder = root / row.dataset / row.experiment / f"Plate{row.plate}"
         for ch in range(1, 7):
             arr = iio.imread(folder / f"{row.well}_s{row.site}_w{ch}.png")
-            stats.append((row.well_id, row.experiment, row.plate, row.well, row.site, ch,
-                          arr.mean(), arr.std(), np.median(arr), arr.min(), arr.max()))
-    pd.DataFrame(stats, columns=["id_code", "experiment", "plate", "well", "site", "channel",
-                                 "mean", "std", "median", "min", "max"]).round(4).to_csv(
-        root / "pixel_stats.csv", index=False)
+            stats.append(
+                (
+                    row.well_id,
+                    row.experiment,
+                    row.plate,
+                    row.well,
+                    row.site,
+                    ch,
+                    arr.mean(),
+                    arr.std(),
+                    np.median(arr),
+                    arr.min(),
+                    arr.max(),
+                )
+            )
+    pd.DataFrame(
+        stats,
+        columns=[
+            "id_code",
+            "experiment",
+            "plate",
+            "well",
+            "site",
+            "channel",
+            "mean",
+            "std",
+            "median",
+            "min",
+            "max",
+        ],
+    ).round(4).to_csv(root / "pixel_stats.csv", index=False)
 
 
 # --------------------------------------------------------------------------------------------
@@ -310,8 +408,14 @@ def manifest(images: bool = True, **_) -> list:
 
 
 LAYOUT = Layout(
-    name="rxrx1", label="sirna_id", channels=CHANNELS, colours=COLOURS, read=read_rxrx1,
-    write=write_rxrx1, markers=("metadata.csv", "rxrx1/metadata.csv", "train.csv"),
+    name="rxrx1",
+    label="sirna_id",
+    channels=CHANNELS,
+    colours=COLOURS,
+    read=read_rxrx1,
+    write=write_rxrx1,
+    markers=("metadata.csv", "rxrx1/metadata.csv", "train.csv"),
     get_real="`make data NAME=rxrx1` (46 GB), then real_rxrx1='data/rxrx1'",
-    manifest=manifest, licence="CC BY-NC-SA 4.0 (Recursion): non-commercial use, share alike",
+    manifest=manifest,
+    licence="CC BY-NC-SA 4.0 (Recursion): non-commercial use, share alike",
 )

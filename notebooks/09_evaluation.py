@@ -1,0 +1,259 @@
+# ---
+# jupyter:
+#   jupytext:
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
+#   kernelspec:
+#     display_name: Python (cellpaint)
+#     language: python
+#     name: cellpaint
+# ---
+
+# %% [markdown]
+# # 09 · Every model side by side: claimed, reproduced, leak-free
+#
+# > **Time** quick profile: about 1 min on 2 CPU cores (the run's timing, data already generated) · full profile: on one GPU, not yet timed  
+# > **Needs** the results of notebooks 01-08 (any profile)  
+# > **You will learn**
+# > - how to read every report's number beside the one to trust, with intervals and baselines
+# > - what each paired comparison says
+#
+# Notebooks 01–08 each wrote a `metrics.json` (the report's claimed numbers, ours under the
+# report's protocol and ours leak-free) and the predictions and embeddings of every model they
+# trained. This lesson puts them together:
+#
+# 1. the headline table — one row per report, the number to trust in bold;
+# 2. every model on the same metrics (accuracy, balanced accuracy, top-5, macro F1);
+# 3. confusion matrices readable at 9 and at 50+ classes;
+# 4. t-SNE and UMAP side by side, coloured by label and by batch (experiment), to show batch
+#    effects;
+# 5. replicate retrieval (copairs mAP): CNN embeddings against the regionprops profiles.
+#
+# Run it after the others (`make reproduce` does); it reads the newest run of each notebook
+# made with the same profile.
+
+# %% tags=["parameters"]
+profile = "full"  # set by the runner: smoke | quick | full
+results_dir = None  # set by the runner (None: a new folder under results/09_evaluation/)
+results_root = None  # where notebooks 01-08 wrote (None: $CELLUTILS_RESULTS, else results/)
+data_root = None  # None: $CELLUTILS_DATA, else the repo's data/
+seed = 0
+real_rxrx1 = None  # the RxRx1 folder (None: the synthetic default)
+synthetic_rxrx1 = {}  # generator overrides for the synthetic RxRx1
+real_cpjump1 = None  # the CPJUMP1 folder notebook 02 used (None: the synthetic default)
+synthetic_cpjump1 = {}  # notebook 02's generator overrides, to find the same data
+same_profile = True  # only runs made with this profile
+embed_size = 128  # image size for the CNN embeddings of section 5
+null_size = 5000
+map_methods = ["tsne", "umap"]
+
+# %%
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+
+from cellutils import catalog, display, embeddings, evaluate, features, summary, torchdata
+from cellutils.paths import use_run_dir
+from cellutils.runtime import seed_everything
+
+seed_everything(seed)
+run = use_run_dir(results_dir, "09_evaluation")
+if (
+    results_root is None and results_dir is not None
+):  # the runner's layout: <root>/09_evaluation/<id>
+    results_root = Path(results_dir).resolve().parents[1]
+metrics = summary.load(results_root, profile if same_profile else None)
+print("runs found:", {nb: m["run"].rsplit("/", 1)[-1] for nb, m in metrics.items()})
+
+# %% [markdown]
+# ## 1 · Claimed vs reproduced vs leak-free
+
+# %%
+table = summary.headline_table(metrics)
+if len(table):
+    fig = summary.plot_headline(table)
+    display.save_figure(fig, run, "claimed_vs_reproduced")
+    display_cols = [
+        "report",
+        "metric",
+        "claimed",
+        "claimed_classes",
+        "reported_value",
+        "reported_n_classes",
+        "trusted_label",
+        "trusted_value",
+        "trusted_ci_low",
+        "trusted_ci_high",
+        "trusted_n_classes",
+        "trusted_chance",
+        "trusted_majority",
+    ]
+table[display_cols].round(3) if len(table) else table
+
+# %% [markdown]
+# ## 1b · Every paired comparison
+# Each lesson compares protocols on the same evaluation rows; red intervals exclude zero.
+
+# %%
+summary.comparisons_table(metrics)
+
+# %% [markdown]
+# ## 2 · Every model on the same metrics
+
+# %%
+preds = summary.predictions(metrics)
+scores = summary.predictions_table(preds)
+scores.round(3) if len(scores) else "no predictions found: run notebooks 03-08 first"
+
+# %% [markdown]
+# ## 3 · Confusion matrices
+# Row-normalised: each row shows where a class's samples went. Nine cell lines fit on one
+# matrix with numbers; for 20-70 compounds we show the most frequent classes, ordered by
+# clustering so confused compounds sit together.
+
+# %%
+picks = [k for k in preds if k[0] == "04_cell_lines_densenet" and k[2] == "test"][:1] + [
+    k for k in preds if k[0] == "05_cpjump1_mobilenet" and k[1] == "reported"
+][:1]
+if picks:
+    fig, axes = plt.subplots(1, len(picks), figsize=(8.5 * len(picks), 7.5))
+    for ax, key in zip(np.atleast_1d(axes), picks, strict=True):
+        p = preds[key]
+        evaluate.plot_confusion(
+            p["targets"],
+            p["logits"].argmax(1),
+            list(p["classes"]),
+            ax=ax,
+            top_n=25,
+            title=f"{key[0]}: {key[1]} ({key[2]})",
+        )
+    fig.tight_layout()
+    display.save_figure(fig, run, "confusion_matrices")
+
+# %% [markdown]
+# ## 4 · Embeddings and batch effects
+# Frozen ImageNet features (EfficientNet-Lite0) of every RxRx1 site, mapped with t-SNE and
+# UMAP, coloured by siRNA and by experiment. When points group by experiment rather than by
+# siRNA, the strongest signal in the images is the batch — which a random split of images
+# lets a model exploit, and which a split by experiment exposes.
+
+# %%
+rx_root = catalog.locate("rxrx1", real_rxrx1, data_root, synthetic_rxrx1 or None, seed)
+rx = catalog.read_index("rxrx1", rx_root)
+rx = rx[(rx.site == 1) & rx.sirna.ne("")].reset_index(drop=True)
+rx_images = torchdata.decode(rx, size=embed_size // 2, data_root=data_root)
+rx_stats = torchdata.ChannelStats.fit(rx_images, np.arange(len(rx)))
+lite0 = next(iter(embeddings.available_backbones(["efficientnet_lite0"], verbose=False).values()))
+rx_emb = embeddings.extract(rx_images, rx_stats, *lite0)
+fig, axes = plt.subplots(2, 2, figsize=(14, 11))
+for row, method in enumerate(map_methods):
+    xy = evaluate.embed_2d(rx_emb, method, seed)
+    evaluate.plot_embedding(
+        xy, rx.sirna, axes[row, 0], f"{method.upper()}: siRNA (top 10)", top=10, highlight=None
+    )
+    evaluate.plot_embedding(
+        xy, rx.experiment, axes[row, 1], f"{method.upper()}: experiment", top=20, highlight=None
+    )
+fig.suptitle(f"RxRx1 sites, frozen {lite0[0]} features")
+fig.tight_layout()
+display.save_figure(fig, run, "embeddings_batch")
+
+# %% [markdown]
+# ## 5 · Replicate retrieval: CNN embeddings vs regionprops profiles
+# Both on CPJUMP1 well profiles, both normalised per plate against DMSO, both scored with
+# copairs: can a compound's wells on one plate retrieve its wells on the other plate against
+# DMSO? The CNN is the offline ImageNet backbone (EfficientNet-Lite0), frozen, on all five
+# stains; the profiles are notebook 02's.
+
+# %%
+maps = {}
+if "02_features" in metrics:
+    profiles = pd.read_csv(f"{metrics['02_features']['run']}/well_profiles.csv")
+    maps["regionprops profiles (02)"] = features.replicate_map(
+        profiles, "Metadata_pert_iname", "Metadata_Plate", "DMSO", null_size, seed
+    )
+    root = catalog.locate("cpjump1", real_cpjump1, data_root, synthetic_cpjump1 or None, seed)
+    index = catalog.read_index("cpjump1", root)
+    chans = ["DNA", "ER", "RNA", "AGP", "Mito"]
+    images = torchdata.decode(index, chans, embed_size, data_root=data_root)
+    stats = torchdata.ChannelStats.fit(images, np.arange(len(index)))
+    backbone = next(
+        iter(embeddings.available_backbones(["efficientnet_lite0"], verbose=False).values())
+    )
+    emb = embeddings.extract(images, stats, *backbone)
+    meta = index[["Metadata_Plate", "Metadata_Well", "Metadata_pert_iname"]].reset_index(drop=True)
+    sites = pd.concat(
+        [meta, pd.DataFrame(emb, columns=[f"CNN_{i}" for i in range(emb.shape[1])])], axis=1
+    )
+    wells_cnn = features.select_features(
+        features.normalize(
+            features.profiles(sites, ["Metadata_Plate", "Metadata_Well"]),
+            "Metadata_pert_iname == 'DMSO'",
+        ),
+        ["variance_threshold", "drop_na_columns"],
+    )
+    maps[f"CNN embeddings ({backbone[0]}, frozen)"] = features.replicate_map(
+        wells_cnn, "Metadata_pert_iname", "Metadata_Plate", "DMSO", null_size, seed
+    )
+    fig, ax = plt.subplots(figsize=(7, 3.5))
+    ax.boxplot(
+        [m.mean_average_precision for m in maps.values()],
+        vert=False,
+        tick_labels=list(maps),
+        widths=0.5,
+    )
+    for i, m in enumerate(maps.values(), start=1):
+        ax.scatter(
+            m.mean_average_precision,
+            np.full(len(m), i) + np.random.default_rng(i).uniform(-0.12, 0.12, len(m)),
+            c=np.where(m.below_corrected_p, "#1b7837", "#bdbdbd"),
+            s=18,
+            zorder=3,
+        )
+    ax.set(
+        xlabel="mean average precision per compound (green: significant)",
+        xlim=(0, 1),
+        title="Replicate retrieval across plates, against DMSO",
+    )
+    fig.tight_layout()
+    display.save_figure(fig, run, "replicate_map")
+pd.DataFrame(
+    {
+        n: {
+            "compounds": len(m),
+            "mean mAP": m.mean_average_precision.mean(),
+            "significant": m.below_corrected_p.mean(),
+        }
+        for n, m in maps.items()
+    }
+).T.round(3)
+
+# %%
+rows = [
+    evaluate.result_row(
+        f"replicate retrieval: {n}",
+        {
+            "mean_map": float(m.mean_average_precision.mean()),
+            "fraction_significant": float(m.below_corrected_p.mean()),
+        },
+        True,
+    )
+    for n, m in maps.items()
+]
+evaluate.write_metrics(
+    run,
+    "09_evaluation",
+    "all",
+    "Cross-model comparison",
+    {},
+    rows,
+    trust="leak-free rows of each notebook",
+    profile=profile,
+    data=", ".join(sorted({str(m.get("data")) for m in metrics.values()})),
+    extra={"headline": table.to_dict("records"), "models": scores.to_dict("records")},
+)
