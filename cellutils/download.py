@@ -202,7 +202,14 @@ def fetch_dataset(name: str, dest: str | os.PathLike | None = None, **kw) -> Pat
             marker = path.with_name(path.name + ".extracted")
             if not marker.exists():
                 with zipfile.ZipFile(path) as zf:
-                    zf.extractall(base)
+                    for member in tqdm(
+                        zf.infolist(),
+                        f"extract {path.name}",
+                        unit="file",
+                        leave=False,
+                        mininterval=1.0,
+                    ):
+                        zf.extract(member, base)
                 marker.touch()
     print(f"{name}: {len(manifest)} files in {base}")
     return base

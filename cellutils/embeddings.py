@@ -12,6 +12,7 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 import torch
+from tqdm.auto import tqdm
 
 from cellutils import models
 from cellutils.runtime import pick_device
@@ -56,7 +57,8 @@ def extract(
     net.eval().to(device)
     norm = stats.transform()
     out = []
-    for start in range(0, len(images), batch_size):
+    starts = range(0, len(images), batch_size)
+    for start in tqdm(starts, f"embed ({arch})", unit="batch", leave=False, mininterval=2.0):
         x = torch.from_numpy(np.asarray(images[start : start + batch_size], dtype=np.float32))
         x = norm(x).to(device)
         with torch.autocast(device.type, enabled=device.type == "cuda"):

@@ -68,7 +68,9 @@ def say_once(message: str) -> None:
         print(message)
 
 
-def check_profile(profile: str, device, gpu_minutes: float, cpu_factor: float = 30.0) -> None:
+def check_profile(
+    profile: str, device, gpu_minutes: float, cpu_factor: float = 30.0, notebook: str = "<notebook>"
+) -> None:
     """Say what the full profile costs where it runs: on a CPU, the expected time (about
     ``cpu_factor`` times the GPU time: our two-core machines train these networks 20-50 times
     slower than one H100) and the one-line way to the quick settings."""
@@ -79,10 +81,12 @@ def check_profile(profile: str, device, gpu_minutes: float, cpu_factor: float = 
         hours = gpu_minutes * cpu_factor / 60
         print(
             f"WARNING: the full profile (the report's settings) on a CPU takes about {hours:.0f} "
-            f"h (about {gpu_minutes:.0f} min on one GPU). For the quick settings, run "
-            "`make reproduce` (or `python -m cellutils.notebooks run --only <nn>`), or set "
-            "profile = 'quick' and the overrides of notebooks/profiles.yml in the parameters "
-            "cell.",
+            f"h (about {gpu_minutes:.0f} min on one GPU, an estimate). For the quick settings "
+            "here, run this one line in a cell after the parameters cell, then Run All Below:\n"
+            f"    from cellutils.notebooks import load_profile; profile = 'quick'; "
+            f"globals().update(load_profile('quick', '{notebook}'))\n"
+            "(or headless: `python -m cellutils.notebooks run --only "
+            f"{notebook[:2]}`).",
             flush=True,
         )
     else:

@@ -27,6 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import Dataset
 from torchvision.transforms import v2
+from tqdm.auto import tqdm
 
 from cellutils.datasets import load_site, path_columns
 from cellutils.paths import data_root as _data_root
@@ -114,7 +115,18 @@ def decode(
     out[0] = first  # decoded above to learn the shape and dtype
     jobs = jobs or min(4, os.cpu_count() or 1)
     with ThreadPoolExecutor(jobs) as pool:  # PNG/TIFF decoding releases the GIL
-        list(pool.map(work, range(1, len(rows))))
+        done = pool.map(work, range(1, len(rows)))
+        list(
+            tqdm(
+                done,
+                "decode",
+                len(rows) - 1,
+                unit="site",
+                leave=False,
+                disable=not verbose or None,
+                mininterval=2.0,
+            )
+        )
     if target is not None:
         out.flush()
         del out

@@ -162,13 +162,19 @@ def predict(
     embeddings: bool = False,
     channels_last: bool = True,
     amp: bool | str = "auto",
+    progress: bool = True,
 ) -> dict[str, np.ndarray]:
-    """Logits (and, with ``embeddings``, ``model.embed`` outputs) and targets for ``ds``."""
+    """Logits (and, with ``embeddings``, ``model.embed`` outputs) and targets for ``ds``;
+    ``progress``: a per-batch bar that disappears when done."""
     device = device or next(model.parameters()).device
     use_amp = device.type == "cuda" if amp == "auto" else bool(amp)
     model.eval()
     logits, embeds, targets = [], [], []
-    for x, y in DataLoader(ds, batch_size=batch_size, shuffle=False):
+    loader = DataLoader(ds, batch_size=batch_size, shuffle=False)
+    desc = "embed" if embeddings else "predict"
+    for x, y in tqdm(
+        loader, desc=desc, unit="batch", leave=False, disable=not progress or None, mininterval=2.0
+    ):
         x = _to(x, device, channels_last)
         with torch.autocast(device.type, enabled=use_amp):
             if embeddings:
@@ -300,7 +306,19 @@ def fit(
     for epoch in bar:
         model.train()
         tr_loss, tr_correct, tr_n, t_epoch = 0.0, 0, 0, time.perf_counter()
-        for b, (x, y) in enumerate(_loader(train_ds, cfg, True, epoch)):
+        loader = _loader(train_ds, cfg, True, epoch)
+        batches = min(len(loader), cfg.max_batches or len(loader))
+        for b, (x, y) in enumerate(
+            tqdm(
+                loader,
+                f"epoch {epoch}",
+                batches,
+                leave=False,
+                unit="batch",
+                disable=not progress or None,
+                mininterval=2.0,
+            )
+        ):
             if cfg.max_batches and b >= cfg.max_batches:
                 break
             x, y = _to(x, device, cfg.channels_last), y.to(device)
@@ -319,7 +337,13 @@ def fit(
         if sched is not None and cfg.scheduler != "onecycle":
             sched.step()
         pred = predict(
-            model, val_ds, cfg.batch_size * 2, device, channels_last=cfg.channels_last, amp=use_amp
+            model,
+            val_ds,
+            cfg.batch_size * 2,
+            device,
+            channels_last=cfg.channels_last,
+            amp=use_amp,
+            progress=progress,
         )
         val = evaluate.classification_metrics(pred["targets"], pred["logits"])
         val_loss = float(

@@ -15,7 +15,7 @@
 # %% [markdown]
 # # 03 · RxRx1: which siRNA? EfficientNet-B3 with a 6-channel stem (report 000)
 #
-# > **Time** quick profile: about 1.5 min on 2 CPU cores (the run's timing, data already generated) · full profile: on one GPU, not yet timed  
+# > **Time** quick profile: about 1.5 min on 2 CPU cores (the run's timing, data already generated) · full profile: about 30 min on one GPU (an estimate: no GPU run recorded yet)  
 # > **Needs** full profile: a GPU, RxRx1 (46 GB) and ImageNet weights for EfficientNet-B3  
 # > **You will learn**
 # > - report 000's EfficientNet-B3 with a 6-channel stem, AdamW and cosine schedule
@@ -83,7 +83,9 @@ from cellutils.torchdata import Labels
 seed_everything(seed)
 run = use_run_dir(results_dir, "03_rxrx1_efficientnet")
 device = pick_device()
-check_profile(profile, device, gpu_minutes=30)  # estimate from benchmarks/gpu_check.py
+check_profile(
+    profile, device, gpu_minutes=30, notebook="03_rxrx1_efficientnet"
+)  # estimate from benchmarks/gpu_check.py
 print("results ->", run)
 
 # %% [markdown]

@@ -15,7 +15,7 @@
 # %% [markdown]
 # # 04 · Which cell line? DenseNet-161 on three stains (report 001)
 #
-# > **Time** quick profile: about 1 min on 2 CPU cores (the run's timing, data already generated) · full profile: on one GPU, not yet timed  
+# > **Time** quick profile: about 1 min on 2 CPU cores (the run's timing, data already generated) · full profile: about 50 min on one GPU (an estimate: no GPU run recorded yet)  
 # > **Needs** full profile: a GPU, the challenge's images and ImageNet weights for DenseNet-161  
 # > **You will learn**
 # > - report 001's DenseNet-161 and balanced accuracy on nine imbalanced cell lines
@@ -74,7 +74,9 @@ from cellutils.torchdata import Labels
 seed_everything(seed)
 run = use_run_dir(results_dir, "04_cell_lines_densenet")
 device = pick_device()
-check_profile(profile, device, gpu_minutes=50)  # estimate from benchmarks/gpu_check.py
+check_profile(
+    profile, device, gpu_minutes=50, notebook="04_cell_lines_densenet"
+)  # estimate from benchmarks/gpu_check.py
 print("results ->", run)
 
 # %% [markdown]

@@ -15,7 +15,7 @@
 # %% [markdown]
 # # 05 · Which compound? MobileNetV2 on the CPJUMP1 course subset (report 002)
 #
-# > **Time** quick profile: about 1 min on 2 CPU cores (the run's timing, data already generated) · full profile: on one GPU, not yet timed  
+# > **Time** quick profile: about 1 min on 2 CPU cores (the run's timing, data already generated) · full profile: about 35 min on one GPU (an estimate: no GPU run recorded yet)  
 # > **Needs** full profile: a GPU, the course subset and ImageNet weights for MobileNetV2  
 # > **You will learn**
 # > - report 002's MobileNetV2 with class weights and mixed precision
@@ -73,7 +73,9 @@ from cellutils.torchdata import Labels
 seed_everything(seed)
 run = use_run_dir(results_dir, "05_cpjump1_mobilenet")
 device = pick_device()
-check_profile(profile, device, gpu_minutes=35)  # estimate from benchmarks/gpu_check.py
+check_profile(
+    profile, device, gpu_minutes=35, notebook="05_cpjump1_mobilenet"
+)  # estimate from benchmarks/gpu_check.py
 
 # %% [markdown]
 # ## 1 · The subset: lower-case matching, top classes

@@ -15,7 +15,7 @@
 # %% [markdown]
 # # 06 · Image + mask: a mask-attention CNN (report 003, first half)
 #
-# > **Time** quick profile: about 2 min on 2 CPU cores (the run's timing, data already generated) · full profile: on one GPU, not yet timed  
+# > **Time** quick profile: about 2 min on 2 CPU cores (the run's timing, data already generated) · full profile: about 20 min on one GPU (an estimate: no GPU run recorded yet)  
 # > **Needs** cellpose weights; full profile: a GPU and the course subset  
 # > **You will learn**
 # > - report 003's mask-attention CNN on image + cellpose mask, label smoothing, OneCycle
@@ -73,7 +73,9 @@ from cellutils.torchdata import Labels
 seed_everything(seed)
 run = use_run_dir(results_dir, "06_mask_attention")
 device = pick_device()
-check_profile(profile, device, gpu_minutes=20)  # estimate from benchmarks/gpu_check.py
+check_profile(
+    profile, device, gpu_minutes=20, notebook="06_mask_attention"
+)  # estimate from benchmarks/gpu_check.py
 
 # %% [markdown]
 # ## 1 · Classes, wells, and the masks

@@ -15,7 +15,7 @@
 # %% [markdown]
 # # 07 · Frozen pretrained embeddings + classical classifiers (report 003, second half)
 #
-# > **Time** quick profile: about 1.5 min on 2 CPU cores (the run's timing, data already generated) · full profile: on one GPU, not yet timed  
+# > **Time** quick profile: about 1.5 min on 2 CPU cores (the run's timing, data already generated) · full profile: about 10 min on one GPU (an estimate: no GPU run recorded yet)  
 # > **Needs** full profile: ImageNet weights of ResNet18/50 and EfficientNet-B0 (Lite0 ships offline)  
 # > **You will learn**
 # > - frozen pretrained embeddings with classical classifiers (report 003, second half)
@@ -67,7 +67,9 @@ from cellutils.torchdata import Labels
 seed_everything(seed)
 run = use_run_dir(results_dir, "07_embeddings")
 device = pick_device()
-check_profile(profile, device, gpu_minutes=10)  # estimate from benchmarks/gpu_check.py
+check_profile(
+    profile, device, gpu_minutes=10, notebook="07_embeddings"
+)  # estimate from benchmarks/gpu_check.py
 
 # %% [markdown]
 # ## 1 · Embeddings from frozen backbones

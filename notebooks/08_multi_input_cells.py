@@ -15,7 +15,7 @@
 # %% [markdown]
 # # 08 · Single cells, three inputs, one vote per image (report 004)
 #
-# > **Time** quick profile: about 2 min on 2 CPU cores (the run's timing, data already generated) · full profile: on one GPU, not yet timed  
+# > **Time** quick profile: about 2 min on 2 CPU cores (the run's timing, data already generated) · full profile: about 5 h on one GPU (an estimate: no GPU run recorded yet)  
 # > **Needs** cellpose weights; full profile: a GPU, the course subset and ImageNet weights for EfficientNet-B0  
 # > **You will learn**
 # > - report 004's multi-input network: two EfficientNet-B0 branches, a tabular MLP and an attention gate
@@ -79,7 +79,9 @@ from cellutils.torchdata import Labels
 rng = seed_everything(seed)
 run = use_run_dir(results_dir, "08_multi_input_cells")
 device = pick_device()
-check_profile(profile, device, gpu_minutes=300)  # estimate from benchmarks/gpu_check.py
+check_profile(
+    profile, device, gpu_minutes=300, notebook="08_multi_input_cells"
+)  # estimate from benchmarks/gpu_check.py
 
 # %% [markdown]
 # ## 1 · Images, DMSO downsampled, masks and flows
