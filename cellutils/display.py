@@ -8,6 +8,30 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
+# Controls keep one neutral colour in every figure, so the eye never mistakes them for a class.
+CONTROL_COLOUR = "#737373"
+OTHER_COLOUR = "#d9d9d9"
+CONTROLS = ("DMSO", "EMPTY", "negative_control")
+
+
+def channel_key(fig, names: Sequence[str], colours: Sequence[Sequence[int]], title="channels"):
+    """A legend under the figure: which colour each channel is drawn in."""
+    handles = [
+        plt.Rectangle((0, 0), 1, 1, color=np.asarray(c, float) / 255, label=n)
+        for n, c in zip(names, colours, strict=False)
+    ]
+    fig.legend(
+        handles=handles,
+        loc="lower center",
+        ncol=len(handles),
+        title=title,
+        fontsize=8,
+        title_fontsize=8,
+        frameon=False,
+        bbox_to_anchor=(0.5, -0.08),
+    )
+    return fig
+
 
 def save_figure(fig, folder, name: str, dpi: int = 120):
     """Save ``fig`` as ``<folder>/<name>.png`` (never over an existing file); return the path."""
@@ -80,7 +104,8 @@ def plate_map(
     for well, value in zip(first.well, first.value, strict=False):
         r, c = ord(well[0].upper()) - 65, int(well[1:]) - 1
         grid[r, c] = codes.get(value, len(common))
-    colours = list(plt.get_cmap(cmap).colors[: len(common)]) + [(0.75, 0.75, 0.75)]
+    palette = iter(plt.get_cmap(cmap).colors)
+    colours = [CONTROL_COLOUR if v in CONTROLS else next(palette) for v in common] + [OTHER_COLOUR]
     from matplotlib.colors import ListedColormap
 
     ax.imshow(grid, cmap=ListedColormap(colours), vmin=-0.5, vmax=len(common) + 0.5)
@@ -102,6 +127,31 @@ def plate_map(
     return ax
 
 
+def plate_heatmap(
+    wells: pd.Series,
+    values: pd.Series,
+    ax=None,
+    n_rows: int = 16,
+    n_cols: int = 24,
+    title: str = "",
+    label: str = "cells per well",
+    cmap: str = "viridis",
+):
+    """A 384-well plate coloured by a number per well (the mean over a well's rows), e.g. the
+    cell count: edge effects and dispensing gradients show up at a glance. Empty wells white."""
+    per_well = pd.Series(values.to_numpy(), index=wells.to_numpy()).groupby(level=0).mean()
+    grid = np.full((n_rows, n_cols), np.nan)
+    for well, v in per_well.items():
+        grid[ord(well[0].upper()) - 65, int(well[1:]) - 1] = v
+    ax = ax or plt.subplots(figsize=(10, 5.5))[1]
+    im = ax.imshow(grid, cmap=cmap)
+    ax.figure.colorbar(im, ax=ax, label=label, shrink=0.8)
+    ax.set_xticks(range(n_cols), [str(i + 1) for i in range(n_cols)], fontsize=7)
+    ax.set_yticks(range(n_rows), [chr(65 + i) for i in range(n_rows)], fontsize=7)
+    ax.set(xlabel="column", ylabel="row", title=title)
+    return ax
+
+
 def class_balance(
     labels: pd.Series,
     ax=None,
@@ -114,7 +164,7 @@ def class_balance(
     counts = labels.value_counts()
     shown = counts.head(top) if top else counts
     ax = ax or plt.subplots(figsize=(6, 0.22 * len(shown) + 1))[1]
-    colours = ["tab:red" if k in highlight else "tab:blue" for k in shown.index]
+    colours = [CONTROL_COLOUR if k in highlight else "tab:blue" for k in shown.index]
     ax.barh(shown.index.astype(str)[::-1], shown.to_numpy()[::-1], color=colours[::-1])
     ax.set_xlabel(xlabel)
     share = counts.iloc[0] / counts.sum()

@@ -60,26 +60,41 @@ def plot_history(
 ):
     """Learning curves: loss (left) and ``metric`` (right), train dashed, validation solid,
     one colour per run; the kept (best) epoch marked."""
-    fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))
+    from matplotlib.ticker import MaxNLocator
+
+    fig, axes = plt.subplots(1, 2, figsize=(12.5, 3.8))
     colours = plt.get_cmap("tab10")
     for i, (name, h) in enumerate(histories.items()):
         c = colours(i)
-        axes[0].plot(h.epoch, h.train_loss, "--", color=c, label=f"{name} train")
-        axes[0].plot(h.epoch, h.val_loss, "-", color=c, label=f"{name} validation")
+        axes[0].plot(h.epoch, h.train_loss, "--", color=c)
+        axes[0].plot(h.epoch, h.val_loss, "-", color=c)
         if f"train_{metric}" in h:
             axes[1].plot(h.epoch, h[f"train_{metric}"], "--", color=c)
         axes[1].plot(h.epoch, h[f"val_{metric}"], "-", color=c, label=name)
         if best and name in best:
             row = h[h.epoch == best[name]]
             axes[1].plot(row.epoch, row[f"val_{metric}"], "o", color=c, ms=9, mfc="none")
-    axes[0].set(xlabel="epoch", ylabel="cross-entropy loss", title="loss")
+    axes[0].set_yscale("log")  # epoch 1's loss would otherwise flatten the rest
+    axes[0].set(xlabel="epoch", ylabel="cross-entropy loss (log scale)", title="loss")
     axes[1].set(
         xlabel="epoch",
         ylabel=metric.replace("_", " "),
         title=f"{metric.replace('_', ' ')} (circle: kept epoch)",
     )
-    axes[0].legend(fontsize=8)
-    axes[1].legend(fontsize=8)
+    for ax in axes:
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    styles = [
+        plt.Line2D([], [], color="black", ls="--", label="training"),
+        plt.Line2D([], [], color="black", ls="-", label="validation / watched"),
+    ]
+    handles, _ = axes[1].get_legend_handles_labels()
+    axes[1].legend(
+        handles=handles + styles,
+        fontsize=8,
+        loc="center left",
+        bbox_to_anchor=(1.02, 0.5),
+        frameon=False,
+    )
     fig.suptitle(title)
     fig.tight_layout()
     return fig
@@ -132,7 +147,9 @@ def plot_confusion(
         yticklabels=names,
         cbar_kws={"label": "fraction of the true class", "shrink": 0.7},
     )
-    ax.set(xlabel="predicted", ylabel="true", title=title or "confusion matrix (row-normalised)")
+    shown = f"{n} of {len(classes)} classes" + (", clustered" if n < rows.sum() else "")
+    head = title or "confusion matrix (row-normalised)"
+    ax.set(xlabel="predicted", ylabel="true", title=f"{head}\n({shown})")
     ax.tick_params(axis="x", labelrotation=90, labelsize=8 if n > 15 else 9)
     ax.tick_params(axis="y", labelrotation=0, labelsize=8 if n > 15 else 9)
     return ax.figure
@@ -176,7 +193,7 @@ def plot_embedding(
     ax.scatter(*xy[rest.to_numpy()].T, s=6, c="#d9d9d9", label="other")
     if highlight is not None and (labels == highlight).any():
         m = (labels == highlight).to_numpy()
-        ax.scatter(*xy[m].T, s=10, c="#969696", label=highlight)
+        ax.scatter(*xy[m].T, s=10, c="#737373", label=highlight)  # display.CONTROL_COLOUR
     colours = plt.get_cmap("tab20" if len(shown) > 10 else "tab10")
     for i, c in enumerate(shown):
         m = (labels == c).to_numpy()

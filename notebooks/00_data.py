@@ -123,6 +123,7 @@ fig = display.show_images(
     ncols=6,
     suptitle="RxRx1 sites in the rxrx1-utils colour map",
 )
+display.channel_key(fig, list(datasets.rxrx1.CHANNELS.values()), datasets.rxrx1.COLOURS)
 display.save_figure(fig, run, "rxrx1_composites")
 
 # %%
@@ -149,6 +150,7 @@ fig = display.show_images(
     suptitle=f"CPJUMP1 {row.Metadata_Plate} {row.Metadata_Well} site {row.Metadata_Site}: "
     f"{row.Metadata_pert_iname}",
 )
+display.channel_key(fig, stains[:5], datasets.cpjump1.COLOURS, "composite channels")
 display.save_figure(fig, run, "cpjump1_channels")
 
 # %%
@@ -168,6 +170,12 @@ fig = display.show_images(
     size=2.8,
     suptitle="Course subset (median of ch1-3, grey) and HPA-style samples",
 )
+display.channel_key(
+    fig,
+    list(datasets.cell_lines.CHANNELS.values())[:3],
+    datasets.cell_lines.COLOURS,
+    "HPA-style channels",
+)
 display.save_figure(fig, run, "subset_and_cell_lines")
 
 # %% [markdown]
@@ -178,7 +186,7 @@ display.save_figure(fig, run, "subset_and_cell_lines")
 # local cell density, its staining) instead of the compound. Later notebooks split by well.
 
 # %%
-fig, axes = plt.subplots(1, 2, figsize=(18, 5))
+fig, axes = plt.subplots(1, 3, figsize=(27, 5))
 display.plate_map(
     cp.Metadata_Well,
     cp.Metadata_pert_iname,
@@ -193,6 +201,14 @@ display.plate_map(
     top=10,
     title="Course subset BR00116991: wells used",
 )
+if catalog.is_synthetic(roots["cpjump1_subset"]):  # cell counts: the generator's ground truth
+    counts = synth.read_truth(roots["cpjump1_subset"])["sites"]
+    display.plate_heatmap(
+        counts.well, counts.n_cells, axes[2], title="Course subset: cells per site, well mean"
+    )
+else:
+    axes[2].set_axis_off()
+    axes[2].set_title("cell counts need masks: run notebook 01 on the real subset")
 fig.tight_layout()
 display.save_figure(fig, run, "plate_maps")
 

@@ -191,6 +191,7 @@ if len(both):
         ylabel="",
         title="Segmentation accuracy against ground truth",
     )
+    ax.legend(title="data", loc="center left", bbox_to_anchor=(1.02, 0.5), frameon=False)
     display.save_figure(fig, run, "ap_summary")
 
 # %% [markdown]

@@ -222,24 +222,27 @@ print(
     f"{len(wells_df)} well profiles; {len(features.feature_columns(wells_df))} features -> "
     f"{len(features.feature_columns(selected))} after selection"
 )
-order = selected.sort_values(["Metadata_pert_iname", "Metadata_Plate"])
-fig, ax = plt.subplots(figsize=(12, max(4, 0.12 * len(order))))
-sns.heatmap(
-    order[features.feature_columns(selected)].clip(-5, 5).to_numpy(),
-    ax=ax,
+cols = features.feature_columns(selected)
+names = selected.Metadata_pert_iname
+lut = dict(zip(names.unique(), sns.color_palette("husl", names.nunique()), strict=True))
+lut.update({c: display.CONTROL_COLOUR for c in display.CONTROLS if c in lut})
+grid = sns.clustermap(
+    selected[cols]
+    .clip(-5, 5)
+    .set_axis(names.to_numpy(), axis=0)
+    .rename(columns=lambda c: c.replace("Cells_", "").replace("Intensity_", "")),
     cmap="RdBu_r",
     center=0,
     vmin=-5,
     vmax=5,
-    yticklabels=False,
-    xticklabels=[
-        c.replace("Cells_", "").replace("Intensity_", "")
-        for c in features.feature_columns(selected)
-    ],
+    row_colors=names.map(lut).to_numpy(),
+    yticklabels=len(selected) <= 80,
+    figsize=(12, max(6, 0.14 * len(selected))),
     cbar_kws={"label": "robust z-score vs DMSO of the plate"},
 )
-ax.set(ylabel="wells, sorted by compound", title="Normalised well profiles")
-display.save_figure(fig, run, "profiles_heatmap")
+grid.ax_heatmap.set(ylabel="wells (label: compound; colour strip: compound, DMSO grey)")
+grid.figure.suptitle("Normalised well profiles, clustered", y=1.02)
+display.save_figure(grid.figure, run, "profiles_heatmap")
 
 # %% [markdown]
 # ## 5 · Replicate retrieval (copairs)

@@ -365,14 +365,12 @@ display.save_figure(fig, run, "protocols")
 if len(test):
     e = experiments["experiment"][0]
     p = e.predictions["test"]
-    n_shown = min(30, len(e.classes))
     fig = evaluate.plot_confusion(
         p["targets"],
         p["logits"].argmax(1),
         e.classes,
-        top_n=n_shown,
-        title=f"held-out experiment protocol on the test experiments "
-        f"({n_shown} of {len(e.classes)} siRNAs, clustered)",
+        top_n=30,
+        title="held-out experiment protocol on the test experiments (siRNAs)",
     )
     display.save_figure(fig, run, "confusion_test")
 
