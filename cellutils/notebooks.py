@@ -176,9 +176,11 @@ def run_notebook(
     parameters: dict | None = None,
     log_output: bool = False,
     real: dict[str, str] | None = None,
+    progress: bool = False,
 ) -> RunRecord:
     """Execute one notebook under ``profile``; raise :class:`NotebookFailed` on an error.
-    ``real`` ({dataset: folder}) sets the ``real_<dataset>`` parameters the notebook has."""
+    ``real`` ({dataset: folder}) sets the ``real_<dataset>`` parameters the notebook has;
+    ``progress``: papermill's per-cell bar."""
     import papermill as pm
 
     path = Path(path).resolve()
@@ -205,7 +207,7 @@ def run_notebook(
             parameters=params,
             kernel_name=KERNEL_NAME,
             cwd=str(path.parent),
-            progress_bar=False,
+            progress_bar=progress,
             log_output=log_output,
         )
     except pm.PapermillExecutionError as exc:
@@ -258,7 +260,14 @@ def run_all(
     for i, book in enumerate(books, 1):
         print(f"[{i}/{len(books)}] {book.stem} ({profile}) ...", flush=True)
         try:
-            rec = run_notebook(book, profile, results, log_output=log_output, real=real)
+            rec = run_notebook(
+                book,
+                profile,
+                results,
+                log_output=log_output,
+                real=real,
+                progress=sys.stderr.isatty(),  # a cell-by-cell bar in a terminal, not in logs
+            )
         except NotebookFailed as exc:
             failure = exc
             records.append(RunRecord(book.stem, profile, 0.0, "", "", False, str(exc)))

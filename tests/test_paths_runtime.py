@@ -82,3 +82,33 @@ def test_full_profile_on_a_cpu_says_how_long_and_how_to_switch(capsys):
     check_profile("full", torch.device("cpu"), 30)
     out = capsys.readouterr().out
     assert "WARNING" in out and "15 h" in out and "profile = 'quick'" in out
+
+
+def test_conda_route_installs_what_make_setup_installs():
+    """environment.yml: the same constraints and editable install as `make setup`, a Python the
+    package accepts, and the three set-up steps the README lists for conda users."""
+    import re
+
+    import yaml
+
+    from cellutils.paths import repo_root
+
+    root = repo_root()
+    env = yaml.safe_load((root / "environment.yml").read_text())
+    pip = next(d["pip"] for d in env["dependencies"] if isinstance(d, dict))
+    assert pip == ["-c constraints.txt", "-e .[dev]"]
+    make = (root / "Makefile").read_text()
+    assert '-c constraints.txt -e ".[dev]"' in make
+    py = next(d for d in env["dependencies"] if isinstance(d, str) and d.startswith("python="))
+    minor = int(py.split(".")[1])
+    spec = re.search(
+        r'requires-python = ">=3\.(\d+),<3\.(\d+)"', (root / "pyproject.toml").read_text()
+    )
+    assert int(spec[1]) <= minor < int(spec[2])
+    readme = (root / "README.md").read_text()
+    for step in (
+        "ipykernel install --user --name cellpaint",
+        "cellutils.realdata",
+        "cellutils.cellpose_weights weights",
+    ):
+        assert step in readme and step.split()[-1] in (root / "environment.yml").read_text()

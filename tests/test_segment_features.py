@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 import torch
 
-from cellutils import catalog, datasets, features, segment
+from cellutils import catalog, cellpose_weights, datasets, features, segment
 from cellutils import synthetic as synth
 
 # ---------------------------------------------------------------------- MXNet weight conversion
@@ -43,14 +43,14 @@ def _old_name(key: str, is_bn: bool) -> str:
 
 def test_cpnet_names():
     assert (
-        segment.cpnet_name("downsample.down.0.conv.1.2.weight")
+        cellpose_weights.cpnet_name("downsample.down.0.conv.1.2.weight")
         == "downsample.down.res_down_0.conv.conv_1.2.weight"
     )
     assert (
-        segment.cpnet_name("upsample.up.0.conv.1.conv.0.gamma")
+        cellpose_weights.cpnet_name("upsample.up.0.conv.1.conv.0.gamma")
         == "upsample.up.res_up_0.conv.conv_1.conv.0.weight"
     )
-    assert segment.cpnet_name("output.0.beta") == "output.0.bias"
+    assert cellpose_weights.cpnet_name("output.0.beta") == "output.0.bias"
 
 
 def test_conversion_reproduces_every_weight(tmp_path):
@@ -69,14 +69,14 @@ def test_conversion_reproduces_every_weight(tmp_path):
         ).numpy()
     src = tmp_path / "cyto_0"
     _write_mxnet(src, arrays)
-    assert set(segment.read_mxnet_ndarrays(src)) == set(arrays)
-    dest = segment.convert_cyto0(src, tmp_path / "models" / "cyto0_torch")
+    assert set(cellpose_weights.read_mxnet_ndarrays(src)) == set(arrays)
+    dest = cellpose_weights.convert_cyto0(src, tmp_path / "models" / "cyto0_torch")
     state = torch.load(dest, weights_only=True)
     for old, a in arrays.items():
-        assert np.array_equal(state[segment.cpnet_name(old)].numpy(), a), old
+        assert np.array_equal(state[cellpose_weights.cpnet_name(old)].numpy(), a), old
     assert float(state["diam_mean"]) == 27.0
-    with pytest.raises(segment.SegmentationError, match="not an MXNet"):
-        segment.read_mxnet_ndarrays(dest)
+    with pytest.raises(cellpose_weights.WeightsError, match="not an MXNet"):
+        cellpose_weights.read_mxnet_ndarrays(dest)
 
 
 def test_installer_refuses_a_file_with_the_wrong_checksum(tmp_path):
@@ -85,10 +85,10 @@ def test_installer_refuses_a_file_with_the_wrong_checksum(tmp_path):
     wheel = tmp_path / "cellpose-0.0.1.6-py3-none-any.whl"
     with zipfile.ZipFile(wheel, "w") as z:
         z.writestr("cellpose/models/cyto_0", b"not the real weights")
-        z.writestr(segment.SIZE0_MEMBER, b"")
-    with pytest.raises(segment.SegmentationError, match="SHA-256"):
-        segment.install_cellpose_weights(folder=tmp_path / "m", wheel=wheel)
-    assert not (tmp_path / "m" / segment.CONVERTED).exists()
+        z.writestr(cellpose_weights.SIZE0_MEMBER, b"")
+    with pytest.raises(cellpose_weights.WeightsError, match="SHA-256"):
+        cellpose_weights.install_cellpose_weights(folder=tmp_path / "m", wheel=wheel)
+    assert not (tmp_path / "m" / cellpose_weights.CONVERTED).exists()
 
 
 def test_missing_weights_say_how_to_get_them(monkeypatch, tmp_path):
