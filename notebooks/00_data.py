@@ -269,6 +269,15 @@ if missing:
     print(f"real sample images {missing} are not extracted: run `make setup` once online.")
 if panels:
     fig = display.show_images(panels, titles, ncols=len(panels), size=4.5)
+    names, colours = [], []
+    if catalog.is_synthetic(roots["rxrx1"]):  # the RxRx1 panel's colours
+        names += [f"RxRx1 {n}" for n in datasets.rxrx1.CHANNELS.values()]
+        colours += list(datasets.rxrx1.COLOURS)
+    if realdata.available()["cellprofiler"]:  # the fly panel's colours
+        names += ["fly DAPI", "fly FITC", "fly rhodamine"]
+        colours += [(0, 0, 255), (0, 255, 0), (255, 0, 0)]
+    if names:
+        display.channel_key(fig, names, colours)
     display.save_figure(fig, run, "ground_truth_and_real")
 
 # %%
