@@ -153,6 +153,11 @@ def _loader(ds: Dataset, cfg: TrainConfig, shuffle: bool, epoch: int = 0) -> Dat
     )
 
 
+# Per-batch bars only where a loop is long enough to leave one waiting (a full-profile epoch);
+# short quick-profile loops would pay a widget per epoch for nothing.
+MIN_BAR_BATCHES = 20
+
+
 @torch.no_grad()
 def predict(
     model: nn.Module,
@@ -172,6 +177,7 @@ def predict(
     logits, embeds, targets = [], [], []
     loader = DataLoader(ds, batch_size=batch_size, shuffle=False)
     desc = "embed" if embeddings else "predict"
+    progress = progress and len(loader) >= MIN_BAR_BATCHES
     for x, y in tqdm(
         loader, desc=desc, unit="batch", leave=False, disable=not progress or None, mininterval=2.0
     ):
@@ -308,6 +314,7 @@ def fit(
         tr_loss, tr_correct, tr_n, t_epoch = 0.0, 0, 0, time.perf_counter()
         loader = _loader(train_ds, cfg, True, epoch)
         batches = min(len(loader), cfg.max_batches or len(loader))
+        bar_on = progress and batches >= MIN_BAR_BATCHES
         for b, (x, y) in enumerate(
             tqdm(
                 loader,
@@ -315,7 +322,7 @@ def fit(
                 batches,
                 leave=False,
                 unit="batch",
-                disable=not progress or None,
+                disable=not bar_on or None,
                 mininterval=2.0,
             )
         ):
