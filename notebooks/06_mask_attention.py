@@ -44,7 +44,7 @@ data_root = None  # None: $CELLUTILS_DATA, else the repo's data/
 seed = 0
 real_cpjump1_subset = None  # folder with metadata_BR00116991.csv + *_median_aggregated.tiff
 synthetic = {}  # generator overrides for the synthetic course subset
-backend = "auto"  # segmentation: auto | cellpose | classical
+backend = "cellpose"  # the report's; "classical" is faster; "auto": by device
 # the report's settings
 image_size = 128
 epochs = 200  # scheduled (OneCycle)
