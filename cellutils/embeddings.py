@@ -108,3 +108,22 @@ def classical_scores(
                     }
                 )
     return pd.DataFrame(rows)
+
+
+def site_embeddings(
+    images: np.ndarray,
+    index: pd.DataFrame,
+    metadata: Sequence[str],
+    backbone: str = "efficientnet_lite0",
+) -> pd.DataFrame:
+    """One row per site: its ``metadata`` columns and the frozen ImageNet backbone's features
+    (``CNN_0`` ...; the random-init control when no ImageNet weights are here), ready for
+    ``features.make_profiles`` like per-cell features."""
+    from cellutils.torchdata import ChannelStats as Stats
+
+    name, (arch, pretrained) = next(iter(available_backbones([backbone], verbose=False).items()))
+    stats = Stats.fit(images, np.arange(len(images)))
+    emb = extract(images, stats, arch, pretrained)
+    table = pd.DataFrame(emb, columns=[f"CNN_{i}" for i in range(emb.shape[1])])
+    table.attrs["backbone"] = name
+    return pd.concat([index[list(metadata)].reset_index(drop=True), table], axis=1)

@@ -11,12 +11,15 @@ for each channel.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
 from scipy import ndimage as ndi
 from skimage import measure
+
+from cellutils import cluster
 
 # report 004's regionprops list: skimage name -> CellProfiler-style feature name
 SHAPE = {
@@ -246,9 +249,20 @@ def measure_cells_naive(
 
 
 def feature_columns(df: pd.DataFrame, position: bool = False) -> list[str]:
-    """Feature columns (not ``Metadata_``), without position/bounding-box unless asked."""
+    """Feature columns (not ``Metadata_``), without positions unless asked: centroids and
+    bounding boxes, CellProfiler's ``Location_`` measurements (where in the image a cell's
+    intensity lies) are where a cell is, not what it looks like."""
     cols = [c for c in df.columns if not c.startswith("Metadata_")]
-    return cols if position else [c for c in cols if c not in POSITION_COLUMNS]
+    return cols if position else [c for c in cols if not is_position(c)]
+
+
+def is_position(column: str) -> bool:
+    """Whether a feature column is a position (regionprops' or CellProfiler's)."""
+    return (
+        column in POSITION_COLUMNS
+        or "_Location_" in column
+        or any(f"_AreaShape_{p}" in column for p in ("Center_", "BoundingBox"))
+    )
 
 
 def clean_cells(cells: pd.DataFrame) -> tuple[pd.DataFrame, pd.Series]:
@@ -331,6 +345,66 @@ def select_features(
     )
 
 
+def spherize(
+    profiles_df: pd.DataFrame, control: str, epsilon: float = 1e-6, method: str = "ZCA-cor"
+) -> pd.DataFrame:
+    """Batch correction by sphering (pycytominer): a whitening transform fitted on the control
+    wells of every plate together, so the directions along which DMSO wells vary (plate,
+    position, staining) are scaled down for every well. One of the corrections JUMP's
+    benchmark rates highest; it needs many control wells (the covariance of the features is
+    estimated from them; ``epsilon`` regularises it when there are fewer wells than features)."""
+    import pycytominer
+
+    return pycytominer.normalize(
+        profiles_df,
+        features=feature_columns(profiles_df),
+        samples=control,
+        method="spherize",
+        spherize_method=method,
+        spherize_epsilon=epsilon,
+        spherize_center=True,
+        output_type=None,
+    )
+
+
+def make_profiles(
+    table: pd.DataFrame,
+    control: str = "Metadata_pert_iname == 'DMSO'",
+    strata: Sequence[str] = ("Metadata_Plate", "Metadata_Well"),
+    selection: Sequence[str] = (
+        "variance_threshold",
+        "correlation_threshold",
+        "drop_na_columns",
+        "drop_outliers",
+    ),
+) -> pd.DataFrame:
+    """The field's profile recipe on per-cell (or per-site) features: median per well
+    (pycytominer aggregate) -> robust z-score against the DMSO wells of each plate ->
+    feature selection. Features with any missing well value are dropped first."""
+    wells = profiles(table, list(strata))
+    feats = feature_columns(wells)
+    wells = wells.drop(columns=[c for c in feats if wells[c].isna().any()])
+    return select_features(normalize(wells, control), selection)
+
+
+def compare_maps(
+    maps: dict[str, pd.DataFrame], label: str = "Metadata_pert_iname", seed: int = 0
+) -> pd.DataFrame:
+    """Replicate mAP of several kinds of profile of the same compounds: the mean over
+    compounds with its bootstrap interval (compounds resampled), the share significant, and
+    each kind's paired difference to the first kind (the same compounds drawn for both)."""
+    from cellutils.stats import bootstrap_mean
+
+    per = {k: m.set_index(label)["mean_average_precision"] for k, m in maps.items()}
+    common = sorted(set.intersection(*(set(v.index) for v in per.values())))
+    table = bootstrap_mean({k: v.loc[common].to_numpy() for k, v in per.items()}, seed=seed)
+    table["significant"] = [
+        float(m.set_index(label).loc[common, "below_corrected_p"].mean()) for m in maps.values()
+    ]
+    table["features"] = [m.attrs.get("n_features", np.nan) for m in maps.values()]
+    return table.rename_axis("profiles")
+
+
 def replicate_map(
     profiles_df: pd.DataFrame,
     label: str,
@@ -379,7 +453,31 @@ def replicate_map(
     maps = cmap.mean_average_precision(
         ap, sameby=[label], null_size=null_size, threshold=0.05, seed=seed, progress_bar=False
     )
-    return maps.sort_values("mean_average_precision", ascending=False).reset_index(drop=True)
+    maps = maps.sort_values("mean_average_precision", ascending=False).reset_index(drop=True)
+    maps.attrs["n_features"] = len(feats)
+    return maps
+
+
+FEATURE_SETS = ("regionprops", "cellprofiler")
+
+
+def measure_row(
+    row: pd.Series, channels: Sequence[str], metadata: Sequence[str], feature_set: str
+) -> pd.DataFrame:
+    """One site's cells: masks from ``row.path_masks``, channels from ``row.path_<channel>``,
+    measured with report 004's regionprops set or the CellProfiler-grade set."""
+    import tifffile
+
+    from cellutils.datasets import load_site
+
+    masks = tifffile.imread(row["path_masks"])
+    image = load_site(row, channels)
+    meta = {m: row[m] for m in metadata}
+    if feature_set == "cellprofiler":
+        from cellutils.cellprofiler import measure_cellprofiler
+
+        return measure_cellprofiler(masks, image, channels, meta)
+    return measure_cells(masks, image, channels, meta)
 
 
 def measure_dataset(
@@ -388,29 +486,57 @@ def measure_dataset(
     key: str,
     channels: Sequence[str],
     metadata: Sequence[str],
+    feature_set: str = "regionprops",
+    out_dir: str | os.PathLike | None = None,
+    client=None,
+    address: str | None = None,
+    n_workers: int | None = None,
     progress: bool = True,
 ) -> pd.DataFrame:
-    """``measure_cells`` over a dataset: ``segmented`` is ``segment.segment_index``'s result
-    (masks per ``key``); intensities are read from ``index``'s ``path_<channel>`` columns."""
-    import tifffile
+    """Every cell of a dataset: ``segmented`` is ``segment.segment_index``'s result (masks per
+    ``key``), intensities come from ``index``'s ``path_<channel>`` columns.
+
+    With ``out_dir``, the sites run on dask (``cluster.map_sites``: your cores, or the cluster
+    at ``address`` / ``$DASK_SCHEDULER_ADDRESS``), each site's cells saved as it finishes and
+    one Parquet file per plate at the end; a rerun skips the sites already measured. Without
+    it, the sites are measured here, one after the other."""
+    from functools import partial
+
     from tqdm.auto import tqdm
 
-    from cellutils.datasets import load_site
-
+    if feature_set not in FEATURE_SETS:
+        raise ValueError(f"feature_set must be one of {FEATURE_SETS}, not {feature_set!r}")
     masks_of = dict(zip(segmented[key].astype(str), segmented.path_masks, strict=True))
-    parts = []
-    for _, row in tqdm(
-        index.iterrows(),
-        total=len(index),
-        disable=not progress,
-        desc="measure cells",
-        mininterval=2.0,
-    ):
-        k = str(row[key])
-        if k not in masks_of:
-            raise KeyError(f"no masks for {key}={k}; run segment.segment_index on this index")
-        masks = tifffile.imread(masks_of[k])
-        parts.append(
-            measure_cells(masks, load_site(row, channels), channels, {m: row[m] for m in metadata})
+    missing = sorted(set(index[key].astype(str)) - set(masks_of))
+    if missing:
+        raise KeyError(
+            f"no masks for {len(missing)} {key}(s), e.g. {missing[0]}; "
+            "run segment.segment_index on this index first"
         )
+    rows = index.assign(path_masks=index[key].astype(str).map(masks_of))
+    fn = partial(
+        measure_row, channels=list(channels), metadata=list(metadata), feature_set=feature_set
+    )
+    if out_dir is not None:
+        return cluster.map_sites(
+            rows,
+            key,
+            fn,
+            out_dir,
+            client=client,
+            address=address,
+            n_workers=n_workers,
+            desc=f"measure ({feature_set})",
+            progress=progress,
+        )
+    parts = [
+        fn(row)
+        for _, row in tqdm(
+            rows.iterrows(),
+            total=len(rows),
+            disable=not progress,
+            desc=f"measure ({feature_set})",
+            mininterval=2.0,
+        )
+    ]
     return pd.concat(parts, ignore_index=True)

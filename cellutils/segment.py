@@ -395,6 +395,9 @@ def segment_index(
     backend: str = "auto",
     diameter: float | None = None,
     progress: bool = True,
+    n_workers: int | None = 1,
+    client=None,
+    address: str | None = None,
     **kw,
 ) -> pd.DataFrame:
     """Segment every row of a dataset index; masks and flows go to ``out_dir`` as
@@ -402,11 +405,16 @@ def segment_index(
     interruption); files are written to a temporary name and renamed. ``out_dir`` may not hold
     any of the input images. ``cyto``/``nucleus`` name channels by their ``path_`` suffix.
 
+    ``n_workers`` > 1 (or None: every core), ``client`` or ``address`` run the sites on dask
+    (``cluster.run``); cellpose stays in this process (one model, one GPU).
+
     Returns one row per image: key, path_masks, path_flows, n_cells, backend; images where
     no cell was found are listed in ``result.attrs['problems']``."""
+    from functools import partial
+
     from tqdm.auto import tqdm
 
-    from cellutils.datasets import load_site
+    from cellutils import cluster
 
     out_dir = Path(out_dir).expanduser().resolve()
     channels = [c for c in (cyto, nucleus) if c is not None]
@@ -418,42 +426,78 @@ def segment_index(
         )
     out_dir.mkdir(parents=True, exist_ok=True)
     backend = resolve_backend(backend)
-    rows, problems = [], []
-    for _, row in tqdm(
-        index.iterrows(),
-        total=len(index),
-        disable=not progress,
-        desc=f"segment ({backend})",
-        mininterval=2.0,
-    ):
-        k = str(row[key])
-        mpath, fpath = out_dir / f"{k}_masks.tif", out_dir / f"{k}_flows.tif"
-        if mpath.exists() and fpath.exists():
-            masks = tifffile.imread(mpath)
-        else:
-            image = load_site(row, channels)
-            seg = segment(image, 0 if cyto else None, len(channels) - 1, backend, diameter, **kw)
-            masks = seg.masks
-            _write_tif(fpath, seg.flows.astype(np.float16))
-            _write_tif(mpath, masks)  # masks last: their presence marks the row done
-        n = int(masks.max())
-        if n == 0:
-            problems.append(
-                {
-                    "problem": "no cell found",
-                    "file": str(row[f"path_{nucleus}"]),
-                    "detail": k,
-                    "fix": "check the image and the channels chosen",
-                }
-            )
-        rows.append(
-            {key: k, "path_masks": mpath, "path_flows": fpath, "n_cells": n, "backend": backend}
+    job = partial(
+        _segment_row,
+        out_dir=str(out_dir),
+        key=key,
+        channels=channels,
+        cyto=cyto,
+        backend=backend,
+        diameter=diameter,
+        kw=kw,
+    )
+    rows_in = [dict(r) for _, r in index.iterrows()]
+    parallel = backend == "classical" and (
+        client is not None or address is not None or n_workers != 1
+    )
+    if parallel:
+        rows = cluster.run(
+            rows_in, job, client, address, n_workers, f"segment ({backend})", progress
         )
+    else:
+        rows = [
+            job(r)
+            for r in tqdm(
+                rows_in, disable=not progress, desc=f"segment ({backend})", mininterval=2.0
+            )
+        ]
+    problems = [
+        {
+            "problem": "no cell found",
+            "file": str(r[f"path_{nucleus}"]),
+            "detail": row[key],
+            "fix": "check the image and the channels chosen",
+        }
+        for r, row in zip(rows_in, rows, strict=True)
+        if row["n_cells"] == 0
+    ]
     result = pd.DataFrame(rows)
     result.attrs["problems"] = problems
     if problems:
         print(f"segment: no cell found in {len(problems)} image(s), e.g. {problems[0]['file']}")
     return result
+
+
+def _segment_row(
+    row: dict,
+    out_dir: str,
+    key: str,
+    channels: list[str],
+    cyto: str | None,
+    backend: str,
+    diameter: float | None,
+    kw: dict,
+) -> dict:
+    """One site of ``segment_index``: segment and write, or read what an earlier run wrote."""
+    from cellutils.datasets import load_site
+
+    k = str(row[key])
+    mpath, fpath = Path(out_dir) / f"{k}_masks.tif", Path(out_dir) / f"{k}_flows.tif"
+    if mpath.exists() and fpath.exists():
+        masks = tifffile.imread(mpath)
+    else:
+        image = load_site(pd.Series(row), channels)
+        seg = segment(image, 0 if cyto else None, len(channels) - 1, backend, diameter, **kw)
+        masks = seg.masks
+        _write_tif(fpath, seg.flows.astype(np.float16))
+        _write_tif(mpath, masks)  # masks last: their presence marks the row done
+    return {
+        key: k,
+        "path_masks": mpath,
+        "path_flows": fpath,
+        "n_cells": int(masks.max()),
+        "backend": backend,
+    }
 
 
 def _write_tif(path: Path, array: np.ndarray) -> None:

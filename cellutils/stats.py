@@ -18,6 +18,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
+import pandas as pd
 
 Metric = Callable[[np.ndarray, np.ndarray], float]
 
@@ -186,3 +187,37 @@ def baselines(
     classes, counts = np.unique(np.asarray(train_targets), return_counts=True)
     majority = np.full(len(eval_targets), classes[counts.argmax()])
     return {"chance": 1.0 / n_classes, "majority": float(fn(np.asarray(eval_targets), majority))}
+
+
+def bootstrap_mean(
+    values: dict[str, np.ndarray] | np.ndarray,
+    n_boot: int = 2000,
+    seed: int = 0,
+    level: float = 0.95,
+) -> pd.DataFrame:
+    """Mean of each column of paired per-unit ``values`` (e.g. mAP per compound for several
+    kinds of profile, the same compounds in every column) with its bootstrap interval, plus
+    each column's paired difference to the first column: every replicate draws one set of
+    units for all columns. One row per column: mean, ci_low, ci_high, diff_vs_first,
+    diff_low, diff_high, n_units."""
+    table = pd.DataFrame(values)
+    data = table.to_numpy(float)
+    rng = np.random.default_rng(seed)
+    draws = rng.integers(0, len(data), (n_boot, len(data)))
+    reps = np.nanmean(data[draws], axis=1)  # (n_boot, columns)
+    q = [50 * (1 - level), 50 * (1 + level)]
+    lo, hi = np.nanpercentile(reps, q, axis=0)
+    dlo, dhi = np.nanpercentile(reps - reps[:, :1], q, axis=0)
+    means = np.nanmean(data, axis=0)
+    return pd.DataFrame(
+        {
+            "mean": means,
+            "ci_low": lo,
+            "ci_high": hi,
+            "diff_vs_first": means - means[0],
+            "diff_low": dlo,
+            "diff_high": dhi,
+            "n_units": len(data),
+        },
+        index=table.columns,
+    )
