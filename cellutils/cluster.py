@@ -67,6 +67,14 @@ def get_client(address: str | None = None, n_workers: int | None = None, verbose
     return client
 
 
+def close(client) -> None:
+    """Close ``client`` and, when ``get_client`` started it, its local cluster."""
+    cluster = getattr(client, "cluster", None)
+    client.close()
+    if cluster is not None:
+        cluster.close()
+
+
 def _has_dashboard(client) -> bool:
     try:
         return bool(client.scheduler_info().get("services", {}).get("dashboard"))
@@ -109,24 +117,22 @@ def run(
         for future in as_completed(futures):
             i = position[future.key]
             if future.status == "error":
+                error = future.exception()
                 for f in futures:
                     f.cancel()
-                raise SiteError(
-                    f"{desc}: item {i} ({_name(items[i])}) failed: {future.exception()}"
-                )
+                raise SiteError(f"{desc}: {_name(items[i])} failed: {error!r}") from error
             results[i] = future.result()
             bar.update()
         bar.close()
         return results
     finally:
         if own:
-            cluster = getattr(client, "cluster", None)
-            client.close()
-            if cluster is not None:
-                cluster.close()
+            close(client)
 
 
 def _name(item) -> str:
+    if isinstance(item, tuple) and isinstance(item[-1], str):  # map_sites: (row, part file)
+        return f"site {Path(item[-1]).stem} (plate {Path(item[-1]).parent.name})"
     text = str(dict(item) if isinstance(item, pd.Series) else item)
     return text if len(text) < 200 else text[:200] + "..."
 

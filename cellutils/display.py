@@ -207,3 +207,36 @@ def flow_rgb(flows: np.ndarray) -> np.ndarray:
     from cellpose import plot
 
     return plot.dx_to_circ(flows)
+
+
+def interval_plot(
+    tables: dict[str, pd.DataFrame],
+    ax,
+    xlabel: str,
+    chance: float | None = None,
+    title: str = "",
+) -> None:
+    """Means with 95% intervals (``mean``, ``ci_low``, ``ci_high`` per row) for one or more
+    tables of the same rows (e.g. before / after a correction), offset so they do not overlap;
+    ``chance`` draws the no-signal level as a dashed line."""
+    rows = list(next(iter(tables.values())).index)
+    colours = ["#1f78b4", "#e6550d", "#31a354", "#756bb1"]
+    for j, (name, t) in enumerate(tables.items()):
+        y = np.arange(len(rows)) + (j - (len(tables) - 1) / 2) * 0.22
+        t = t.loc[rows]
+        ax.errorbar(
+            t["mean"],
+            y,
+            xerr=[t["mean"] - t["ci_low"], t["ci_high"] - t["mean"]],
+            fmt="o",
+            color=colours[j % len(colours)],
+            capsize=3,
+            label=name,
+        )
+    ax.set_yticks(np.arange(len(rows)), rows)
+    ax.invert_yaxis()
+    if chance is not None:
+        ax.axvline(chance, color=CONTROL_COLOUR, ls="--", lw=1)
+        ax.text(chance, -0.6, " no signal", color=CONTROL_COLOUR, fontsize=8, va="bottom")
+    ax.set(xlabel=xlabel, title=title)
+    ax.legend(loc="center left", bbox_to_anchor=(1.02, 0.5), frameon=False)

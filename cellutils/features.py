@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -355,16 +356,35 @@ def spherize(
     estimated from them; ``epsilon`` regularises it when there are fewer wells than features)."""
     import pycytominer
 
-    return pycytominer.normalize(
-        profiles_df,
-        features=feature_columns(profiles_df),
-        samples=control,
-        method="spherize",
-        spherize_method=method,
-        spherize_epsilon=epsilon,
-        spherize_center=True,
-        output_type=None,
-    )
+    try:
+        return pycytominer.normalize(
+            profiles_df,
+            features=feature_columns(profiles_df),
+            samples=control,
+            method="spherize",
+            spherize_method=method,
+            spherize_epsilon=epsilon,
+            spherize_center=True,
+            output_type=None,
+        )
+    except ValueError as err:  # too few distinct control wells for pycytominer's SVD
+        print(f"spherize: pycytominer refused ({err}); regularised ZCA on the controls instead")
+        return _zca(profiles_df, control, max(epsilon, 0.1))
+
+
+def _zca(profiles_df: pd.DataFrame, control: str, epsilon: float) -> pd.DataFrame:
+    """ZCA-cor sphering by hand, for control sets pycytominer cannot decompose: features
+    standardised by the controls, then whitened by the controls' correlation matrix with
+    ``epsilon`` added to its eigenvalues (so unseen directions are damped, not blown up)."""
+    feats = feature_columns(profiles_df)
+    x = profiles_df[feats].to_numpy(float)
+    ctrl = x[profiles_df.eval(control).to_numpy()]
+    mu, sd = ctrl.mean(0), ctrl.std(0)
+    sd[sd == 0] = 1.0
+    z = (ctrl - mu) / sd
+    values, vectors = np.linalg.eigh(z.T @ z / max(len(z) - 1, 1))
+    w = vectors @ np.diag(1 / np.sqrt(np.clip(values, 0, None) + epsilon)) @ vectors.T
+    return profiles_df.assign(**dict(zip(feats, (((x - mu) / sd) @ w).T, strict=True)))
 
 
 def make_profiles(
@@ -385,6 +405,30 @@ def make_profiles(
     feats = feature_columns(wells)
     wells = wells.drop(columns=[c for c in feats if wells[c].isna().any()])
     return select_features(normalize(wells, control), selection)
+
+
+def noise_like(profiles_df: pd.DataFrame, seed: int = 0) -> pd.DataFrame:
+    """The same wells with their features replaced by Gaussian noise: replicate mAP on it is
+    the no-signal level of this plate layout (how many replicates and controls each compound
+    has sets it, not 0)."""
+    rng = np.random.default_rng(seed)
+    feats = feature_columns(profiles_df)
+    noise = rng.standard_normal((len(profiles_df), len(feats)))
+    return profiles_df.assign(**dict(zip(feats, noise.T, strict=True)))
+
+
+def profiles_dir(masks_dir: str | os.PathLike, feature_set: str) -> Path:
+    """Where a dataset's per-cell features go: ``<data root>/profiles/<dataset>/<masks key>/
+    <feature set>``, beside the masks they were measured on (``segment.output_dir``), so
+    features of other masks are never reused by mistake."""
+    masks_dir = Path(masks_dir)
+    return (
+        masks_dir.parent.parent.parent
+        / "profiles"
+        / masks_dir.parent.name
+        / masks_dir.name
+        / feature_set
+    )
 
 
 def compare_maps(

@@ -30,7 +30,8 @@
 # 3. confusion matrices readable at 9 and at 50+ classes;
 # 4. t-SNE and UMAP side by side, coloured by label and by batch (experiment), to show batch
 #    effects;
-# 5. replicate retrieval (copairs mAP): CNN embeddings against the regionprops profiles.
+# 5. replicate retrieval (copairs mAP): notebook 02's regionprops, CellProfiler-grade and CNN
+#    profiles, before and after sphering.
 #
 # Run it after the others (`make reproduce` does); it reads the newest run of each notebook
 # made with the same profile.
@@ -43,11 +44,8 @@ data_root = None  # None: $CELLUTILS_DATA, else the repo's data/
 seed = 0
 real_rxrx1 = None  # the RxRx1 folder (None: the synthetic default)
 synthetic_rxrx1 = {}  # generator overrides for the synthetic RxRx1
-real_cpjump1 = None  # the CPJUMP1 folder notebook 02 used (None: the synthetic default)
-synthetic_cpjump1 = {}  # notebook 02's generator overrides, to find the same data
 same_profile = True  # only runs made with this profile
-embed_size = 128  # image size for the CNN embeddings of section 5
-null_size = 5000
+embed_size = 128  # image size for the CNN embeddings of section 4
 map_methods = ["tsne", "umap"]
 
 # %%
@@ -57,7 +55,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from cellutils import catalog, display, embeddings, evaluate, features, summary, torchdata
+from cellutils import catalog, display, embeddings, evaluate, summary, torchdata
 from cellutils.paths import use_run_dir
 from cellutils.runtime import seed_everything
 
@@ -164,43 +162,18 @@ fig.tight_layout()
 display.save_figure(fig, run, "embeddings_batch")
 
 # %% [markdown]
-# ## 5 · Replicate retrieval: CNN embeddings vs regionprops profiles
-# Both on CPJUMP1 well profiles, both normalised per plate against DMSO, both scored with
-# copairs: can a compound's wells on one plate retrieve its wells on the other plate against
-# DMSO? The CNN is the offline ImageNet backbone (EfficientNet-Lite0), frozen, on all five
-# stains; the profiles are notebook 02's.
+# ## 5 · Replicate retrieval: which profile finds a compound's replicates?
+# Notebook 02 scored three kinds of CPJUMP1 well profile (report 004's regionprops features,
+# CellProfiler-grade cp-measure features, frozen ImageNet CNN embeddings) the same way:
+# copairs replicate mAP across plates against DMSO, before and after sphering. Each dot is a
+# compound; the box is the spread over compounds.
 
 # %%
 maps = {}
 if "02_features" in metrics:
-    profiles = pd.read_csv(f"{metrics['02_features']['run']}/well_profiles.csv")
-    maps["regionprops profiles (02)"] = features.replicate_map(
-        profiles, "Metadata_pert_iname", "Metadata_Plate", "DMSO", null_size, seed
-    )
-    root = catalog.locate("cpjump1", real_cpjump1, data_root, synthetic_cpjump1 or None, seed)
-    index = catalog.read_index("cpjump1", root)
-    chans = ["DNA", "ER", "RNA", "AGP", "Mito"]
-    images = torchdata.decode(index, chans, embed_size, data_root=data_root)
-    stats = torchdata.ChannelStats.fit(images, np.arange(len(index)))
-    backbone = next(
-        iter(embeddings.available_backbones(["efficientnet_lite0"], verbose=False).values())
-    )
-    emb = embeddings.extract(images, stats, *backbone)
-    meta = index[["Metadata_Plate", "Metadata_Well", "Metadata_pert_iname"]].reset_index(drop=True)
-    sites = pd.concat(
-        [meta, pd.DataFrame(emb, columns=[f"CNN_{i}" for i in range(emb.shape[1])])], axis=1
-    )
-    wells_cnn = features.select_features(
-        features.normalize(
-            features.profiles(sites, ["Metadata_Plate", "Metadata_Well"]),
-            "Metadata_pert_iname == 'DMSO'",
-        ),
-        ["variance_threshold", "drop_na_columns"],
-    )
-    maps[f"CNN embeddings ({backbone[0]}, frozen)"] = features.replicate_map(
-        wells_cnn, "Metadata_pert_iname", "Metadata_Plate", "DMSO", null_size, seed
-    )
-    fig, ax = plt.subplots(figsize=(7, 3.5))
+    per_compound = pd.read_csv(f"{metrics['02_features']['run']}/profile_maps.csv")
+    maps = {k: g for k, g in per_compound.groupby("profiles", sort=False)}
+    fig, ax = plt.subplots(figsize=(8, 0.5 * len(maps) + 1.5))
     ax.boxplot(
         [m.mean_average_precision for m in maps.values()],
         vert=False,
@@ -215,6 +188,14 @@ if "02_features" in metrics:
             s=18,
             zorder=3,
         )
+    ax.axvline(
+        metrics["02_features"]["extra"]["profile_kinds"]["no_signal_map"],
+        color=display.CONTROL_COLOUR,
+        ls="--",
+        lw=1,
+        label="features of pure noise",
+    )
+    ax.legend(loc="lower right", frameon=False, fontsize=8)
     ax.set(
         xlabel="mean average precision per compound (green: significant)",
         xlim=(0, 1),
