@@ -203,23 +203,38 @@ def _convex_areas(
     pts_all = np.stack([r[order], c[order]], 1).astype(float)
     ends = np.cumsum(np.bincount(lab, minlength=int(masks.max()) + 1))
     out = area.astype(float).copy()
+    hulls, owner = [], []
     for i, lb in enumerate(labels):
         pts = (pts_all[ends[lb - 1] : ends[lb], None, :] + _DIAMOND).reshape(-1, 2)
         try:
-            v = pts[ConvexHull(pts).vertices]
+            hulls.append(pts[ConvexHull(pts).vertices])
         except QhullError:  # too few points for a hull: the object's own pixels
             continue
-        y0, x0 = v[:, 0], v[:, 1]
-        nxt = np.concatenate((np.arange(1, len(v)), [0]))
-        y1, x1 = y0[nxt], x0[nxt]
-        ys = np.arange(np.ceil(y0.min()), np.floor(y0.max()) + 1)[:, None]
-        with np.errstate(divide="ignore", invalid="ignore"):
-            t = (ys - y0) / (y1 - y0)
-            x = x0 + t * (x1 - x0)
-        crosses = (t >= 0) & (t <= 1)  # a horizontal edge gives t = +-inf or nan: never
-        lo = np.where(crosses, x, np.inf).min(1)
-        hi = np.where(crosses, x, -np.inf).max(1)
-        out[i] = np.clip(np.floor(hi + 1e-9) - np.ceil(lo - 1e-9) + 1, 0, None).sum()
+        owner.append(np.full(len(hulls[-1]), i))
+    if not hulls:
+        return out
+    # every hull edge of every object at once: the pixel rows it crosses, where it crosses
+    v, obj = np.concatenate(hulls), np.concatenate(owner)
+    start = np.r_[0, np.cumsum([len(h) for h in hulls])[:-1]]
+    nxt = np.arange(len(v)) + 1
+    nxt[np.cumsum([len(h) for h in hulls]) - 1] = start  # each polygon closes on itself
+    y0, x0, y1, x1 = v[:, 0], v[:, 1], v[nxt, 0], v[nxt, 1]
+    lo_y, hi_y = np.ceil(np.minimum(y0, y1)), np.floor(np.maximum(y0, y1))
+    n_rows = np.where(y0 != y1, np.maximum(hi_y - lo_y + 1, 0), 0).astype(int)
+    edge = np.repeat(np.arange(len(v)), n_rows)
+    row = lo_y[edge] + (np.arange(len(edge)) - np.repeat(np.cumsum(n_rows) - n_rows, n_rows))
+    x = x0[edge] + (row - y0[edge]) * (x1[edge] - x0[edge]) / (y1[edge] - y0[edge])
+    # per (object, row): the span between the leftmost and rightmost crossing
+    order = np.lexsort((row, obj[edge]))
+    key_obj, key_row, x = obj[edge][order], row[order], x[order]
+    first = np.r_[True, (np.diff(key_obj) != 0) | (np.diff(key_row) != 0)]
+    starts = np.flatnonzero(first)
+    lo_x, hi_x = np.minimum.reduceat(x, starts), np.maximum.reduceat(x, starts)
+    width = np.clip(np.floor(hi_x + 1e-9) - np.ceil(lo_x - 1e-9) + 1, 0, None)
+    counted = np.bincount(key_obj[starts], width, minlength=len(labels))
+    has_hull = np.zeros(len(labels), bool)
+    has_hull[np.unique(obj)] = True
+    out[has_hull] = counted[has_hull]
     return out
 
 

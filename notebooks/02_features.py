@@ -91,8 +91,8 @@ backend = segment.resolve_backend(backend)
 client = cluster.get_client(n_workers=workers)  # or the scheduler at DASK_SCHEDULER_ADDRESS
 masks_dir = segment.output_dir(root, backend, data_root)
 seg_index = segment.segment_index(
-    index, masks_dir, "key", cyto_channel, nucleus_channel, backend, client=client
-)  # reports' settings
+    index, masks_dir, "key", cyto_channel, nucleus_channel, backend, client=client, flows=False
+)  # reports' settings; no flows: nothing here reads them
 meta = [
     "Metadata_Plate",
     "Metadata_Well",
