@@ -227,7 +227,7 @@ seg_index = segment.segment_index(
     nucleus_channel,
     backend,
     n_workers=workers,
-    flows=backend == "cellpose",  # cellpose's come free; the classical ones cost 15x the masks
+    flows=backend == "cellpose",  # cellpose's come free; the classical ones cost 17x the masks
     **(settings if backend == "cellpose" else {}),
 )
 print(
