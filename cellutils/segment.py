@@ -48,6 +48,9 @@ REPORT_004 = {
     "diameter": None,
 }
 CONVERTED_SIZE = "size_cyto0_torch.npy"
+# bumped whenever the classical algorithm changes, so masks of an older one are never reused
+# (v2: settings from the image's scale, log-intensity + distance seeds, half-maximum cut)
+CLASSICAL_VERSION = 2
 
 
 class SegmentationError(RuntimeError):
@@ -373,12 +376,13 @@ def output_dir(
     """Where a dataset's masks go: ``<data root>/segmentation/<dataset folder>/<key>``, shared
     by the notebooks so one segmentation serves them all. The key names everything that makes
     the masks: the backend, and for cellpose the weights file and the settings (default: report
-    004's), e.g. ``cellpose-cyto3-cellprob-5.0-diameterNone-flow0.7``; masks made with other
-    weights or thresholds are never reused by mistake."""
+    004's), e.g. ``cellpose-cyto3-cellprob-5.0-diameterNone-flow0.7``, for the classical
+    backend its version (``classical-v2``); masks made with other weights, thresholds or
+    algorithms are never reused by mistake."""
     from cellutils.paths import data_root as _data_root
 
     backend = resolve_backend(backend)
-    key = backend
+    key = f"classical-v{CLASSICAL_VERSION}"
     if backend == "cellpose":
         weights = find_cellpose_weights()
         tag = "-".join(f"{k.split('_')[0]}{v}" for k, v in sorted((settings or REPORT_004).items()))
