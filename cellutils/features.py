@@ -104,7 +104,7 @@ def shape_features(masks: np.ndarray) -> dict[str, np.ndarray]:
     boxes = ndi.find_objects(masks)
     labels = np.array([i + 1 for i, b in enumerate(boxes) if b is not None], np.int32)
     if not len(labels):
-        return {k: np.zeros(0) for k in ["label", *SHAPE, *POSITION]}
+        return {"label": np.zeros(0, np.int32), **{k: np.zeros(0) for k in [*SHAPE, *POSITION]}}
     flat = masks.ravel()
     n = int(masks.max()) + 1
     rows, cols = np.indices(masks.shape)

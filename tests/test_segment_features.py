@@ -244,6 +244,9 @@ def test_vectorised_features_match_the_per_cell_loop():
     assert len(fast) > 10
     for col in slow.columns:
         np.testing.assert_allclose(fast[col], slow[col], rtol=1e-6, atol=1e-9, err_msg=col)
+    empty = features.measure_cells(np.zeros_like(masks), image, ["DNA", "ER"], {"Well": "A01"})
+    full = features.measure_cells(masks, image, ["DNA", "ER"], {"Well": "A01"})
+    assert len(empty) == 0 and list(empty.columns) == list(full.columns)
     fast = features.measure_cells(masks, image, ["DNA", "ER"])
     assert fast.loc[0, "Cells_AreaShape_Area"] == 8 * 12
     assert fast.loc[1, "Cells_Intensity_MeanIntensity_ER"] == pytest.approx(
