@@ -60,8 +60,8 @@ def _row(name: str, unit: str, base: tuple[str, float], cand: tuple[str, float])
         "baseline": base[0],
         "candidate": cand[0],
         "unit": unit,
-        "baseline_value": round(base[1], 2),
-        "candidate_value": round(cand[1], 2),
+        "baseline_value": float(f"{base[1]:.3g}"),  # three significant digits
+        "candidate_value": float(f"{cand[1]:.3g}"),
         "ratio": round(cand[1] / base[1], 2),
     }
 
