@@ -380,10 +380,15 @@ gain.round(3).rename(columns={"diff_vs_first": "mAP gain from sphering"})
 # %% [markdown]
 # **Which number to trust.** Every row above is scored the same way on the same compounds,
 # so the differences are paired: trust a difference when its interval excludes 0, not when
-# one mean is higher. On the quick synthetic data the CellProfiler-grade set usually finds more
-# replicates than regionprops and sphering helps it most: its 200-odd features carry more of
-# the per-plate and per-well nuisance for the DMSO wells to whiten. The CNN's ImageNet
-# features, never trained on cells, sit closest to the no-signal line. With few DMSO wells
+# one mean is higher. And read every mean against the dashed line, not against 0: with one
+# or two replicate wells per compound and a handful of DMSO wells, features of pure noise
+# already score about 0.25. On the quick synthetic data the CellProfiler-grade set finds
+# somewhat more replicates than regionprops (the paired interval still touches 0), and
+# sphering helps it most: its 200-odd features carry more of the per-plate and per-well
+# nuisance for the DMSO wells to whiten. The CNN's ImageNet features, never trained on cells,
+# score **below** the no-signal line: they see the plate more than the compound, and since a
+# compound's replicate is on the other plate, the DMSO wells of its own plate rank first.
+# A batch effect does not just add noise; it can invert a retrieval. With few DMSO wells
 # the sphering matrix is estimated from fewer wells than features (regularised by
 # `epsilon`): on a real plate (dozens of DMSO wells per plate, many plates) it is far better
 # determined.
