@@ -145,7 +145,8 @@ def classical_nuclei(
     """Nuclei of one channel, with every scale taken from the image itself:
 
     1. foreground: smoothed intensity above background + ``noise_k`` noise SDs (median and
-       MAD of the darker half), low enough to keep dim nuclei;
+       MAD of the darker half), low enough to keep dim nuclei, and never above Otsu's
+       threshold (dense images, where the median lies inside the objects);
     2. diameter: from the objects above Otsu's threshold, weighted by area so specks and
        noise do not shrink it (or ``diameter`` when given);
     3. seeds: maxima of log-intensity (smoothed at diameter/10) plus the distance to the
@@ -157,11 +158,14 @@ def classical_nuclei(
     Returns (labels 1..n, diameter in pixels)."""
     x = _unit(image)
     sm = filters.gaussian(x, 1.0)
+    otsu = filters.threshold_otsu(sm)
     bg = float(np.median(sm))
     noise = 1.4826 * float(np.median(np.abs(sm[sm <= bg] - bg))) + 1e-6
-    fg = sm > bg + noise_k * noise
+    # never above Otsu's threshold: when objects cover most of the image, the median and MAD
+    # sit inside them and background + k noise would cut the objects away
+    fg = sm > min(bg + noise_k * noise, otsu)
     if diameter is None:
-        diameter = _estimate_diameter(fg & (sm > filters.threshold_otsu(sm)))
+        diameter = _estimate_diameter(sm > otsu)
     min_px = max(8, int(0.1 * np.pi * diameter**2 / 4))
     fg = _drop_small(fg, min_px)
     if not fg.any():
@@ -383,6 +387,8 @@ def output_dir(
 
     backend = resolve_backend(backend)
     key = f"classical-v{CLASSICAL_VERSION}"
+    if backend == "classical" and (settings or {}).get("diameter") is not None:
+        key += f"-diameter{settings['diameter']}"  # a set diameter makes other masks
     if backend == "cellpose":
         weights = find_cellpose_weights()
         tag = "-".join(f"{k.split('_')[0]}{v}" for k, v in sorted((settings or REPORT_004).items()))

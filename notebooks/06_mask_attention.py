@@ -85,7 +85,8 @@ root = catalog.locate("cpjump1_subset", real_cpjump1_subset, data_root, syntheti
 index = catalog.read_index("cpjump1_subset", root)
 label = "Metadata_pert_iname"
 backend = segment.resolve_backend(backend)
-settings = segment.REPORT_003  # cellpose's defaults, as report 003 ran it (ignored by classical)
+# cellpose's defaults, as report 003 ran it; the classical backend takes its scale from the image
+settings = segment.REPORT_003 if backend == "cellpose" else {}
 seg = segment.segment_index(
     index,
     segment.output_dir(root, backend, data_root, settings),

@@ -328,5 +328,7 @@ def test_mask_folders_are_keyed_by_backend_weights_and_settings(tmp_path, monkey
     assert default.name.startswith("cellpose-cyto3-") and "cellprob-5.0" in default.name
     assert r003 != default and "flow0.4" in r003.name
     assert segment.output_dir(tmp_path / "subset", "classical", tmp_path).name == "classical-v2"
+    fixed = segment.output_dir(tmp_path / "subset", "classical", tmp_path, segment.REPORT_003)
+    assert fixed.name == "classical-v2-diameter30.0"
     weights.model = tmp_path / "cyto0_torch"
     assert segment.output_dir(tmp_path / "subset", "cellpose", tmp_path) != default
