@@ -237,6 +237,9 @@ def interval_plot(
     ax.invert_yaxis()
     if chance is not None:
         ax.axvline(chance, color=CONTROL_COLOUR, ls="--", lw=1)
-        ax.text(chance, -0.6, " no signal", color=CONTROL_COLOUR, fontsize=8, va="bottom")
+        ax.text(
+            chance, 0.01, " no signal", color=CONTROL_COLOUR, fontsize=8, va="bottom",
+            transform=ax.get_xaxis_transform(),
+        )  # fmt: skip
     ax.set(xlabel=xlabel, title=title)
     ax.legend(loc="center left", bbox_to_anchor=(1.02, 0.5), frameon=False)
