@@ -182,6 +182,13 @@ pd.DataFrame(real_rows).round(3)
 # still split touching cells best. A setting of the segmentation is a hyper-parameter of every
 # later result: check your masks before you build on them.
 #
+# What you ask for is a setting too. The course subset (notebooks 05-08) has one channel, the
+# median of DNA, ER and RNA, in which whole cells show with their texture. Asked for nuclei in
+# it (`segment(image, None, 0)`), the classical backend seeds one object per bright speckle and
+# scores AP@0.5 of about 0 against the true cells; asked for cells of that channel
+# (`segment(image, 0, 0)`: the same channel as cytoplasm and nucleus) it smooths the texture
+# away at the cell's scale and scores about 0.6-0.7 (06 and 08 print it; cellpose about 0.87).
+#
 # One correction to how AP is usually computed here: cellpose's metric counts `max(label)` as
 # the number of true objects, so a ground truth numbered with gaps (stardist's sample: 125
 # nuclei numbered up to 183) would count 58 phantom misses. `segment.average_precision`

@@ -15,8 +15,8 @@
 # %% [markdown]
 # # 06 · Image + mask: a mask-attention CNN (report 003, first half)
 #
-# > **Time** quick profile: about 2 min on 2 CPU cores (the run's timing, data already generated) · full profile: about 20 min on one GPU (an estimate: no GPU run recorded yet)  
-# > **Needs** cellpose weights; full profile: a GPU and the course subset  
+# > **Time** quick profile: about 2 min on 2 CPU cores (the run's timing, data already generated) · full profile: about 20 min on one GPU (an estimate: no GPU run recorded yet)
+# > **Needs** cellpose weights; full profile: a GPU and the course subset
 # > **You will learn**
 # > - report 003's mask-attention CNN on image + cellpose mask, label smoothing, OneCycle
 # > - what the mask channel adds, measured with the same network on a blank mask
@@ -64,7 +64,17 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from cellutils import catalog, display, evaluate, models, segment, splits, torchdata, train
+from cellutils import (
+    catalog,
+    datasets,
+    display,
+    evaluate,
+    models,
+    segment,
+    splits,
+    torchdata,
+    train,
+)
 from cellutils.lesson import Claim, Lesson, Protocol
 from cellutils.paths import use_run_dir
 from cellutils.runtime import check_profile, pick_device, seed_everything
@@ -91,10 +101,16 @@ seg = segment.segment_index(
     index,
     segment.output_dir(root, backend, data_root, settings),
     "core",
-    None,
+    "median",  # one channel shows whole cells: the same channel as cytoplasm and nucleus
     "median",
     backend,
     **settings,
+)
+# the simulator knows every cell: how close are these masks to the truth?
+truth = (
+    segment.score_masks(seg, datasets.cpjump1_site_key(index), root, seed=seed)
+    if catalog.is_synthetic(root)
+    else None
 )
 wells = index.groupby(label).Metadata_Well.nunique()
 pd.Series(
@@ -104,6 +120,11 @@ pd.Series(
         "compounds (classes)": index[label].nunique(),
         "compounds in exactly one well": int((wells == 1).sum()),
         "segmentation": f"{backend}, median {seg.n_cells.median():.0f} cells per image",
+        "masks against the true cells": (
+            f"AP@0.5 {truth['AP@0.5']:.2f} on {truth['sites']} images"
+            if truth
+            else "real data: no ground truth, check the masks by eye"
+        ),
     }
 )
 

@@ -15,8 +15,8 @@
 # %% [markdown]
 # # 08 · Single cells, three inputs, one vote per image (report 004)
 #
-# > **Time** quick profile: about 2 min on 2 CPU cores (the run's timing, data already generated) · full profile: about 5 h on one GPU (an estimate: no GPU run recorded yet)  
-# > **Needs** cellpose weights; full profile: a GPU, the course subset and ImageNet weights for EfficientNet-B0  
+# > **Time** quick profile: about 2 min on 2 CPU cores (the run's timing, data already generated) · full profile: about 5 h on one GPU (an estimate: no GPU run recorded yet)
+# > **Needs** cellpose weights; full profile: a GPU, the course subset and ImageNet weights for EfficientNet-B0
 # > **You will learn**
 # > - report 004's multi-input network: two EfficientNet-B0 branches, a tabular MLP and an attention gate
 # > - how per-cell predictions become one vote per image
@@ -70,7 +70,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from cellutils import catalog, cells, display, evaluate, models, segment, splits, train
+from cellutils import catalog, cells, datasets, display, evaluate, models, segment, splits, train
 from cellutils.lesson import Claim, Lesson, Protocol
 from cellutils.paths import use_run_dir
 from cellutils.runtime import check_profile, pick_device, seed_everything
@@ -104,8 +104,14 @@ print(
 )
 backend = segment.resolve_backend(backend)
 seg = segment.segment_index(
-    index, segment.output_dir(root, backend, data_root), "core", None, "median", backend
+    index, segment.output_dir(root, backend, data_root), "core", "median", "median", backend
 )  # cellpose: the reports' settings (the defaults)
+if catalog.is_synthetic(root):  # the simulator knows every cell: how close are these masks?
+    truth = segment.score_masks(seg, datasets.cpjump1_site_key(index), root, seed=seed)
+    print(
+        f"{backend} masks against the true cells: "
+        f"AP@0.5 {truth['AP@0.5']:.2f} ({truth['sites']} images)"
+    )
 
 # %% [markdown]
 # ## 2 · One sample per cell

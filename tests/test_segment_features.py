@@ -131,6 +131,25 @@ def test_classical_backend_finds_cells_and_nuclei(site160):
     assert np.abs(seg.flows[:, seg.masks == 0]).max() == 0
 
 
+def test_one_channel_of_whole_cells_is_segmented_as_cells(tmp_path):
+    """The CPJUMP1 subset's median image (DNA, ER and RNA in one channel): asked for cells
+    (``cyto == nucleus``) the classical backend finds cells; seeding nuclei in that textured
+    channel, as the nucleus-only mode does, misses nearly every cell."""
+    root = datasets.write_cpjump1_subset(
+        tmp_path / "s", n_single=3, n_double=0, n_dmso_wells=1, sites=2, size=160, seed=3
+    )
+    index = datasets.read_cpjump1_subset(root)
+    as_cells, as_nuclei = [], []
+    for (_, r), key in zip(index.iterrows(), datasets.cpjump1_site_key(index), strict=True):
+        image, truth = datasets.load_site(r, ["median"]), synth.read_truth_masks(root, key)[0]
+        cells = segment.segment(image, 0, 0, "classical")
+        assert cells.nuclei is None and cells.masks.max() > 0
+        as_cells.append(segment.average_precision(truth, cells.masks)["AP@0.5"])
+        nuclei = segment.segment(image, None, 0, "classical").masks
+        as_nuclei.append(segment.average_precision(truth, nuclei)["AP@0.5"])
+    assert np.mean(as_cells) > 0.5 > 0.2 > np.mean(as_nuclei)
+
+
 def test_classical_backend_takes_its_scale_from_the_image(site160):
     """The same site at 3x the resolution: the estimated diameter grows about 3x and the
     nuclei are found as well (no setting depends on the pixel size)."""
@@ -327,8 +346,8 @@ def test_mask_folders_are_keyed_by_backend_weights_and_settings(tmp_path, monkey
     r003 = segment.output_dir(tmp_path / "subset", "cellpose", tmp_path, segment.REPORT_003)
     assert default.name.startswith("cellpose-cyto3-") and "cellprob-5.0" in default.name
     assert r003 != default and "flow0.4" in r003.name
-    assert segment.output_dir(tmp_path / "subset", "classical", tmp_path).name == "classical-v2"
+    assert segment.output_dir(tmp_path / "subset", "classical", tmp_path).name == "classical-v3"
     fixed = segment.output_dir(tmp_path / "subset", "classical", tmp_path, segment.REPORT_003)
-    assert fixed.name == "classical-v2-diameter30.0"
+    assert fixed.name == "classical-v3-diameter30.0"
     weights.model = tmp_path / "cyto0_torch"
     assert segment.output_dir(tmp_path / "subset", "cellpose", tmp_path) != default
