@@ -15,8 +15,8 @@
 # %% [markdown]
 # # 06 · Image + mask: a mask-attention CNN (report 003, first half)
 #
-# > **Time** quick profile: about 2 min on 2 CPU cores (the run's timing, data already generated) · full profile: about 20 min on one GPU (an estimate: no GPU run recorded yet)
-# > **Needs** cellpose weights; full profile: a GPU and the course subset
+# > **Time** quick profile: about 2 min on 2 CPU cores (the run's timing, data already generated) · full profile: about 20 min on one GPU (an estimate: no GPU run recorded yet)  
+# > **Needs** cellpose weights; full profile: a GPU and the course subset  
 # > **You will learn**
 # > - report 003's mask-attention CNN on image + cellpose mask, label smoothing, OneCycle
 # > - what the mask channel adds, measured with the same network on a blank mask

@@ -15,8 +15,8 @@
 # %% [markdown]
 # # 08 · Single cells, three inputs, one vote per image (report 004)
 #
-# > **Time** quick profile: about 2 min on 2 CPU cores (the run's timing, data already generated) · full profile: about 5 h on one GPU (an estimate: no GPU run recorded yet)
-# > **Needs** cellpose weights; full profile: a GPU, the course subset and ImageNet weights for EfficientNet-B0
+# > **Time** quick profile: about 2 min on 2 CPU cores (the run's timing, data already generated) · full profile: about 5 h on one GPU (an estimate: no GPU run recorded yet)  
+# > **Needs** cellpose weights; full profile: a GPU, the course subset and ImageNet weights for EfficientNet-B0  
 # > **You will learn**
 # > - report 004's multi-input network: two EfficientNet-B0 branches, a tabular MLP and an attention gate
 # > - how per-cell predictions become one vote per image
