@@ -118,15 +118,13 @@ def classical(
     background and noise from its median and MAD, the nucleus diameter from its bright objects
     (or ``diameter``), and smoothing and seed spacing from that diameter."""
     t0 = time.perf_counter()
+    nuclei = None  # returned only when cells were grown from them
     if cyto is not None and cyto == nucleus:
         masks, diameter = classical_cells(image[cyto], diameter)
-        return Segmentation(
-            masks, None, None, None, diameter, "classical", time.perf_counter() - t0
-        )
-    nuclei, diameter = classical_nuclei(image[nucleus], diameter)
-    if cyto is None:
-        masks = nuclei
+    elif cyto is None:
+        masks, diameter = classical_nuclei(image[nucleus], diameter)
     else:
+        nuclei, diameter = classical_nuclei(image[nucleus], diameter)
         # the cytoplasm channel's foreground: half its Otsu threshold (dim cytoplasm counts),
         # shared out between neighbouring nuclei by distance (a Voronoi split inside it)
         cy = filters.gaussian(_unit(image[cyto]), 1.0)
@@ -139,7 +137,7 @@ def classical(
         masks,
         None,
         None,
-        nuclei if cyto is not None else None,
+        nuclei,
         float(diameter),
         "classical",
         time.perf_counter() - t0,
@@ -182,15 +180,7 @@ def classical_nuclei(
     log_i = (log_i - log_i[fg].min()) / max(float(np.ptp(log_i[fg])), 1e-6)
     dist = ndi.distance_transform_edt(fg)
     landscape = log_i + dist / max(float(dist.max()), 1.0)
-    peaks = peak_local_max(
-        landscape,
-        min_distance=max(2, int(diameter / 4)),
-        labels=measure.label(fg),
-        exclude_border=False,
-    )
-    markers = np.zeros(x.shape, np.int32)
-    markers[tuple(peaks.T)] = np.arange(1, len(peaks) + 1)
-    regions = segmentation.watershed(-landscape, markers, mask=fg)
+    regions = _watershed_from_maxima(landscape, fg, max(2, int(diameter / 4)))
     peak = ndi.maximum(sm, regions, np.arange(regions.max() + 1))
     peak[0] = np.inf
     kept = np.where(sm > bg + half * (peak[regions] - bg), regions, 0)
@@ -231,16 +221,19 @@ def classical_cells(image: np.ndarray, diameter: float | None = None) -> tuple[n
     dist = ndi.distance_transform_edt(fg)
     landscape = (smooth - smooth[fg].min()) / max(float(np.ptp(smooth[fg])), 1e-6)
     landscape = landscape + 0.5 * dist / max(float(dist.max()), 1.0)
-    peaks = peak_local_max(
-        landscape,
-        min_distance=max(2, int(0.4 * diameter)),
-        labels=measure.label(fg),
-        exclude_border=False,
-    )
-    markers = np.zeros(x.shape, np.int32)
-    markers[tuple(peaks.T)] = np.arange(1, len(peaks) + 1)
-    cells = segmentation.watershed(-landscape, markers, mask=fg)
+    cells = _watershed_from_maxima(landscape, fg, max(2, int(0.4 * diameter)))
     return segmentation.relabel_sequential(cells)[0].astype(np.int32), float(diameter)
+
+
+def _watershed_from_maxima(landscape: np.ndarray, fg: np.ndarray, min_distance: int) -> np.ndarray:
+    """Objects of ``fg``: one seed per maximum of ``landscape`` (at least ``min_distance`` apart,
+    within each connected piece of ``fg``), flooded downhill inside ``fg``."""
+    peaks = peak_local_max(
+        landscape, min_distance=min_distance, labels=measure.label(fg), exclude_border=False
+    )
+    markers = np.zeros(fg.shape, np.int32)
+    markers[tuple(peaks.T)] = np.arange(1, len(peaks) + 1)
+    return segmentation.watershed(-landscape, markers, mask=fg)
 
 
 def _drop_small(objects: np.ndarray, min_pixels: int) -> np.ndarray:
