@@ -391,23 +391,22 @@ def average_precision(true: np.ndarray, pred: np.ndarray, thresholds=(0.5, 0.75)
 
 
 def score_masks(seg: pd.DataFrame, truth_keys: pd.Series, root, n: int = 8, seed: int = 0) -> dict:
-    """Mean AP of the masks ``segment_index`` wrote, against the simulator's ground-truth cells
-    of ``n`` sites drawn at random (``truth_keys``: each row's key in the ground truth, aligned
-    with ``seg``). Only synthetic data has ground truth: for real data, check the masks by eye."""
-    from cellutils import synthetic
+    """Mean AP@0.5 of the masks ``segment_index`` wrote, against the simulator's ground-truth
+    cells of ``n`` sites drawn at random (``truth_keys``: each row's key in the ground truth,
+    aligned with ``seg``), with a 95% bootstrap interval over those sites. Only synthetic data
+    has ground truth: for real data, check the masks by eye."""
+    from cellutils import stats, synthetic
 
     rows = np.random.default_rng(seed).choice(len(seg), min(n, len(seg)), replace=False)
-    aps = [
+    ap = [
         average_precision(
             synthetic.read_truth_masks(root, truth_keys.iloc[i])[0],
             tifffile.imread(seg.path_masks.iloc[i]),
-        )
+        )["AP@0.5"]
         for i in rows
     ]
-    return {
-        "sites": len(aps),
-        **{k: float(np.mean([a[k] for a in aps])) for k in ("AP@0.5", "AP@0.75")},
-    }
+    m = stats.bootstrap_mean(np.array(ap), seed=seed).iloc[0]
+    return {"sites": len(ap), "AP@0.5": m["mean"], "ci_low": m["ci_low"], "ci_high": m["ci_high"]}
 
 
 # --------------------------------------------------------------------------------------------

@@ -121,7 +121,8 @@ pd.Series(
         "compounds in exactly one well": int((wells == 1).sum()),
         "segmentation": f"{backend}, median {seg.n_cells.median():.0f} cells per image",
         "masks against the true cells": (
-            f"AP@0.5 {truth['AP@0.5']:.2f} on {truth['sites']} images"
+            f"AP@0.5 {truth['AP@0.5']:.2f} [{truth['ci_low']:.2f}, {truth['ci_high']:.2f}] "
+            f"on {truth['sites']} images"
             if truth
             else "real data: no ground truth, check the masks by eye"
         ),

@@ -110,7 +110,8 @@ if catalog.is_synthetic(root):  # the simulator knows every cell: how close are 
     truth = segment.score_masks(seg, datasets.cpjump1_site_key(index), root, seed=seed)
     print(
         f"{backend} masks against the true cells: "
-        f"AP@0.5 {truth['AP@0.5']:.2f} ({truth['sites']} images)"
+        f"AP@0.5 {truth['AP@0.5']:.2f} [{truth['ci_low']:.2f}, {truth['ci_high']:.2f}] "
+        f"({truth['sites']} images)"
     )
 
 # %% [markdown]

@@ -148,6 +148,17 @@ def test_one_channel_of_whole_cells_is_segmented_as_cells(tmp_path):
         nuclei = segment.segment(image, None, 0, "classical").masks
         as_nuclei.append(segment.average_precision(truth, nuclei)["AP@0.5"])
     assert np.mean(as_cells) > 0.5 > 0.2 > np.mean(as_nuclei)
+    # score_masks reads written masks: the true cells themselves score 1 on every site
+    keys = datasets.cpjump1_site_key(index)
+    written = pd.DataFrame(
+        {"path_masks": [root / "ground_truth" / "masks" / f"{k}_cells.tif" for k in keys]}
+    )
+    assert segment.score_masks(written, keys, root, n=4) == {
+        "sites": 4,
+        "AP@0.5": 1.0,
+        "ci_low": 1.0,
+        "ci_high": 1.0,
+    }
 
 
 def test_classical_backend_takes_its_scale_from_the_image(site160):
