@@ -77,6 +77,7 @@ class S3Prefix:
     keep: Callable[[str], bool] | None = None  # key filter (e.g. CPJUMP1's channels)
     max_keys: int | None = None  # at most this many objects (after ``keep``)
     channels: tuple[int, ...] | None = None  # the channels ``keep`` lets through, recorded
+    required: bool = True  # an empty listing is an error
 
 
 # --------------------------------------------------------------------------------------------
@@ -252,7 +253,10 @@ def _get_object(client, bucket: str, obj: dict, ledger: Ledger, retries: int, ba
         except ClientError as exc:
             code = exc.response.get("Error", {}).get("Code", "")
             if code in ("NoSuchKey", "AccessDenied", "403", "404"):
-                raise DownloadError(f"s3://{bucket}/{obj['key']}: {code}") from exc
+                raise DownloadError(
+                    f"s3://{bucket}/{obj['key']}: {code} (final: the bucket refuses it; check "
+                    "the bucket and plate names)"
+                ) from exc
             last = exc
         except (BotoCoreError, OSError, DownloadError) as exc:
             last = exc
@@ -280,10 +284,13 @@ def fetch_s3(
         todo, done = _plan(objects, base, src.strip, ledger)
         plans.append((src, objects, todo, done))
     listed = sum(len(p[1]) for p in plans)
-    if not listed:
+    empty = [
+        f"s3://{src.bucket}/{src.prefix}" for src, objs, _, _ in plans if src.required and not objs
+    ]
+    if empty:
         raise DownloadError(
-            f"the listing of {[f's3://{s.bucket}/{s.prefix}' for s in sources]} came back "
-            "empty; check the plate names."
+            f"the listing of {empty} came back empty; check the plate names (nothing was "
+            "downloaded)."
         )
     todo_all = [(src.bucket, o) for src, _, todo, _ in plans for o in todo]
     need = sum(o["size"] for _, o in todo_all)

@@ -599,7 +599,12 @@ def manifest(
             S3Prefix(bucket, f"{PREFIX}{IMAGE_DIR}/{plate}__", PREFIX, keep, max_images, chans)
         )
         out.append(
-            S3Prefix(bucket, f"{PREFIX}workspace/load_data_csv/2020_11_04_CPJUMP1/{plate}/", PREFIX)
+            S3Prefix(
+                bucket,
+                f"{PREFIX}workspace/load_data_csv/2020_11_04_CPJUMP1/{plate}/",
+                PREFIX,
+                required=False,
+            )
         )
     out.append(S3Prefix(bucket, f"{PREFIX}workspace/metadata/", PREFIX))
     return out
