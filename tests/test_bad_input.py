@@ -209,5 +209,4 @@ DOWNLOAD_CASES = [
 
 @pytest.mark.parametrize("case", DOWNLOAD_CASES, ids=lambda f: f.__name__)
 def test_downloads_bad_input(case, tiny, tmp_path, downloads_server, monkeypatch):
-    pytest.importorskip("moto")
     case(tiny, tmp_path, downloads_server, monkeypatch)

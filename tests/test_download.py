@@ -7,6 +7,7 @@ import hashlib
 import json
 from pathlib import Path
 
+import moto
 import numpy as np
 import pytest
 import tifffile
@@ -14,8 +15,6 @@ from download_stubs import PLATE, Calls, Flaky, fill_gallery, gets, make_zip, se
 
 from cellutils import datasets
 from cellutils import download as dl
-
-moto = pytest.importorskip("moto")
 
 # --------------------------------------------------------------------------------------------
 # CPJUMP1: S3 through boto3
