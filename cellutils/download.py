@@ -505,6 +505,11 @@ def fetch_http(files: Sequence[Remote], base: Path, timeout: float = 60.0, **kw)
     for item in todo:
         path = base / item.dest
         row = ledger.rows.get(item.dest)
+        if row and item.md5 and row["md5"] != item.md5.lower():
+            raise DownloadError(
+                f"{path}: {LEDGER} records MD5 {row['md5']}, the published MD5 is {item.md5}. "
+                "Move the file away (and its row out of the ledger) to download it again."
+            )
         if row and path.is_file() and path.stat().st_size == int(row["size"]):
             size = int(row["size"])  # downloaded and verified earlier
         else:
@@ -612,6 +617,7 @@ def main(argv: list[str] | None = None) -> int:
             build_cpjump1_subset(
                 a.plate_root or data_root() / "cpjump1",
                 a.dest or data_root() / "cpjump1_subset",
+                plate=(a.plates or ["BR00116991"])[0],
                 size=a.size,
             )
             return 0

@@ -212,6 +212,15 @@ def test_zip_is_verified_extracted_and_never_fetched_again(server, rxrx_zip, tin
     assert not zip_path.exists()
 
 
+def test_extracted_files_of_another_version_are_an_error(server, tmp_path):
+    dl.fetch_http([_remote(server)], tmp_path, progress=False)
+    with pytest.raises(dl.DownloadError, match=r"extracted.json records MD5 .* another version"):
+        dl.fetch_http([_remote(server, md5="f" * 32)], tmp_path, progress=False)
+    (tmp_path / "rxrx1-images.zip.extracted.json").unlink()
+    with pytest.raises(dl.DownloadError, match=r"rxrx1-images.zip: download_manifest.tsv records"):
+        dl.fetch_http([_remote(server, md5="f" * 32)], tmp_path, progress=False)
+
+
 def test_interrupted_zip_resumes_with_if_range(server, rxrx_zip, tmp_path):
     from download_stubs import Handler
 
