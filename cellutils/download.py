@@ -98,7 +98,6 @@ class Ledger:
             with open(self.path, newline="") as fh:
                 for row in csv.DictReader(fh, delimiter="\t"):
                     self.rows[row["key"]] = row  # the last row of a key wins
-        self._fresh = not self.path.exists()
 
     def matches(self, key: str, local: Path, size: int, etag: str = "") -> bool:
         """True when ``key`` was downloaded by us, unchanged remotely and whole on disk."""
@@ -586,9 +585,12 @@ def _channels(text: Sequence[str] | None) -> list[int] | None:
     if words == ["all"]:
         return list(range(1, 9))
     try:
-        return sorted({int(w.lower().removeprefix("ch")) for w in words})
+        chans = sorted({int(w.lower().removeprefix("ch")) for w in words})
     except ValueError:
-        raise SystemExit(f"--channels takes 'all' or channel numbers (1-8), got {text}") from None
+        chans = [0]
+    if not set(chans) <= set(range(1, 9)):
+        raise SystemExit(f"--channels takes 'all' or channel numbers (1-8), got {text}")
+    return chans
 
 
 def main(argv: list[str] | None = None) -> int:

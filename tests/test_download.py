@@ -303,6 +303,8 @@ def test_channels_option():
     assert dl._channels(["ch1,ch3", "5"]) == [1, 3, 5]
     with pytest.raises(SystemExit, match="channel numbers"):
         dl._channels(["DNA"])
+    with pytest.raises(SystemExit, match="channel numbers"):
+        dl._channels(["9"])
 
 
 def test_download_module_does_not_import_the_registry():
