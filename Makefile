@@ -51,7 +51,7 @@ lab: setup ## open JupyterLab (a notebook run there uses the quick settings with
 bench: setup ## benchmarks: ratios against a baseline measured in the same run (ONLY=fullscale: some; JSON in results/bench/)
 	$(PY) -m benchmarks $(ONLY)
 
-data: setup ## generate the synthetic default data (or NAME=rxrx1|cpjump1: download the real one)
+data: setup ## synthetic default data; NAME=rxrx1|cpjump1: download the real one; NAME=cpjump1_subset: build it from data/cpjump1
 ifdef NAME
 	$(PY) -m cellutils.download $(NAME) $(ARGS)
 else
@@ -62,7 +62,7 @@ endif
 data-rxrx1: setup ## download RxRx1 (rxrx.ai release, ~46 GB; resumable) into data/rxrx1
 	$(PY) -m cellutils.download rxrx1 $(ARGS)
 
-data-cpjump1: setup ## download CPJUMP1 plate BR00116991 from the Cell Painting Gallery into data/cpjump1
+data-cpjump1: setup ## download CPJUMP1 plate BR00116991 (channels 1-5; ARGS='--channels all' for 8) into data/cpjump1
 	$(PY) -m cellutils.download cpjump1 $(ARGS)
 
 strip: setup ## nbstripout the notebooks and write their jupytext twins (notebooks/*.py)

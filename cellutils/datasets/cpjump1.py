@@ -7,6 +7,7 @@ Layout facts: ``docs/datasets.md``. Terms: the Cell Painting Gallery's (CC0 1.0)
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import string
@@ -64,7 +65,8 @@ SIM = tuple(SIM_STAIN[v] for v in STAINS)  # the simulator's compartment per cha
 FILE = re.compile(
     r"^r(?P<row>\d{2})c(?P<col>\d{2})f(?P<field>\d{2})p(?P<plane>\d{2})-ch(?P<ch>\d)sk1fk1fl1\.tiff$"
 )
-GALLERY = "https://cellpainting-gallery.s3.amazonaws.com"
+BUCKET = "cellpainting-gallery"  # the Cell Painting Gallery's public S3 bucket
+FLUORESCENT = (1, 2, 3, 4, 5)  # what ``make data NAME=cpjump1`` fetches unless told otherwise
 PREFIX = "cpg0000-jump-pilot/source_4/"
 IMAGE_DIR = "images/2020_11_04_CPJUMP1/images"
 PLATEMAP = "metadata/platemaps/2020_11_04_CPJUMP1/platemap/JUMP-Target-1_compound_platemap.tsv"
@@ -106,6 +108,7 @@ def read_cpjump1(
     check_files: bool = True,
     labels: bool = True,
     compound_metadata: str | os.PathLike | None = None,
+    channels: Sequence[int] | None = None,
 ) -> pd.DataFrame:
     """Index CPJUMP1 sites: load_data tables (or, without them, the Phenix file names) joined to
     each plate's plate map (named by ``barcode_platemap.csv``) and the compound metadata.
@@ -121,11 +124,13 @@ def read_cpjump1(
     Metadata_control_type, path_<stain> for the 8 channels (``CHANNELS``). Text
     columns use one missing value, ``MISSING``. ``labels`` (default): raise when no site has a
     compound name; wells whose compound is not in the metadata are reported and left out.
+    ``channels``: the channel numbers to index (default: those ``make data`` fetched, named in
+    the folder's ``download.json``, else all eight); other channels' files are not looked for.
     """
     root = Path(root).expanduser()
     _require(root, "CPJUMP1 folder", "Pass the folder holding images/ and load_data_csv/.")
     image_dirs = _plate_image_dirs(root)
-    stains = list(CHANNELS.values())
+    stains = [CHANNELS[c] for c in (channels or _downloaded_channels(root))]
     load = _load_data_files(root)
     if load:
         ld = pd.concat(
@@ -158,6 +163,7 @@ def read_cpjump1(
             for plate, d in image_dirs.items()
             if plates is None or plate in plates
             for p in d.glob("*.tif*")
+            if not FILE.match(p.name) or CHANNELS.get(int(FILE.match(p.name)["ch"])) in stains
         ]
         found = _DiskFiles(disk)
         claimed = []
@@ -213,6 +219,14 @@ def read_cpjump1(
         cols,
         sort=["Metadata_Plate", "Metadata_Well", "Metadata_Site"],
     )
+
+
+def _downloaded_channels(root: Path) -> list[int]:
+    """The channels ``make data NAME=cpjump1 --channels ...`` fetched (its ``download.json``),
+    so that channels left out on purpose are not reported missing; all eight otherwise."""
+    record = root / "download.json"
+    chans = json.loads(record.read_text()).get("channels") if record.is_file() else None
+    return [int(c) for c in chans] if chans else list(CHANNELS)
 
 
 def _load_data_files(root: Path) -> list[Path]:
@@ -562,24 +576,38 @@ def write_cpjump1(
 
 
 def manifest(
-    plates: Sequence[str] | None = None, max_images: int | None = None, bucket: str = GALLERY, **_
+    plates: Sequence[str] | None = None,
+    channels: Sequence[int] | None = None,
+    max_images: int | None = None,
+    bucket: str = BUCKET,
+    **_,
 ) -> list:
-    """Images and load_data CSVs of ``plates`` (default BR00116991) plus the plate-map and
-    compound-metadata folder, listed from the Gallery's public bucket."""
-    from cellutils.download import DownloadError, Remote, list_s3
+    """What ``make data NAME=cpjump1`` mirrors from the Gallery's public bucket: the images of
+    ``plates`` (default BR00116991) in ``channels`` (default the five fluorescent ones,
+    ``FLUORESCENT``), their load_data tables, and the plate maps and compound metadata."""
+    from cellutils.download import S3Prefix
 
-    files: list[Remote] = []
+    chans = tuple(sorted(channels or FLUORESCENT))
+
+    def keep(key: str) -> bool:
+        m = FILE.match(key.rsplit("/", 1)[-1])
+        return m is None or int(m["ch"]) in chans
+
+    out = []
     for plate in plates or ("BR00116991",):
-        files += list_s3(
-            bucket, f"{PREFIX}images/2020_11_04_CPJUMP1/images/{plate}__", max_keys=max_images
+        out.append(
+            S3Prefix(bucket, f"{PREFIX}{IMAGE_DIR}/{plate}__", PREFIX, keep, max_images, chans)
         )
-        files += list_s3(bucket, f"{PREFIX}workspace/load_data_csv/2020_11_04_CPJUMP1/{plate}/")
-    files += list_s3(bucket, f"{PREFIX}workspace/metadata/")
-    if not files:
-        raise DownloadError(
-            f"the listing of {bucket}/{PREFIX} came back empty; check the plate names."
+        out.append(
+            S3Prefix(
+                bucket,
+                f"{PREFIX}workspace/load_data_csv/2020_11_04_CPJUMP1/{plate}/",
+                PREFIX,
+                required=False,
+            )
         )
-    return [Remote(f.url, f.dest[len(PREFIX) :], f.size, md5=f.md5) for f in files]
+    out.append(S3Prefix(bucket, f"{PREFIX}workspace/metadata/", PREFIX))
+    return out
 
 
 LAYOUT = Layout(

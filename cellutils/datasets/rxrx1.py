@@ -398,7 +398,11 @@ def rxrx1_rgb(image: np.ndarray) -> np.ndarray:
 
 
 def manifest(images: bool = True, **_) -> list:
-    """The rxrx.ai release: metadata zip (small) and images zip (~46 GB)."""
+    """The rxrx.ai release: metadata zip (small) and images zip (~46 GB).
+
+    No MD5 of the zips is recorded here (none is known to the course): each is checked against
+    the MD5 the server states (``x-goog-hash``), which ``cellutils.download`` then records in
+    ``download_manifest.tsv`` and in the extraction marker. Put a published MD5 in ``md5=``."""
     from cellutils.download import Remote
 
     files = [Remote(f"{BASE_URL}/rxrx1-metadata.zip", "rxrx1-metadata.zip", unzip=True)]
