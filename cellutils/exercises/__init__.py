@@ -19,6 +19,17 @@ class NotYet(AssertionError):
     """The answer is not right yet; the message says what to look at (never the answer)."""
 
 
+class Outcome(int):
+    """What a check returns: true when right. Shows nothing as a cell's last value (a notebook
+    prints the check's own sentence, not "True")."""
+
+    def __repr__(self) -> str:
+        return repr(bool(self))
+
+    def _ipython_display_(self) -> None:
+        pass
+
+
 _EXPECTED: dict[str, object] = {}  # key -> the expected value of the last check, for answer()
 
 
@@ -65,7 +76,9 @@ def _same(answer, expected, tol: float) -> bool:
     return bool(answer == expected)
 
 
-def check(key: str, answer, expected, hint: str, *, tol: float = 1e-6, explain: str = "") -> bool:
+def check(
+    key: str, answer, expected, hint: str, *, tol: float = 1e-6, explain: str = ""
+) -> Outcome:
     """Compare a student's ``answer`` with ``expected`` (computed independently by the caller).
 
     ``...`` (the stub of the student version) is "not answered yet": a note, no error, so Run
@@ -74,14 +87,14 @@ def check(key: str, answer, expected, hint: str, *, tol: float = 1e-6, explain: 
     _EXPECTED[key] = expected
     if answer is Ellipsis:
         print(f"exercise {key}: not answered yet (replace the ... in the cell above)")
-        return False
+        return Outcome(False)
     if not _same(answer, expected, tol):
         raise NotYet(
             f"exercise {key}: not yet. Hint: {hint}\n"
             f"(to see the expected answer: exercises.answer({key!r}))"
         )
     _ok(f"exercise {key}" + (f": {explain}" if explain else ""))
-    return True
+    return Outcome(True)
 
 
 def answer(key: str):
