@@ -151,11 +151,15 @@ def normalise_well(df: pd.DataFrame, column: str, source: str) -> pd.Series:
     return pd.Series(out, index=df.index, dtype=object)
 
 
-def unique_rows(df: pd.DataFrame, key: Sequence[str], what: str) -> pd.DataFrame:
+def unique_rows(
+    df: pd.DataFrame, key: Sequence[str], what: str, ignore: Sequence[str] = ()
+) -> pd.DataFrame:
     """One row per ``key``: rows repeated exactly are collapsed; two rows with one key and any
-    other value different are an error naming both rows (file and line, from ``lines``)."""
-    data = [c for c in df.columns if not c.startswith("_")]
-    out = df.drop_duplicates(subset=data)
+    other value different are an error naming both rows (file and line, from ``lines``).
+    Columns starting with ``_`` and those in ``ignore`` (spellings of the key) are not
+    compared."""
+    data = [c for c in df.columns if not c.startswith("_") and c not in ignore]
+    out = df.drop_duplicates(subset=list(dict.fromkeys([*key, *data])))
     clash = out[out.duplicated(subset=list(key), keep=False)]
     if len(clash):
         first = clash.iloc[0]
