@@ -181,19 +181,14 @@ def list_s3(
         token = tree.findtext("s3:NextContinuationToken", namespaces=ns)
 
 
-def fetch_dataset(name: str, dest: str | os.PathLike | None = None, **kw) -> Path:
-    """Download dataset ``name`` into ``<data root>/<name>``: the files its layout module's
-    ``manifest`` lists (``cellutils.datasets.<name>``)."""
-    from cellutils.datasets import LAYOUTS
-
-    base = Path(dest) if dest else data_root() / name
-    layout = LAYOUTS.get(name)
-    if layout is None or layout.manifest is None:
-        fetchable = sorted(k for k, v in LAYOUTS.items() if v.manifest)
-        raise ValueError(
-            f"dataset {name!r} cannot be downloaded; choose from {fetchable} (the "
-            "CPJUMP1 course subset and the cell-line images come from their courses)."
-        )
+def fetch_dataset(layout, dest: str | os.PathLike | None = None, **kw) -> Path:
+    """Download a dataset into ``<data root>/<layout.name>``: the files its layout's
+    ``manifest`` lists (``cellutils.datasets.<name>.LAYOUT``; ``cellutils.catalog.fetch``
+    takes a name). The layout is passed in: this engine never imports the layouts."""
+    base = Path(dest) if dest else data_root() / layout.name
+    name = layout.name
+    if layout.manifest is None:
+        raise ValueError(f"dataset {name!r} has no download manifest.")
     manifest = layout.manifest(**kw)
     for i, item in enumerate(manifest, 1):
         print(f"[{i}/{len(manifest)}] {item.dest}", flush=True)
@@ -227,10 +222,10 @@ def _main(argv: list[str] | None = None) -> int:
     p.add_argument("--max-images", type=int, help="CPJUMP1: at most this many image files")
     p.add_argument("--metadata-only", action="store_true", help="RxRx1: skip the 46 GB images")
     a = p.parse_args(argv)
+    from cellutils.catalog import fetch  # the CLI names a dataset; the catalog knows them
+
     try:
-        fetch_dataset(
-            a.name, a.dest, plates=a.plates, max_images=a.max_images, images=not a.metadata_only
-        )
+        fetch(a.name, a.dest, plates=a.plates, max_images=a.max_images, images=not a.metadata_only)
     except (DownloadError, urllib.error.URLError) as exc:
         print(f"download failed: {exc}", file=sys.stderr)
         return 1

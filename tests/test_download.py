@@ -8,6 +8,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
+from cellutils import catalog
 from cellutils import download as dl
 
 PAYLOAD = bytes(range(256)) * 4096  # 1 MiB
@@ -140,6 +141,6 @@ def test_unknown_dataset_name():
     with pytest.raises(
         ValueError, match=r"cannot be downloaded; choose from \['cpjump1', 'rxrx1'\]"
     ):
-        dl.fetch_dataset("hpa")
+        catalog.fetch("hpa")
     with pytest.raises(ValueError, match="come from their courses"):
-        dl.fetch_dataset("cell_lines")  # a layout without a download manifest
+        catalog.fetch("cell_lines")  # a layout without a download manifest
