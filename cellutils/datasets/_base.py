@@ -9,6 +9,7 @@ summarised in a warning, or raised with ``errors="raise"``.
 
 from __future__ import annotations
 
+import csv
 import fnmatch
 import gzip
 import io
@@ -103,7 +104,7 @@ def table_columns(path: str | os.PathLike) -> list[str]:
             header = f.readline().rstrip("\r\n")
     except (OSError, UnicodeDecodeError, EOFError):
         return []
-    return header.split("\t" if "\t" in header else ",")
+    return next(csv.reader([header], delimiter="\t" if "\t" in header else ","), [])
 
 
 def lines(df: pd.DataFrame, path: str | os.PathLike) -> pd.DataFrame:
