@@ -139,17 +139,21 @@ _WELL = re.compile(r"^\s*([A-Za-z]{1,2})0*(\d{1,3})\s*$")
 def normalise_well(df: pd.DataFrame, column: str, source: str) -> pd.Series:
     """Well names as ``A01``: ``A1``, ``a01`` and ``A001`` are one well. Anything else (``A``,
     ``../x``) is an error naming the file and the line."""
-    out = []
-    for i, value in df[column].items():
-        m = _WELL.match(str(value))
-        if not m or int(m[2]) == 0:
-            where = _where(df, i) if "_file" in df else f"{source}, line {i + 2}"
-            raise DatasetError(
-                f"{where}: {column} {value!r} is not a well name (a row letter and a column "
-                "number, like A01). Correct it in that file."
-            )
-        out.append(f"{m[1].upper()}{int(m[2]):02d}")
-    return pd.Series(out, index=df.index, dtype=object)
+    text = df[column].astype(str)
+    spelling = {}  # a plate has a few hundred wells: parse each spelling once
+    for value in text.unique():
+        m = _WELL.match(value)
+        if m and int(m[2]):
+            spelling[value] = f"{m[1].upper()}{int(m[2]):02d}"
+    bad = ~text.isin(list(spelling))
+    if bad.any():
+        i = bad.idxmax()
+        where = _where(df, i) if "_file" in df else f"{source}, line {i + 2}"
+        raise DatasetError(
+            f"{where}: {column} {df.at[i, column]!r} is not a well name (a row letter and a "
+            "column number, like A01). Correct it in that file."
+        )
+    return text.map(spelling).astype(str)
 
 
 def unique_rows(
