@@ -295,6 +295,30 @@ def _rxrx1_plate_float(copy_of, tmp_path):
     )
 
 
+def _rxrx1_label_typo(copy_of, tmp_path):
+    root = copy_of("rxrx1")
+    md = _table(root / "metadata.csv")
+    md.loc[5, "sirna_id"] = "12.0"  # a spreadsheet's float: not a hidden label
+    _save(md, root / "metadata.csv")
+    return lambda: datasets.read_rxrx1(root), Loud(
+        datasets.DatasetError, (str(root / "metadata.csv"), "line 7", "'12.0'", "sirna_id")
+    )
+
+
+def _rxrx1_kaggle_conflict(copy_of, tmp_path):
+    root = tmp_path / "kaggle"
+    datasets.write_rxrx1(
+        root, form="kaggle", n_sirnas=4, n_positive=1, experiments={"HUVEC": 2}, size=16, seed=1
+    )
+    train = _table(root / "train.csv")
+    other = str(int(train.sirna.iloc[0]) + 1)
+    extra = train.iloc[[0]].assign(id_code="x", sirna=other)  # same well, another siRNA
+    _save(pd.concat([train, extra]), root / "train.csv")
+    return lambda: datasets.read_rxrx1(root), Loud(
+        datasets.DatasetError, (str(root / "train.csv"), "line 2", f"line {len(train) + 2}")
+    )
+
+
 def _cell_line_repeats(copy_of, tmp_path):
     root = copy_of("cell_lines")
     lab = _table(root / "train.csv")
@@ -392,6 +416,8 @@ READER_CASES: dict[str, Callable] = {
     "RxRx1 conflicting rows": _rxrx1_conflict,
     "RxRx1 site f01": _rxrx1_site_f01,
     "RxRx1 plate 1.0": _rxrx1_plate_float,
+    "RxRx1 sirna_id 12.0, not a hidden label": _rxrx1_label_typo,
+    "RxRx1 Kaggle CSVs: one well, two siRNAs": _rxrx1_kaggle_conflict,
     "cell-line identical labels collapsed": _cell_line_repeats,
     "cell-line conflicting labels": _cell_line_conflict,
     "cell-line sample id leaving the folder": _cell_line_escape,

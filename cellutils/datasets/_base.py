@@ -133,6 +133,18 @@ def parse_int(df: pd.DataFrame, column: str, source: str) -> pd.Series:
     return text.astype(int)
 
 
+def parse_label_id(df: pd.DataFrame, column: str, source: str) -> pd.Series:
+    """A numeric label column (``Int64``): empty cells are hidden labels (``<NA>``); anything
+    else must be a whole number, so that a typo is an error naming the line, never a lost
+    label."""
+    text = df[column].astype(str).str.strip()
+    given = text.notna() & ~text.isin(_MISSING_WORDS)
+    out = pd.Series(pd.NA, index=df.index, dtype="Int64")
+    if given.any():
+        out[given] = parse_int(df[given], column, source).astype("Int64")
+    return out
+
+
 _WELL = re.compile(r"^\s*([A-Za-z]{1,2})0*(\d{1,3})\s*$")
 
 

@@ -27,6 +27,7 @@ from cellutils.datasets._base import (
     normalise_missing,
     normalise_well,
     parse_int,
+    parse_label_id,
     read_table,
     require_labels,
     unique_rows,
@@ -114,9 +115,7 @@ def read_rxrx1(
             " not an RxRx1 folder. Point root at the folder that holds them, or run "
             "`make data NAME=rxrx1` to download the release."
         )
-    md["sirna_id"] = pd.to_numeric(md.sirna_id.replace(MISSING, None), errors="coerce").astype(
-        "Int64"
-    )
+    md["sirna_id"] = parse_label_id(md, "sirna_id", str(root))
     if "sirna" not in md:
         md["sirna"] = md.sirna_id.astype(object).where(md.sirna_id.notna(), MISSING).astype(str)
     md["plate"] = parse_int(md, "plate", str(root))
@@ -193,11 +192,11 @@ def _read_kaggle(root: Path) -> pd.DataFrame:
     wells["plate"] = parse_int(wells, "plate", str(root))
     wells["well"] = normalise_well(wells, "well", str(root))
     wells = unique_rows(wells.fillna(MISSING), ["experiment", "plate", "well"], "RxRx1 CSVs")
-    wells = wells.drop(columns=["_file", "_line"]).reset_index(drop=True)
     if "sirna" not in wells:
-        wells["sirna"] = pd.NA
-    wells["sirna_id"] = pd.to_numeric(wells.sirna, errors="coerce").astype("Int64")
-    wells = wells.drop(columns=["sirna"])  # rebuilt as text (MISSING where hidden)
+        wells["sirna"] = MISSING
+    wells["sirna_id"] = parse_label_id(wells, "sirna", str(root))
+    # sirna is rebuilt as text (MISSING where hidden)
+    wells = wells.drop(columns=["sirna", "_file", "_line"]).reset_index(drop=True)
     wells["cell_type"] = wells.experiment.str.split("-").str[0]
     wells["well_id"] = wells.id_code
     sites = wells.loc[wells.index.repeat(2)].copy()
