@@ -298,10 +298,10 @@ def _rxrx1_plate_float(copy_of, tmp_path):
 def _rxrx1_label_typo(copy_of, tmp_path):
     root = copy_of("rxrx1")
     md = _table(root / "metadata.csv")
-    md.loc[5, "sirna_id"] = "12.0"  # a spreadsheet's float: not a hidden label
+    md.loc[5, "sirna_id"] = "1l2"  # a typo (l for 1): once silently a hidden label
     _save(md, root / "metadata.csv")
     return lambda: datasets.read_rxrx1(root), Loud(
-        datasets.DatasetError, (str(root / "metadata.csv"), "line 7", "'12.0'", "sirna_id")
+        datasets.DatasetError, (str(root / "metadata.csv"), "line 7", "'1l2'", "sirna_id")
     )
 
 
@@ -416,7 +416,7 @@ READER_CASES: dict[str, Callable] = {
     "RxRx1 conflicting rows": _rxrx1_conflict,
     "RxRx1 site f01": _rxrx1_site_f01,
     "RxRx1 plate 1.0": _rxrx1_plate_float,
-    "RxRx1 sirna_id 12.0, not a hidden label": _rxrx1_label_typo,
+    "RxRx1 sirna_id typo, not a hidden label": _rxrx1_label_typo,
     "RxRx1 Kaggle CSVs: one well, two siRNAs": _rxrx1_kaggle_conflict,
     "cell-line identical labels collapsed": _cell_line_repeats,
     "cell-line conflicting labels": _cell_line_conflict,
