@@ -55,7 +55,7 @@ data: setup ## synthetic default data; NAME=rxrx1|cpjump1: download the real one
 ifdef NAME
 	$(PY) -m cellutils.download $(NAME) $(ARGS)
 else
-	$(PY) -c "from cellutils.synthetic import make_default_data; make_default_data()"
+	$(PY) -c "from cellutils.catalog import make_default_data; make_default_data()"
 	$(PY) -m cellutils.realdata
 endif
 

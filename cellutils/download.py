@@ -594,8 +594,7 @@ def _channels(text: Sequence[str] | None) -> list[int] | None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from cellutils.datasets import LAYOUTS, DatasetError
-    from cellutils.datasets.cpjump1_subset import build_cpjump1_subset
+    from cellutils import catalog  # the CLI names a dataset; the catalog knows the layouts
 
     p = argparse.ArgumentParser(
         prog="python -m cellutils.download",
@@ -616,15 +615,15 @@ def main(argv: list[str] | None = None) -> int:
     a = p.parse_args(argv)
     try:
         if a.name == "cpjump1_subset":
-            build_cpjump1_subset(
+            catalog.build_cpjump1_subset(
                 a.plate_root or data_root() / "cpjump1",
                 a.dest or data_root() / "cpjump1_subset",
                 plate=(a.plates or ["BR00116991"])[0],
                 size=a.size,
             )
             return 0
-        if a.name not in LAYOUTS or LAYOUTS[a.name].manifest is None:
-            fetchable = sorted(k for k, v in LAYOUTS.items() if v.manifest)
+        if a.name not in catalog.LAYOUTS or catalog.LAYOUTS[a.name].manifest is None:
+            fetchable = sorted(k for k, v in catalog.LAYOUTS.items() if v.manifest)
             print(
                 f"dataset {a.name!r} cannot be downloaded; choose from {fetchable} or "
                 "cpjump1_subset (the cell-line images come from their course).",
@@ -634,8 +633,8 @@ def main(argv: list[str] | None = None) -> int:
         kw = dict(plates=a.plates, max_images=a.max_images, images=not a.metadata_only)
         if a.name == "cpjump1":
             kw.update(channels=_channels(a.channels), workers=a.workers)
-        fetch_dataset(LAYOUTS[a.name], a.dest, **kw)
-    except (DownloadError, DatasetError, FileExistsError, urllib.error.URLError) as exc:
+        catalog.fetch(a.name, a.dest, **kw)
+    except (DownloadError, catalog.DatasetError, FileExistsError, urllib.error.URLError) as exc:
         print(f"{a.name} failed: {exc}", file=sys.stderr)
         return 1
     return 0

@@ -13,7 +13,7 @@ import pytest
 import tifffile
 from download_stubs import PLATE, Calls, Flaky, fill_gallery, gets, make_zip, serve, stop
 
-from cellutils import datasets
+from cellutils import catalog, datasets
 from cellutils import download as dl
 
 # --------------------------------------------------------------------------------------------
@@ -314,3 +314,12 @@ def test_download_module_does_not_import_the_registry():
     code = "import sys, cellutils.download; print('cellutils.datasets' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_unknown_dataset_name():
+    with pytest.raises(
+        ValueError, match=r"cannot be downloaded; choose from \['cpjump1', 'rxrx1'\]"
+    ):
+        catalog.fetch("hpa")
+    with pytest.raises(ValueError, match="come from their courses"):
+        catalog.fetch("cell_lines")  # a layout without a download manifest

@@ -27,8 +27,10 @@ from cellutils.datasets._base import (
     Layout,
     _finish,
     _require,
+    normalise_well,
     read_table,
     require_labels,
+    walk,
 )
 from cellutils.synthetic import Imaging, SiteJob, Staging, render_all, well_name, write_truth
 
@@ -90,6 +92,7 @@ def read_cpjump1_subset(
     for need in ("FileName_OrigRNA", "Metadata_pert_iname", "Metadata_Well"):
         if need not in md:
             raise DatasetError(f"{metadata} has no column {need!r}; is it the course metadata CSV?")
+    md["Metadata_Well"] = normalise_well(md, "Metadata_Well", str(metadata))  # A1 = A01
     if labels:
         require_labels(
             md,
@@ -100,9 +103,9 @@ def read_cpjump1_subset(
     md["core"] = md.FileName_OrigRNA.str[:9].str.lower()
     problems: list = []
     disk: dict[str, list[Path]] = {}
-    for p in sorted(root.rglob("*")):
+    for p in walk(root):  # follows a symlinked images/ folder
         m = FILE.match(p.name)
-        if m and p.is_file():
+        if m:
             core = m["core"].lower()
             if m["core"] != core or p.name != p.name.lower():
                 problems.append(
