@@ -93,7 +93,7 @@ def _stats_same_position_replicates_only():
 
 STATS_CASES = [
     ("leak-free result selected on the evaluation rows under another name",
-     _stats_selected_on_eval_by_another_name, StatsLeakError, "holds 40 of the 40 rows it is scored on"),
+     _stats_selected_on_eval_by_another_name, StatsLeakError, "holds 40 of the 40 rows"),
     ("registered selection set overlaps the scored rows", _stats_registered_set_overlaps,
      StatsLeakError, "Carve the selection set from the training rows"),
     ("comparisons written without a primary", _stats_no_primary, ValueError,
