@@ -312,7 +312,10 @@ class Lesson:
         if primary:
             self.declare_primary(lesson)
         if any(c["lesson"] == lesson for c in self.comparisons):
-            raise ValueError(f"a comparison is already named {lesson!r}")
+            raise ValueError(
+                f"a comparison is already named {lesson!r}; give each its own name (add the "
+                "split or subset it is on): names key the primary, Holm and conclusions"
+            )
         if a.rows.shape != b.rows.shape or set(a.rows.tolist()) != set(b.rows.tolist()):
             raise ValueError(
                 f"{a.label!r} and {b.label!r} are scored on different rows; a "
