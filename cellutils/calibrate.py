@@ -349,8 +349,9 @@ def _calibrate_one(design: Design, n_sims: int, n_truth: int, seed: int = 0) -> 
     truth, truth_se = _truth(design, n_truth, seed + 50_000)
     on = [design.draw(seed + i, True) for i in range(n_sims)]
     off = [design.draw(seed + 10_000 + i, False) for i in range(n_sims)]
-    coverage = float(np.mean([d["ci"][0] <= truth <= d["ci"][1] for d in on]))
-    null_rate = float(np.mean([d["excludes_zero"] for d in off]))
+    covered = sum(bool(d["ci"][0] <= truth <= d["ci"][1]) for d in on)
+    fired = sum(bool(d["excludes_zero"]) for d in off)
+    coverage, null_rate = covered / n_sims, fired / n_sims
     lo, hi = TARGET_COVERAGE
     return {
         "lesson": design.lesson,
@@ -360,7 +361,9 @@ def _calibrate_one(design: Design, n_sims: int, n_truth: int, seed: int = 0) -> 
         "stand_in": design.stand_in,
         "n_sims": n_sims,
         "coverage": round(coverage, 3),
+        "coverage_ci": _binomial_ci(covered, n_sims),
         "null_rate": round(null_rate, 3),
+        "null_rate_ci": _binomial_ci(fired, n_sims),
         "truth": round(truth, 4),
         "truth_se": round(truth_se, 4),
         "n_truth": n_truth,
@@ -373,6 +376,15 @@ def _calibrate_one(design: Design, n_sims: int, n_truth: int, seed: int = 0) -> 
     }
 
 
+def _binomial_ci(k: int, n: int) -> list[float]:
+    """Clopper-Pearson 95% interval of a share ``k / n`` (scipy): how far 30 draws can tell
+    0.83 from 0.95."""
+    from scipy.stats import binomtest
+
+    ci = binomtest(k, n).proportion_ci(0.95)
+    return [round(ci.low, 3), round(ci.high, 3)]
+
+
 def plot(rows: list[dict]):
     """Coverage and null rate per lesson, the target band and limit drawn."""
     import matplotlib.pyplot as plt
@@ -381,6 +393,9 @@ def plot(rows: list[dict]):
     y = np.arange(len(rows))
     names = [r["lesson"] for r in rows]
     axes[0].axvspan(*TARGET_COVERAGE, color="#a6dba0", alpha=0.6, label="target 0.93-0.97")
+    for ax, key, colour in ((axes[0], "coverage", "black"), (axes[1], "null_rate", "#b2182b")):
+        lo_hi = np.array([r.get(f"{key}_ci", [r[key]] * 2) for r in rows])
+        ax.hlines(y, lo_hi[:, 0], lo_hi[:, 1], color=colour, lw=1)
     axes[0].plot([r["coverage"] for r in rows], y, "o", color="black")
     axes[0].set(xlim=(0, 1.02), xlabel="coverage of the 95% interval (effect on)")
     axes[1].axvspan(0, TARGET_NULL_RATE, color="#a6dba0", alpha=0.6, label="target <= 0.06")
@@ -388,9 +403,12 @@ def plot(rows: list[dict]):
     axes[1].set(xlim=(0, 1.02), xlabel='"excludes 0" under the null')
     axes[0].set_yticks(y, names, fontsize=8)
     axes[0].invert_yaxis()
-    for ax in axes:
-        ax.legend(loc="lower right", fontsize=8)
-    fig.suptitle(f"Calibration on the simulator ({rows[0]['n_sims']} draws per row)")
+    axes[0].legend(loc="lower left", fontsize=8)
+    axes[1].legend(loc="lower right", fontsize=8)
+    fig.suptitle(
+        f"Calibration on the simulator ({rows[0]['n_sims']} draws per row; lines: 95% "
+        "Clopper-Pearson intervals of the shares)"
+    )
     fig.tight_layout()
     return fig
 

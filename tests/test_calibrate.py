@@ -17,6 +17,7 @@ def test_calibrate_writes_one_row_per_lesson_with_coverage_and_null_rate(tmp_pat
     for r in m["rows"]:
         assert {"lesson", "statistic", "n_sims", "coverage", "null_rate", "stand_in"} <= set(r)
         assert 0 <= r["coverage"] <= 1 and 0 <= r["null_rate"] <= 1 and r["n_sims"] == 2
+        assert r["coverage_ci"][0] <= r["coverage"] <= r["coverage_ci"][1]
     assert (tmp_path / "run" / "calibration.png").stat().st_size > 0
 
 
