@@ -102,6 +102,7 @@ class Imaging:
     experiment_sd: float = 0.0
     plate_sd: float = 0.0
     well_sd: float = 0.0
+    position_sd: float = 0.0  # keyed by well position: shared by that well on every plate
 
 
 def _channel(spec: str, site: sim.Site, rng: np.random.Generator, protein: str) -> np.ndarray:
@@ -134,6 +135,7 @@ def _run_job(
         imaging.experiment_sd,
         imaging.plate_sd,
         imaging.well_sd,
+        imaging.position_sd,
     )
     site = sim.render_site(rng, line, effects[job.pert] + shift, imaging.size, imaging.scale, dens)
     protein = sim.STAINS[int(rng.integers(1, len(sim.STAINS)))]
