@@ -20,6 +20,7 @@ from cellutils.lesson import Claim as StatsClaim
 from cellutils.lesson import Lesson as StatsLesson
 from cellutils.lesson import Protocol as StatsProtocol
 from cellutils.paths import UnsafePathError
+from cellutils.splits import LeakError as StatsLeakError
 
 # ---- downloads ----
 # Real downloads (cellutils.download) against local stubs, and the course subset built from a
@@ -656,7 +657,6 @@ def test_readers_bad_input(case, copy_of, tmp_path):
 
 
 # ---- stats (lesson, stats, features' sphering and pairing) ----
-from cellutils.splits import LeakError as StatsLeakError
 
 
 def _stats_lesson():
