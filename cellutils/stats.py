@@ -359,3 +359,26 @@ def cell_counts(
     import tifffile
 
     return np.array([count_cells(tifffile.imread(p)) for p in index[masks_column]], float)
+
+
+def cells_per_row(
+    index: pd.DataFrame, keys: pd.Series, root, masks: pd.DataFrame | None = None
+) -> pd.Series:
+    """Cells per row of ``index`` (a Series on its index), for the cell-count baseline: the
+    simulator's true count when ``root`` is synthetic data (``keys``: each row's site key in
+    the ground truth), else the masks' count (``masks``: a ``segment_index`` table with one row
+    per row of ``index``, in its order)."""
+    from pathlib import Path
+
+    truth = Path(root) / "ground_truth" / "sites.csv"
+    if truth.exists():
+        sites = pd.read_csv(truth, keep_default_na=False).assign(key=lambda d: d.key.astype(str))
+        counts = cell_counts(pd.DataFrame({"key": keys.astype(str).to_numpy()}), sites)
+    elif masks is not None:
+        counts = masks.n_cells.to_numpy(float)
+    else:
+        raise ValueError(
+            f"{root} is not synthetic and no masks were given: segment the images first "
+            "(segment.segment_index) to count cells"
+        )
+    return pd.Series(counts, index=index.index, name="n_cells")

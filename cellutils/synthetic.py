@@ -31,6 +31,10 @@ from tqdm.auto import tqdm
 from cellutils import simulate as sim
 
 GENERATOR_VERSION = 1
+# The simulator's version: bump it when what the generator draws or renders changes (v2: the
+# CPJUMP1 position effect), so that data of an older simulator gets its own folder.
+VERSION = 2
+
 MANIFEST = "synthetic.json"
 
 # Each real channel's stain -> the simulator's compartment (AGP = actin + Golgi/membrane).

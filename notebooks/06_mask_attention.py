@@ -71,6 +71,7 @@ from cellutils import (
     models,
     segment,
     splits,
+    stats,
     torchdata,
     train,
 )
@@ -314,6 +315,7 @@ lesson = Lesson(
     nuisance="well",
     unit="well",
 )
+lesson.declare_primary("003: sites of one well on both sides")  # declared before any result
 
 
 # %%
@@ -348,6 +350,22 @@ res = {
     for k, e in experiments.items()
 }
 lesson.compare("003: sites of one well on both sides", res["images"], res["wells"])
+
+# %% [markdown]
+# A baseline every image-based claim should face: how well does the **number of cells** in an
+# image predict its compound? Compounds that kill or slow cells change the count, and a
+# classifier of the count alone (fitted on the same training rows) is the bar a network must
+# clear to show it sees more than density.
+
+# %%
+n_cells = stats.cells_per_row(index, keys=datasets.cpjump1_site_key(index), root=root, masks=seg)
+for k in train_rows:
+    lesson.add_cell_count(
+        res[k],
+        train_counts=n_cells[train_rows[k].index],
+        train_targets=encode(train_rows[k][label]),
+        eval_counts=n_cells[held.eval.index],
+    )
 
 # %% [markdown]
 # ## 5 · What the mask adds, and what picking the epoch on the test set adds
@@ -458,6 +476,8 @@ display.save_figure(fig, run, "learning_curves")
 # the test images (a selection the report did not make: its code kept the last epoch).
 
 # %%
+for c in lesson.comparisons:
+    print(("PRIMARY: " if c.get("primary") else "") + lesson.conclusion(c))
 fig, axes = plt.subplots(1, 2, figsize=(16, 4.2), gridspec_kw={"width_ratios": [1.1, 1]})
 lesson.plot(ax=axes[0], title="Report 003 CNN: test accuracy by protocol")
 lesson.plot_comparisons(ax=axes[1])

@@ -61,10 +61,21 @@ import numpy as np
 import pandas as pd
 import torch
 
-from cellutils import catalog, display, embeddings, evaluate, models, splits, torchdata, train
+from cellutils import (
+    catalog,
+    datasets,
+    display,
+    embeddings,
+    evaluate,
+    models,
+    splits,
+    torchdata,
+    train,
+)
 from cellutils.lesson import Claim, Lesson, Protocol
 from cellutils.paths import use_run_dir
 from cellutils.runtime import apply_settings, pick_device, seed_everything
+from cellutils.stats import cells_per_row
 from cellutils.torchdata import Labels
 
 device = pick_device()
@@ -145,6 +156,13 @@ lesson = Lesson(
 )
 encode = Labels.fit(multi[label]).encode
 y_eval, ev = encode(held.eval[label]), torchdata.positions(index, held.eval)
+imagenet = [
+    b
+    for b in ["resnet50", "efficientnet_b0", "resnet18", "efficientnet_lite0"]
+    if b in available and available[b][1]
+]
+headline = imagenet[0] if imagenet else next(iter(feats))  # the report's ResNet-50, if cached
+lesson.declare_primary(f"003: sites of one well on both sides ({headline} + ridge)")
 
 # %% [markdown]
 # Every (split, backbone, classifier) is fitted on its training rows and scored on the same
@@ -268,13 +286,19 @@ nb07.check_neighbour_in_same_well(
 # random-init control.
 
 # %%
-imagenet = [
-    b
-    for b in ["resnet50", "efficientnet_b0", "resnet18", "efficientnet_lite0"]
-    if b in available and available[b][1]
-]
-headline = imagenet[0] if imagenet else next(iter(feats))
 print(f"headline backbone: {headline} ({'ImageNet' if imagenet else 'random init'})")
+if catalog.is_synthetic(root):  # the cell-count baseline: the simulator's true counts
+    n_cells = cells_per_row(index, keys=datasets.cpjump1_site_key(index), root=root)
+    for k in train_rows:
+        lesson.add_cell_count(
+            res[k, headline, "ridge"],
+            train_counts=n_cells[train_rows[k].index],
+            train_targets=encode(train_rows[k][label]),
+            eval_counts=n_cells[held.eval.index],
+        )
+else:
+    print("real data: no cell counts without masks (notebook 06 segments these images)")
+print(lesson.conclusion(f"003: sites of one well on both sides ({headline} + ridge)"))
 
 # %% [markdown]
 # **The report's "test" accuracy.** The report's `main_embed.ipynb` extracted its *test*

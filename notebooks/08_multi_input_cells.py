@@ -82,6 +82,7 @@ from cellutils import (
     models,
     segment,
     splits,
+    stats,
     torchdata,
     train,
 )
@@ -379,6 +380,7 @@ lesson = Lesson(
     nuisance="well",
     unit="well",
 )
+lesson.declare_primary("004: images of one well on both sides")  # declared before any result
 
 # %%
 experiments = {}
@@ -474,6 +476,16 @@ for name, a, b in [
     ),
 ]:
     lesson.compare(name, res[a], res[b])
+image_cells = stats.cells_per_row(index, datasets.cpjump1_site_key(index), root, masks=seg)
+image_cells.index = index.core  # cells per image, by image key
+for k in ("images", "wells"):  # the cell-count baseline at the image level
+    tr_images = train_rows[k].drop_duplicates("Metadata_core")
+    lesson.add_cell_count(
+        res[k, "majority_vote"],
+        train_counts=image_cells.loc[tr_images.Metadata_core].to_numpy(),
+        train_targets=labels.encode(tr_images[label]),
+        eval_counts=image_cells.loc[res[k, "majority_vote"].rows].to_numpy(),
+    )
 lesson.table()
 
 # %% [markdown]
@@ -507,6 +519,8 @@ display.save_figure(fig, run, "protocols")
 # compound in cells treated anew?"), with its interval, class count and chance line.
 
 # %%
+for c in lesson.comparisons:
+    print(("PRIMARY: " if c.get("primary") else "") + lesson.conclusion(c))
 lesson.write(
     run,
     reported=res["images", "majority_vote"],
