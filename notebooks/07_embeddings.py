@@ -135,6 +135,8 @@ P = {
         name="split by well", split_by="well", leak_free=True, why="no evaluation well in training"
     ),
 }
+
+# %%
 lesson = Lesson(
     notebook="07_embeddings",
     report="003",
