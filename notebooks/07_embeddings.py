@@ -161,12 +161,11 @@ lesson = Lesson(
 )
 encode = Labels.fit(multi[label]).encode
 y_eval, ev = encode(held.eval[label]), torchdata.positions(index, held.eval)
-imagenet = [
-    b
-    for b in ["resnet50", "efficientnet_b0", "resnet18", "efficientnet_lite0"]
-    if b in available and available[b][1]
-]
-headline = imagenet[0] if imagenet else next(iter(feats))  # the report's ResNet-50, if cached
+prefer = ["resnet50", "efficientnet_b0", "resnet18", "efficientnet_lite0"]  # report's first
+imagenet = sorted(
+    (n for n, (arch, pre) in available.items() if pre), key=lambda n: prefer.index(available[n][0])
+)
+headline = imagenet[0] if imagenet else next(iter(feats))  # never the random-init control
 lesson.declare_primary(f"003: sites of one well on both sides ({headline} + ridge)")
 
 # %% [markdown]
