@@ -212,6 +212,8 @@ P = {
         name="split by well", split_by="well", leak_free=True, why="no evaluation well in training"
     ),
 }
+
+# %%
 by = {"cells": None, "images": "Metadata_core", "wells": "Metadata_Well"}
 train_rows = {k: held.train(col) for k, col in by.items()}
 # the report's split at the leak-free protocol's training size (size is not the leak):
