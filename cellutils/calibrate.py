@@ -25,6 +25,7 @@ like a one-seed lesson. Run ``make calibrate`` or ``python -m cellutils.calibrat
 from __future__ import annotations
 
 import argparse
+import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -320,9 +321,9 @@ def designs(n_boot: int = 1000) -> list[Design]:
         Design("07_embeddings", "images of a well on both sides - split by well", "well",
                "accuracy", "ridge classifier on features (as on frozen embeddings)",
                sib(_ridge, group_sd=0.8)),
-        Design("08_multi_input_cells", "split by cell - split by image", "image", "accuracy",
-               "kNN (k=3) on per-cell features, not the two-branch CNN",
-               sib(_knn, group_sd=0.8, rows_per_group=8, group_level="image")),
+        Design("08_multi_input_cells", "images of a well on both sides (cells) - split by "
+               "well", "well", "accuracy", "kNN (k=3) on per-cell features, not the "
+               "two-branch CNN", sib(_knn, group_sd=0.8, rows_per_group=8)),
     ]  # fmt: skip
 
 
@@ -448,6 +449,43 @@ def run(
     )
     print(pd.DataFrame(rows)[["lesson", "coverage", "null_rate", "truth", "n_sims"]].to_string())
     return path
+
+
+def note(notebook: str, results: str | Path | None = None) -> str:
+    """What the newest ``make calibrate`` says of a lesson's primary statistic, as a sentence
+    for its notebook: coverage and null rate against their goals, and which one it misses (or
+    how to run the calibration when none is found)."""
+    from cellutils.paths import results_root
+
+    runs = sorted((results_root(results) / "calibration").glob("*/calibration.json"))
+    if not runs:
+        return (
+            f"{notebook}: no calibration run found. `make calibrate` repeats this lesson's "
+            "primary statistic on fresh simulator draws and measures its intervals' coverage."
+        )
+    rows = json.loads(runs[-1].read_text())["rows"]
+    row = next((r for r in rows if r["lesson"].startswith(notebook[:2])), None)
+    if row is None:
+        return f"{notebook}: the newest calibration ({runs[-1].parent.name}) has no row for it."
+    lo, hi = TARGET_COVERAGE
+    misses = [
+        f"coverage {row['coverage']:.2f} (goal {lo}-{hi})" for _ in [0] if not row["meets_coverage"]
+    ] + [
+        f"null rate {row['null_rate']:.2f} (goal <= {TARGET_NULL_RATE})"
+        for _ in [0]
+        if not row["meets_null_rate"]
+    ]
+    verdict = (
+        "it meets both goals"
+        if not misses
+        else "it misses " + " and ".join(misses) + ": read its interval as too narrow"
+    )
+    return (
+        f"Calibration ({runs[-1].parent.name}, {row['n_sims']} simulator draws, stand-in: "
+        f"{row['stand_in']}): the 95% interval of '{row['statistic']}' covered the truth in "
+        f"{row['coverage']:.0%} of draws with the effect on, and excluded 0 in "
+        f"{row['null_rate']:.0%} with it off; {verdict}."
+    )
 
 
 def main(argv: list[str] | None = None) -> None:
