@@ -67,6 +67,7 @@ import numpy as np
 import pandas as pd
 
 from cellutils import (
+    calibrate,
     catalog,
     datasets,
     display,
@@ -497,6 +498,7 @@ display.save_figure(fig, run, "learning_curves")
 # %%
 for c in lesson.comparisons:
     print(("PRIMARY: " if c.get("primary") else "") + lesson.conclusion(c))
+print(calibrate.note("06_mask_attention"))  # how far to trust its interval
 fig, axes = plt.subplots(1, 2, figsize=(16, 4.2), gridspec_kw={"width_ratios": [1.1, 1]})
 lesson.plot(ax=axes[0], title="Report 003 CNN: test accuracy by protocol")
 lesson.plot_comparisons(ax=axes[1])

@@ -62,6 +62,7 @@ import pandas as pd
 import torch
 
 from cellutils import (
+    calibrate,
     catalog,
     datasets,
     display,
@@ -312,6 +313,8 @@ if catalog.is_synthetic(root):  # the cell-count baseline: the simulator's true 
 else:
     print("real data: no cell counts without masks (notebook 06 segments these images)")
 print(lesson.conclusion(primary))
+print(calibrate.note("07_embeddings"))  # how far to trust its interval
+
 
 # %% [markdown]
 # **The report's "test" accuracy.** The report's `main_embed.ipynb` extracted its *test*
