@@ -34,7 +34,7 @@ def _ap_by_hand(truth: np.ndarray, masks: np.ndarray) -> float:
     overlap = np.zeros((truth.max() + 1, masks.max() + 1))
     np.add.at(overlap, (truth.ravel(), masks.ravel()), 1)
     union = overlap.sum(1, keepdims=True) + overlap.sum(0, keepdims=True) - overlap
-    tp = int((overlap / union)[1:, 1:].__gt__(0.5).sum())
+    tp = int(((overlap / union)[1:, 1:] >= 0.5).sum())
     return tp / (truth.max() + masks.max() - tp)
 
 

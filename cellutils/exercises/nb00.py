@@ -46,7 +46,7 @@ def check_majority(accuracy, balanced, labels: pd.Series) -> bool:
     expected = (accuracy_score(y, constant), balanced_accuracy_score(y, constant))
     answer = ... if accuracy is ... or balanced is ... else (accuracy, balanced)
     return check(
-        "00.2 majority baseline",
+        "00.3 majority baseline",
         answer,
         expected,
         hint="accuracy: the commonest label's share of all samples; balanced accuracy: the "

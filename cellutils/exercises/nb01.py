@@ -58,11 +58,11 @@ def check_nucleus_diameter(answer, nuclei: np.ndarray | None, estimate: float) -
 def check_ap_by_hand(fn: Callable, pairs: Sequence[tuple[np.ndarray, np.ndarray]]) -> bool:
     """``fn(truth, masks)``: AP at IoU 0.5, TP / (TP + FP + FN), written by hand. Called on
     each (truth, masks) pair of ``pairs`` and on two made from the first (the masks shifted by
-    3 px, the truth against itself). Expected: ``segment.average_precision`` (cellpose)."""
+    1 px, the truth against itself). Expected: ``segment.average_precision`` (cellpose)."""
     from cellutils import segment
 
     truth, masks = pairs[0]
-    pairs = [*pairs, (truth, np.roll(masks, 3, axis=1)), (truth, truth)]
+    pairs = [*pairs, (truth, np.roll(masks, 1, axis=1)), (truth, truth)]
     expected = [segment.average_precision(t, m)["AP@0.5"] for t, m in pairs]
     answer = ...
     if fn is not ...:
@@ -75,7 +75,7 @@ def check_ap_by_hand(fn: Callable, pairs: Sequence[tuple[np.ndarray, np.ndarray]
         tol=1e-6,
         hint="number the objects 1..n (skimage.segmentation.relabel_sequential); count the "
         "pixels of every (true, found) pair (np.add.at on a table); IoU = overlap / (area "
-        "true + area found - overlap); TP = pairs with IoU > 0.5 (each object has at most one)",
+        "true + area found - overlap); TP = pairs with IoU >= 0.5 (each object has at most one)",
         explain=f"{len(pairs)} mask pairs, AP@0.5 from {min(expected):.2f} to "
         f"{max(expected):.2f}, as cellpose's metric computes them",
     )

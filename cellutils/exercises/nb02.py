@@ -52,7 +52,7 @@ def check_well_z(
         got = pd.Series(answer)
         if not got.index.equals(got.index.unique()) or set(got.index) != set(expected.index):
             return check(
-                "02.2 robust z by hand",
+                "02.3 robust z by hand",
                 sorted(map(str, got.index))[:3],
                 sorted(map(str, expected.index))[:3],
                 hint=f"index the answer by the wells {list(by)} (one row per well), e.g. "
@@ -60,7 +60,7 @@ def check_well_z(
             )
         answer = got.reindex(expected.index).to_numpy(float)
     return check(
-        "02.2 robust z by hand",
+        "02.3 robust z by hand",
         answer,
         expected.to_numpy(float),
         tol=1e-6,
@@ -76,7 +76,7 @@ def check_compound_map(answer, compound: str, maps: pd.DataFrame) -> bool:
     replicates on other plates against the DMSO wells). Expected: copairs' value in ``maps``."""
     expected = float(maps.set_index("Metadata_pert_iname").loc[compound, "mean_average_precision"])
     return check(
-        "02.3 mAP of one compound",
+        "02.4 mAP of one compound",
         answer,
         expected,
         tol=1e-6,
@@ -95,7 +95,7 @@ def check_missed(answer, maps: pd.DataFrame, root: str | os.PathLike) -> bool:
     from cellutils import synthetic as synth
 
     if not catalog.is_synthetic(root):
-        print("exercise 02.4: no ground truth here (real data): nothing to check")
+        print("exercise 02.5: no ground truth here (real data): nothing to check")
         return False
     truth = synth.read_truth(root)["perturbations"]
     active = set(truth.perturbation[truth.active.astype(bool)])
@@ -103,7 +103,7 @@ def check_missed(answer, maps: pd.DataFrame, root: str | os.PathLike) -> bool:
     significant = set(maps.Metadata_pert_iname[maps.below_corrected_p])
     expected = (active & scored) - significant
     return check(
-        "02.4 missed compounds",
+        "02.5 missed compounds",
         answer,
         expected,
         hint="truly active (maps['truly active']) and not significant "
