@@ -15,7 +15,8 @@
 # %% [markdown]
 # # 00 · The data: four real layouts, one synthetic stand-in
 #
-# > **Time** quick profile: about 2 min on 2 CPU cores (the run's timing, data already generated) · full profile: on one GPU, not yet timed  
+# > **Time** a few minutes (quick settings, 2 CPU cores, data already generated; the first run also generates it) · full settings: the same work, on one GPU  
+# > **Settings** quick and full read the same data: nothing here trains  
 # > **Needs** nothing (synthetic data; real folders optional)  
 # > **You will learn**
 # > - the four real on-disk layouts (RxRx1, CPJUMP1, the course subset, the cell lines) and how one index reads them all

@@ -15,7 +15,8 @@
 # %% [markdown]
 # # 01 · Segmentation: cellpose and a classical watershed, checked against ground truth
 #
-# > **Time** quick profile: about 1.5 min on 2 CPU cores (the run's timing, data already generated) · full profile: on one GPU, not yet timed  
+# > **Time** a few minutes (quick settings, 2 CPU cores, data already generated) · full settings: on one GPU, not yet timed  
+# > **Settings** quick: the classical backend for the whole dataset, 4 sites scored against the truth · full: the backend the machine supports (cellpose on a GPU), 12 sites scored  
 # > **Needs** cellpose weights from `make setup` (else the classical backend only)  
 # > **You will learn**
 # > - how cellpose and a classical watershed segment cells, with one output (masks + flows)

@@ -15,8 +15,9 @@
 # %% [markdown]
 # # 09 · Every model side by side: claimed, reproduced, leak-free
 #
-# > **Time** quick profile: about 1 min on 2 CPU cores (the run's timing, data already generated) · full profile: on one GPU, not yet timed  
-# > **Needs** the results of notebooks 01-08 (any profile)  
+# > **Time** a few minutes (quick settings, 2 CPU cores, data already generated) · full settings: on one GPU, not yet timed  
+# > **Settings** reads the newest runs of 01-08 made with the same settings; quick and full differ only in what those runs trained  
+# > **Needs** the results of notebooks 01-08 (any settings)  
 # > **You will learn**
 # > - how to read every report's number beside the one to trust, with intervals and baselines
 # > - what each paired comparison says
@@ -34,7 +35,7 @@
 #    profiles, before and after sphering.
 #
 # Run it after the others (`make reproduce` does); it reads the newest run of each notebook
-# made with the same profile.
+# made with the same settings.
 
 # %% tags=["parameters"]
 profile = "full"  # set by the runner: smoke | quick | full
