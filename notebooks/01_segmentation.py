@@ -46,7 +46,7 @@
 #   the threshold, the object size and the score.
 
 # %% tags=["parameters"]
-profile = "full"  # set by the runner: smoke | quick | full
+settings = None  # None: "quick" without a GPU, "full" (this cell's values) on one; or set it
 results_dir = None  # set by the runner (None: a new folder under results/01_segmentation/)
 data_root = None  # None: $CELLUTILS_DATA, else the repo's data/
 seed = 0
@@ -68,8 +68,9 @@ import pandas as pd
 from cellutils import catalog, datasets, display, evaluate, realdata, segment
 from cellutils import synthetic as synth
 from cellutils.paths import use_run_dir
-from cellutils.runtime import seed_everything
+from cellutils.runtime import apply_settings, seed_everything
 
+settings = apply_settings(globals(), notebook="01_segmentation")
 rng = seed_everything(seed)
 run = use_run_dir(results_dir, "01_segmentation")
 weights = segment.find_cellpose_weights()
@@ -387,7 +388,7 @@ evaluate.write_metrics(
     claimed={"note": "the reports do not measure segmentation accuracy"},
     results=results,
     trust="AP against ground truth",
-    profile=profile,
+    settings=settings,
     data="synthetic" if has_truth else "real",
     extra={
         "weights": weights.name if weights else None,

@@ -38,7 +38,7 @@
 # split by well, which is only possible for compounds with more than one well.
 
 # %% tags=["parameters"]
-profile = "full"  # set by the runner: smoke | quick | full
+settings = None  # None: "quick" without a GPU, "full" (this cell's values) on one; or set it
 results_dir = None  # set by the runner (None: a new folder under results/06_mask_attention/)
 data_root = None  # None: $CELLUTILS_DATA, else the repo's data/
 seed = 0
@@ -77,15 +77,13 @@ from cellutils import (
 )
 from cellutils.lesson import Claim, Lesson, Protocol
 from cellutils.paths import use_run_dir
-from cellutils.runtime import check_profile, pick_device, seed_everything
+from cellutils.runtime import apply_settings, pick_device, seed_everything
 from cellutils.torchdata import Labels
 
+device = pick_device()
+settings = apply_settings(globals(), notebook="06_mask_attention", gpu_minutes=20, device=device)
 seed_everything(seed)
 run = use_run_dir(results_dir, "06_mask_attention")
-device = pick_device()
-check_profile(
-    profile, device, gpu_minutes=20, notebook="06_mask_attention"
-)  # estimate from benchmarks/gpu_check.py
 
 # %% [markdown]
 # ## 1 · Classes, wells, and the masks
@@ -340,7 +338,7 @@ lesson.write(
     trusted=res["wells"],
     trust=f"{P['wells'].name}: {P['wells'].why}",
     data="synthetic" if catalog.is_synthetic(root) else "real",
-    profile=profile,
+    settings=settings,
     extra={
         "backend": backend,
         "image_size": image_size,

@@ -37,7 +37,7 @@
 # Finally the two-phase fine-tune on the offline backbone.
 
 # %% tags=["parameters"]
-profile = "full"  # set by the runner: smoke | quick | full
+settings = None  # None: "quick" without a GPU, "full" (this cell's values) on one; or set it
 results_dir = None  # set by the runner (None: a new folder under results/07_embeddings/)
 data_root = None  # None: $CELLUTILS_DATA, else the repo's data/
 seed = 0
@@ -61,15 +61,13 @@ import torch
 from cellutils import catalog, display, embeddings, evaluate, models, splits, torchdata, train
 from cellutils.lesson import Claim, Lesson, Protocol
 from cellutils.paths import use_run_dir
-from cellutils.runtime import check_profile, pick_device, seed_everything
+from cellutils.runtime import apply_settings, pick_device, seed_everything
 from cellutils.torchdata import Labels
 
+device = pick_device()
+settings = apply_settings(globals(), notebook="07_embeddings", gpu_minutes=10, device=device)
 seed_everything(seed)
 run = use_run_dir(results_dir, "07_embeddings")
-device = pick_device()
-check_profile(
-    profile, device, gpu_minutes=10, notebook="07_embeddings"
-)  # estimate from benchmarks/gpu_check.py
 
 # %% [markdown]
 # ## 1 · Embeddings from frozen backbones
@@ -310,7 +308,7 @@ lesson.write(
     trusted=res["wells", headline, "ridge"],
     trust=f"{P['wells'].name}, {headline} + ridge: {P['wells'].why}",
     data="synthetic" if catalog.is_synthetic(root) else "real",
-    profile=profile,
+    settings=settings,
     extra={
         "backbones": {n: a for n, (a, _) in available.items()},
         "image_size": image_size,
