@@ -34,12 +34,13 @@ def cells():
     return pd.DataFrame(rows)
 
 
-def test_grouped_folds(cells):
+def test_grouped_folds(cells, capsys):
     wells = (cells.Metadata_Plate + "/" + cells.Metadata_Well).to_numpy()
     fold = np.zeros(len(cells), int)
     for k, (_, test) in enumerate(GroupKFold(n_splits=5).split(cells, groups=wells)):
         fold[test] = k
-    assert nb02.check_grouped_folds(fold, wells)
+    nb02.check_grouped_folds(fold, wells)
+    assert "correct" in capsys.readouterr().out
     random = np.zeros(len(cells), int)
     for k, (_, test) in enumerate(KFold(5, shuffle=True, random_state=0).split(cells)):
         random[test] = k
@@ -47,7 +48,8 @@ def test_grouped_folds(cells):
         nb02.check_grouped_folds(random, wells)
     with pytest.raises(NotYet):
         nb02.check_grouped_folds(fold[:-1], wells)
-    assert nb02.check_grouped_folds(..., wells) is False
+    nb02.check_grouped_folds(..., wells)
+    assert "not answered yet" in capsys.readouterr().out
 
 
 def _robust_z(cells: pd.DataFrame, feature: str) -> pd.Series:
@@ -63,20 +65,22 @@ def _robust_z(cells: pd.DataFrame, feature: str) -> pd.Series:
     return pd.concat(out)
 
 
-def test_well_z(cells):
+def test_well_z(cells, capsys):
     normalised = features.normalize(
         features.profiles(cells, ["Metadata_Plate", "Metadata_Well"]),
         "Metadata_pert_iname == 'DMSO'",
     )
     feature = "Cells_AreaShape_Area"
     right = _robust_z(cells, feature)
-    assert nb02.check_well_z(right, normalised, feature)
+    nb02.check_well_z(right, normalised, feature)
+    assert "correct" in capsys.readouterr().out
     with pytest.raises(NotYet) as err:  # the standard deviation is not the MAD
         nb02.check_well_z(right * 1.4826, normalised, feature)
     assert f"{right.iloc[-1]:.3f}" not in str(err.value)
     with pytest.raises(NotYet):  # indexed by row number, not by well
         nb02.check_well_z(right.reset_index(drop=True), normalised, feature)
-    assert nb02.check_well_z(..., normalised, feature) is False
+    nb02.check_well_z(..., normalised, feature)
+    assert "not answered yet" in capsys.readouterr().out
 
 
 def _map_by_hand(profiles: pd.DataFrame, compound: str) -> float:
@@ -97,7 +101,7 @@ def _map_by_hand(profiles: pd.DataFrame, compound: str) -> float:
     return float(np.mean(aps))
 
 
-def test_compound_map(cells):
+def test_compound_map(cells, capsys):
     profiles = features.normalize(
         features.profiles(cells, ["Metadata_Plate", "Metadata_Well"]),
         "Metadata_pert_iname == 'DMSO'",
@@ -106,14 +110,16 @@ def test_compound_map(cells):
         profiles, "Metadata_pert_iname", "Metadata_Plate", "DMSO", null_size=50
     )
     for compound in ("Xylo", "Quorb"):
-        assert nb02.check_compound_map(_map_by_hand(profiles, compound), compound, maps)
+        nb02.check_compound_map(_map_by_hand(profiles, compound), compound, maps)
+        assert "correct" in capsys.readouterr().out
     with pytest.raises(NotYet) as err:
         nb02.check_compound_map(1.5, "Quorb", maps)
     assert "Quorb: mAP" not in str(err.value)
-    assert nb02.check_compound_map(..., "Quorb", maps) is False
+    nb02.check_compound_map(..., "Quorb", maps)
+    assert "not answered yet" in capsys.readouterr().out
 
 
-def test_missed(monkeypatch, tmp_path):
+def test_missed(monkeypatch, tmp_path, capsys):
     from cellutils import catalog
     from cellutils import synthetic as synth
 
@@ -128,10 +134,13 @@ def test_missed(monkeypatch, tmp_path):
             "below_corrected_p": [True, False, False],
         }
     )
-    assert nb02.check_missed(["Quorb"], maps, tmp_path)
+    nb02.check_missed(["Quorb"], maps, tmp_path)
+    assert "correct" in capsys.readouterr().out
     with pytest.raises(NotYet) as err:
         nb02.check_missed(["Quorb", "Wumpf"], maps, tmp_path)
     assert "['Quorb']" not in str(err.value)
-    assert nb02.check_missed(..., maps, tmp_path) is False
+    nb02.check_missed(..., maps, tmp_path)
+    assert "not answered yet" in capsys.readouterr().out
     monkeypatch.setattr(catalog, "is_synthetic", lambda root: False)
-    assert nb02.check_missed(["Quorb"], maps, tmp_path) is False  # real data: nothing to check
+    nb02.check_missed(["Quorb"], maps, tmp_path)  # real data: nothing to check
+    assert "nothing to check" in capsys.readouterr().out

@@ -16,7 +16,7 @@ def check_one_well(
     index: pd.DataFrame,
     label: str = "Metadata_pert_iname",
     by: Sequence[str] = ("Metadata_Plate", "Metadata_Well"),
-) -> bool:
+) -> None:
     """``answer``: the set of ``label`` values whose images all come from one well (``by``).
     Expected: the distinct (label, well) pairs, counted per label."""
     by = [c for c in by if c in index]
@@ -24,7 +24,7 @@ def check_one_well(
     counts = pairs[label].value_counts()
     expected = set(counts.index[counts == 1])
     share = float(index[label].isin(expected).mean())
-    return check(
+    check(
         "00.1 one-well compounds",
         answer,
         expected,
@@ -35,7 +35,7 @@ def check_one_well(
     )
 
 
-def check_majority(accuracy, balanced, labels: pd.Series) -> bool:
+def check_majority(accuracy, balanced, labels: pd.Series) -> None:
     """``accuracy`` and ``balanced``: the accuracy and the balanced accuracy of always
     predicting the most common of ``labels``. Expected: sklearn's metrics on that prediction."""
     from sklearn.metrics import accuracy_score, balanced_accuracy_score
@@ -45,7 +45,7 @@ def check_majority(accuracy, balanced, labels: pd.Series) -> bool:
     constant = np.full(len(y), classes[np.argmax(counts)])
     expected = (accuracy_score(y, constant), balanced_accuracy_score(y, constant))
     answer = ... if accuracy is ... or balanced is ... else (accuracy, balanced)
-    return check(
+    check(
         "00.3 majority baseline",
         answer,
         expected,

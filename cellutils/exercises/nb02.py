@@ -12,13 +12,13 @@ import pandas as pd
 from cellutils.exercises import check
 
 
-def check_grouped_folds(answer, groups: np.ndarray, n_folds: int = 5) -> bool:
+def check_grouped_folds(answer, groups: np.ndarray, n_folds: int = 5) -> None:
     """``answer``: a fold number per row, with every group (well) in one fold only and
     ``n_folds`` folds. Expected: no group split across folds, counted with pandas."""
     if answer is not ...:
         folds = np.asarray(answer)
         if folds.shape != (len(groups),):
-            return check(
+            check(
                 "02.1 grouped folds",
                 folds.shape,
                 (len(groups),),
@@ -26,7 +26,7 @@ def check_grouped_folds(answer, groups: np.ndarray, n_folds: int = 5) -> bool:
             )
         per_group = pd.Series(folds).groupby(np.asarray(groups)).nunique()
         answer = (int(pd.Series(folds).nunique()), set(per_group.index[per_group > 1]))
-    return check(
+    check(
         "02.1 grouped folds",
         answer,
         (n_folds, set()),
@@ -42,7 +42,7 @@ def check_well_z(
     normalised: pd.DataFrame,
     feature: str,
     by: tuple[str, str] = ("Metadata_Plate", "Metadata_Well"),
-) -> bool:
+) -> None:
     """``answer``: one feature's robust z-score per well (a Series indexed by ``by``): the
     median over the well's cells, minus the median of the plate's DMSO wells, over 1.4826 x
     their median absolute deviation. Expected: the same column of pycytominer's ``normalised``
@@ -51,7 +51,7 @@ def check_well_z(
     if answer is not ...:
         got = pd.Series(answer)
         if not got.index.equals(got.index.unique()) or set(got.index) != set(expected.index):
-            return check(
+            check(
                 "02.3 robust z by hand",
                 sorted(map(str, got.index))[:3],
                 sorted(map(str, expected.index))[:3],
@@ -59,7 +59,7 @@ def check_well_z(
                 "the result of cells.groupby([...])[feature].median()",
             )
         answer = got.reindex(expected.index).to_numpy(float)
-    return check(
+    check(
         "02.3 robust z by hand",
         answer,
         expected.to_numpy(float),
@@ -71,11 +71,11 @@ def check_well_z(
     )
 
 
-def check_compound_map(answer, compound: str, maps: pd.DataFrame) -> bool:
+def check_compound_map(answer, compound: str, maps: pd.DataFrame) -> None:
     """``answer``: the replicate mAP of ``compound`` computed by hand (cosine similarity,
     replicates on other plates against the DMSO wells). Expected: copairs' value in ``maps``."""
     expected = float(maps.set_index("Metadata_pert_iname").loc[compound, "mean_average_precision"])
-    return check(
+    check(
         "02.4 mAP of one compound",
         answer,
         expected,
@@ -88,7 +88,7 @@ def check_compound_map(answer, compound: str, maps: pd.DataFrame) -> bool:
     )
 
 
-def check_missed(answer, maps: pd.DataFrame, root: str | os.PathLike) -> bool:
+def check_missed(answer, maps: pd.DataFrame, root: str | os.PathLike) -> None:
     """``answer``: the compounds that truly change the cells but are not significant.
     Expected: the simulator's truth file (not ``maps``' column) minus the significant ones."""
     from cellutils import catalog
@@ -96,13 +96,13 @@ def check_missed(answer, maps: pd.DataFrame, root: str | os.PathLike) -> bool:
 
     if not catalog.is_synthetic(root):
         print("exercise 02.5: no ground truth here (real data): nothing to check")
-        return False
+        return
     truth = synth.read_truth(root)["perturbations"]
     active = set(truth.perturbation[truth.active.astype(bool)])
     scored = set(maps.Metadata_pert_iname)
     significant = set(maps.Metadata_pert_iname[maps.below_corrected_p])
     expected = (active & scored) - significant
-    return check(
+    check(
         "02.5 missed compounds",
         answer,
         expected,

@@ -27,13 +27,13 @@ def _chance(labels: pd.Series) -> float:
 
 def check_neighbours(
     same_experiment, same_sirna, embeddings: np.ndarray, experiment: pd.Series, sirna: pd.Series
-) -> bool:
+) -> None:
     """``same_experiment`` / ``same_sirna``: the share of sites whose nearest other site by
     cosine similarity of ``embeddings`` is from the same experiment / has the same siRNA.
     Expected: scikit-learn's ``NearestNeighbors`` (cosine)."""
     expected = _neighbour_shares(embeddings, experiment, sirna)
     answer = ... if same_experiment is ... or same_sirna is ... else (same_experiment, same_sirna)
-    return check(
+    check(
         "09.1 nearest neighbours",
         answer,
         expected,
@@ -45,14 +45,14 @@ def check_neighbours(
     )
 
 
-def check_centred(answer, embeddings: np.ndarray, experiment: pd.Series, sirna: pd.Series) -> bool:
+def check_centred(answer, embeddings: np.ndarray, experiment: pd.Series, sirna: pd.Series) -> None:
     """``answer``: ``embeddings`` with each experiment's mean embedding subtracted from its
     sites. Expected: pandas' group means; the explanation recomputes the neighbour shares."""
     frame = pd.DataFrame(np.asarray(embeddings, float))
     groups = np.asarray(experiment)
     expected = (frame - frame.groupby(groups).transform("mean")).to_numpy()
     after = _neighbour_shares(expected, experiment, sirna)
-    return check(
+    check(
         "09.2 centred per experiment",
         ... if answer is ... else np.asarray(answer, float),
         expected,
