@@ -67,7 +67,7 @@ def check_well_z(
         hint="per well: the median of its cells; per plate: the median m and the median "
         "absolute deviation d of its DMSO wells' values; z = (well - m) / (1.4826 * d)",
         explain=f"{feature}: {len(expected)} wells as pycytominer normalises them; "
-        f"{int((expected.abs() > 3).sum())} lie beyond 3 DMSO deviations",
+        f"beyond 3 DMSO deviations: {int((expected.abs() > 3).sum())}",
     )
 
 
