@@ -463,8 +463,8 @@ nb02.check_missed(missed, maps=maps, root=root)
 #
 # - **regionprops**: report 004's 15 shape and intensity features per cell (above);
 # - **CellProfiler-grade**: cp-measure's size/shape, intensity, Haralick texture, granularity,
-#   radial distribution per channel and Pearson correlation per channel pair (about 600 per
-#   cell, named as CellProfiler names them), measured on dask, a Parquet file per plate;
+#   radial distribution per channel and Pearson correlation per channel pair (hundreds per
+#   cell, named as CellProfiler names them; the table counts those kept), measured on dask;
 # - **CNN**: the frozen ImageNet EfficientNet-Lite0 on all five stains, one vector per site.
 #
 # Each goes through the same recipe (median per well, robust z-score against the plate's DMSO
