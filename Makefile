@@ -10,7 +10,7 @@ STAMP      := $(VENV)/.setup-done
 PIP_FLAGS  ?= -q
 
 .DEFAULT_GOAL := help
-.PHONY: help setup weights test lint reproduce lab bench data data-rxrx1 data-cpjump1 strip student hooks clean distclean
+.PHONY: help setup weights test lint reproduce lab bench calibrate data data-rxrx1 data-cpjump1 strip student hooks clean distclean
 
 help: ## list the targets (this text)
 	@echo "cellpaint-course -- usage: make <target> [SETTINGS=quick|smoke|full]"
@@ -51,18 +51,21 @@ lab: setup ## open JupyterLab (a notebook run there uses the quick settings with
 bench: setup ## benchmarks: ratios against a baseline measured in the same run (ONLY=fullscale: some; JSON in results/bench/)
 	$(PY) -m benchmarks $(ONLY)
 
-data: setup ## generate the synthetic default data (or NAME=rxrx1|cpjump1: download the real one)
+calibrate: setup ## coverage and null rate of each lesson's primary statistic on simulator draws (~30 min on 2 cores; JSON + figure in results/calibration/)
+	$(PY) -m cellutils.calibrate $(ARGS)
+
+data: setup ## synthetic default data; NAME=rxrx1|cpjump1: download the real one; NAME=cpjump1_subset: build it from data/cpjump1
 ifdef NAME
 	$(PY) -m cellutils.download $(NAME) $(ARGS)
 else
-	$(PY) -c "from cellutils.synthetic import make_default_data; make_default_data()"
+	$(PY) -c "from cellutils.catalog import make_default_data; make_default_data()"
 	$(PY) -m cellutils.realdata
 endif
 
 data-rxrx1: setup ## download RxRx1 (rxrx.ai release, ~46 GB; resumable) into data/rxrx1
 	$(PY) -m cellutils.download rxrx1 $(ARGS)
 
-data-cpjump1: setup ## download CPJUMP1 plate BR00116991 from the Cell Painting Gallery into data/cpjump1
+data-cpjump1: setup ## download CPJUMP1 plate BR00116991 (channels 1-5; ARGS='--channels all' for 8) into data/cpjump1
 	$(PY) -m cellutils.download cpjump1 $(ARGS)
 
 strip: setup ## nbstripout the notebooks and write their jupytext twins (notebooks/*.py)

@@ -1,6 +1,6 @@
 """One entry point per dataset: use the real data when given, else the synthetic default.
 
->>> root = locate("rxrx1")              # data/synthetic/rxrx1, generated on first use
+>>> root = locate("rxrx1")              # data/synthetic/rxrx1-v2, generated on first use
 >>> index = read_index("rxrx1", root)
 """
 
@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import time
 from pathlib import Path
 
 import pandas as pd
@@ -18,6 +19,8 @@ from cellutils.paths import data_root as _data_root
 from cellutils.paths import repo_root
 
 LAYOUTS = datasets.LAYOUTS  # one module per layout in cellutils.datasets
+DatasetError = datasets.DatasetError
+build_cpjump1_subset = datasets.cpjump1_subset.build_cpjump1_subset  # make data NAME=cpjump1_subset
 
 
 def locate(
@@ -35,12 +38,11 @@ def locate(
     whose kernel runs in ``notebooks/``). Without ``real``, a real dataset where
     ``make data NAME=<name>`` puts it (``<data root>/<name>``, holding one of ``MARKERS``) is
     used, and the code says so. Otherwise the synthetic default, generated once under
-    ``<data root>/synthetic/<name>``; generator ``overrides`` get their own folder
-    (``<name>-<hash>``), so a small test set never collides with the default one.
+    ``<data root>/synthetic/<name>-v<simulator version>``; generator ``overrides`` get their own
+    folder (``<name>-v<version>-<hash>``), so a small test set never collides with the default
+    one and data of an older simulator is never read as this one's.
     """
-    if name not in LAYOUTS:
-        raise ValueError(f"unknown dataset {name!r}; choose from {sorted(LAYOUTS)}")
-    layout = LAYOUTS[name]
+    layout = _layout(name)
     if real:
         root = resolve_real(real, data_root)
         if root is None:
@@ -61,17 +63,70 @@ def locate(
                 "synthetic overrides or move it to use the synthetic default"
             )
         return fetched
-    folder = name
-    if overrides:
-        digest = hashlib.sha1(json.dumps(overrides, sort_keys=True).encode()).hexdigest()[:8]
-        folder = f"{name}-{digest}"
-    base = _data_root(data_root) / "synthetic" / folder
+    base = _data_root(data_root) / "synthetic" / synthetic_folder(name, overrides)
     existed = (base / synthetic.MANIFEST).exists()
     root = layout.write(base, seed=seed, **(overrides or {}))
     if verbose:
         how = "found" if existed else "generated"
         print(f"{name}: synthetic data ({how}) at {root} -- for the real data: {layout.get_real}")
     return root
+
+
+def _layout(name: str) -> datasets.Layout:
+    if name not in LAYOUTS:
+        raise ValueError(f"unknown dataset {name!r}; choose from {sorted(LAYOUTS)}")
+    return LAYOUTS[name]
+
+
+def fetch(name: str, dest: str | os.PathLike | None = None, **kw) -> Path:
+    """Download dataset ``name`` (``make data NAME=...``): its layout's manifest, moved by
+    ``cellutils.download.fetch_dataset`` into ``dest`` (default ``<data root>/<name>``)."""
+    from cellutils.download import fetch_dataset
+
+    layout = LAYOUTS.get(name)
+    if layout is None or layout.manifest is None:
+        fetchable = sorted(k for k, v in LAYOUTS.items() if v.manifest)
+        raise ValueError(
+            f"dataset {name!r} cannot be downloaded; choose from {fetchable} (the "
+            "CPJUMP1 course subset and the cell-line images come from their courses)."
+        )
+    return fetch_dataset(layout, dest, **kw)
+
+
+def synthetic_folder(name: str, overrides: dict | None = None) -> str:
+    """The synthetic dataset's folder name: ``<name>-v<simulator version>``, plus a hash of the
+    generator ``overrides`` when there are any (a new simulator version: a new folder)."""
+    folder = f"{name}-v{synthetic.VERSION}"
+    if overrides:
+        digest = hashlib.sha1(json.dumps(overrides, sort_keys=True).encode()).hexdigest()[:8]
+        folder = f"{folder}-{digest}"
+    return folder
+
+
+def make_default_data(
+    root: str | os.PathLike | None = None,
+    which: tuple[str, ...] | None = None,
+    seed: int = 0,
+    n_jobs: int | None = None,
+    **overrides,
+) -> dict[str, Path]:
+    """Write (or find, when already written) the default synthetic datasets (``make data``).
+
+    They live in ``<data root>/synthetic/<name>-v<version>`` (:func:`synthetic_folder`).
+    ``overrides`` maps a dataset name to keyword arguments for its writer, e.g.
+    ``rxrx1={"size": 64}``.
+    """
+    base = _data_root(root) / "synthetic"
+    out = {}
+    for name in which or tuple(LAYOUTS):
+        layout = _layout(name)
+        t0 = time.perf_counter()
+        folder = base / synthetic_folder(name, overrides.get(name))
+        existed = (folder / synthetic.MANIFEST).exists()
+        out[name] = layout.write(folder, seed=seed, n_jobs=n_jobs, **overrides.get(name, {}))
+        what = "found" if existed else f"written in {time.perf_counter() - t0:.1f} s"
+        print(f"synthetic {name}: {what} -> {out[name]}")
+    return out
 
 
 def resolve_real(

@@ -19,6 +19,17 @@ class NotYet(AssertionError):
     """The answer is not right yet; the message says what to look at (never the answer)."""
 
 
+class Outcome(int):
+    """What a check returns: true when right. Shows nothing as a cell's last value (a notebook
+    prints the check's own sentence, not "True")."""
+
+    def __repr__(self) -> str:
+        return repr(bool(self))
+
+    def _ipython_display_(self) -> None:
+        pass
+
+
 _EXPECTED: dict[str, object] = {}  # key -> the expected value of the last check, for answer()
 
 
@@ -65,7 +76,9 @@ def _same(answer, expected, tol: float) -> bool:
     return bool(answer == expected)
 
 
-def check(key: str, answer, expected, hint: str, *, tol: float = 1e-6, explain: str = "") -> bool:
+def check(
+    key: str, answer, expected, hint: str, *, tol: float = 1e-6, explain: str = ""
+) -> Outcome:
     """Compare a student's ``answer`` with ``expected`` (computed independently by the caller).
 
     ``...`` (the stub of the student version) is "not answered yet": a note, no error, so Run
@@ -74,14 +87,14 @@ def check(key: str, answer, expected, hint: str, *, tol: float = 1e-6, explain: 
     _EXPECTED[key] = expected
     if answer is Ellipsis:
         print(f"exercise {key}: not answered yet (replace the ... in the cell above)")
-        return False
+        return Outcome(False)
     if not _same(answer, expected, tol):
         raise NotYet(
             f"exercise {key}: not yet. Hint: {hint}\n"
             f"(to see the expected answer: exercises.answer({key!r}))"
         )
     _ok(f"exercise {key}" + (f": {explain}" if explain else ""))
-    return True
+    return Outcome(True)
 
 
 def answer(key: str):
@@ -197,4 +210,49 @@ def check_missed(answer: Iterable[str], maps: pd.DataFrame) -> bool:
         "keep the compounds that are truly active (column 'truly active') and not "
         "below_corrected_p",
         explain=f"{len(truth)} of {int(active.sum())} truly active compounds are missed by mAP",
+    )
+
+
+def check_step(key: str, training_step, model, x, y, lr: float) -> Outcome:
+    """``training_step(model, x, y, optimizer, loss_fn) -> float``: one forward, loss,
+    backward and optimiser step, returning the loss. Run on a copy of ``model`` with Adam and
+    compared with a reference step on another copy (same dropout draws): the loss returned and
+    the weights after. ``x`` may be a tuple (a multi-input model: ``model(*x)``)."""
+    import copy
+
+    import torch
+    from torch import nn
+
+    if training_step is Ellipsis:
+        return check(key, ..., None, "")
+    hint = (
+        "forward (logits = model(x), or model(*x) for several inputs), loss = loss_fn(logits, "
+        "y), optimizer.zero_grad(), loss.backward(), optimizer.step(); return loss.item()"
+    )
+    mine, ref = copy.deepcopy(model).train(), copy.deepcopy(model).train()
+    loss_fn = nn.CrossEntropyLoss()
+    trainable = [p for p in mine.parameters() if p.requires_grad]
+    torch.manual_seed(0)
+    got = training_step(mine, x, y, torch.optim.Adam(trainable, lr=lr), loss_fn)
+    opt = torch.optim.Adam([p for p in ref.parameters() if p.requires_grad], lr=lr)
+    torch.manual_seed(0)
+    loss = loss_fn(ref(*x) if isinstance(x, (tuple, list)) else ref(x), y)
+    opt.zero_grad()
+    loss.backward()
+    opt.step()
+    if not isinstance(got, (int, float)):
+        return check(key, "no number returned", "the loss", hint)
+    check(key, float(got), float(loss), hint, tol=1e-5)
+    moved = max(
+        float((a.detach() - b.detach()).abs().max())
+        for a, b in zip(mine.parameters(), ref.parameters(), strict=True)
+    )
+    return check(
+        f"{key} weights",
+        moved,
+        0.0,
+        "the loss is right but the weights after the step differ: call zero_grad before "
+        "backward, and step once",
+        tol=1e-5,
+        explain=f"loss {float(loss):.4f}; the step moved the weights as the reference did",
     )
