@@ -55,6 +55,10 @@ class Claim:
     n_classes: int
     protocol: str  # how the report split and selected
     others: dict = field(default_factory=dict)  # its other numbers (training accuracy, loss)
+    # the claim's own bar: what always predicting the commonest class scores with the claim's
+    # metric on the report's data (from the class counts the report gives), and how it is known
+    majority: float | None = None
+    majority_from: str = ""
 
 
 @dataclass(frozen=True)

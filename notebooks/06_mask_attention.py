@@ -31,12 +31,15 @@
 # label smoothing 0.1, Adam (weight decay 1e-4), OneCycle (max lr 0.005), 200 epochs scheduled
 # (160 run). Claimed: **38.1 % training and 33 % test accuracy over 384 classes**.
 #
-# **What "384 classes" are.** 384 is the number of wells of a 384-well plate, not of
-# compounds: the course subset holds 319 wells and about 250 compound labels, and almost every
-# compound sits in exactly one well, so "which compound" is, for nearly every class, "which
-# well" — and a random split of the images puts the other sites of the *same well* in
-# the training set. Section 1 counts it; section 3 trains under the report's split and under a
-# split by well, which is only possible for compounds with more than one well.
+# **How many classes.** The report says 384 ("384 compound perturbations", a 384-wide last
+# layer), but its code sizes the output by the distinct `Metadata_pert_iname` values of the
+# subset: about 250 compounds in 319 wells. Almost every compound sits in exactly one well, so
+# "which compound" is, for nearly every class, "which well" — and a random split of the images
+# puts the other sites of the *same well* in the training set. The claim's own bar is not
+# 1/384 either: DMSO is the largest class (509 of the 2,867 images, report 004's count for the
+# same plate), so always answering DMSO scores about 18 %. Section 1 counts the wells; section 4
+# trains under the report's split and under a split by well, which is only possible for
+# compounds with more than one well.
 
 # %% tags=["parameters"]
 settings = None  # None: "quick" without a GPU, "full" (this cell's values) on one; or set it
@@ -163,6 +166,14 @@ P = {
     ),
 }
 train_rows = {"images": held.train(None), "wells": held.train("Metadata_Well")}
+# the split by image trains on more rows; the same leak at the leak-free protocol's size:
+train_rows["images_n"] = splits.size_matched(train_rows["images"], train_rows["wells"], seed)
+P["images_n"] = Protocol(
+    name="split by image, as many rows as by well — shares wells",
+    split_by=None,
+    leak_free=False,
+    why="other sites of every evaluation well are in training; training size matched",
+)
 print(
     f"{multi[label].nunique()} classes, {len(held.eval)} evaluation images from "
     f"{held.eval.Metadata_Well.nunique()} wells"
@@ -308,14 +319,18 @@ lesson = Lesson(
         metric="accuracy",
         value=0.33,
         split="test",
-        n_classes=384,
-        protocol="random split of images; the last of 160 epochs (of 200 scheduled)",
-        others={"train_accuracy": 0.381},
+        n_classes=250,
+        protocol="random split of images; the last of 160 epochs (of 200 scheduled); the "
+        "report says 384 classes, its code sizes the output by the ~250 compound names",
+        others={"train_accuracy": 0.381, "classes_stated": 384},
+        majority=509 / 2867,
+        majority_from="always DMSO: 509 of the plate's 2,867 images (report 004's counts)",
     ),
     nuisance="well",
     unit="well",
 )
-lesson.declare_primary("003: sites of one well on both sides")  # declared before any result
+# declared before any result: the leak at equal training size
+lesson.declare_primary("003: sites of one well on both sides, same training size")
 
 
 # %%
@@ -349,6 +364,10 @@ res = {
     )
     for k, e in experiments.items()
 }
+lesson.compare(
+    "003: sites of one well on both sides, same training size", res["images_n"], res["wells"]
+)
+lesson.compare("003: more training rows (both share wells)", res["images"], res["images_n"])
 lesson.compare("003: sites of one well on both sides", res["images"], res["wells"])
 
 # %% [markdown]
@@ -438,7 +457,7 @@ lesson.table()
 # %% [markdown]
 # ## 6 · The report's own setting: every class
 # The full reproduction, apart: a random 80/20 split of all images over every compound (the
-# report's "384 classes" are wells here too), with its own chance and majority lines. Not
+# report's classes are the compound names here too), with its own chance and majority lines. Not
 # compared with the rows above: it is a different task.
 
 # %%

@@ -335,3 +335,17 @@ def test_cell_counts_from_truth_or_masks(tmp_path):
     assert stats.cell_counts(index, truth).tolist() == [9, 5]
     with pytest.raises(ValueError, match="first: 'c'"):
         stats.cell_counts(index.assign(key=["a", "c"]), truth)
+
+
+def test_size_matched_keeps_the_leak_and_removes_the_size_difference():
+    import pandas as pd
+
+    from cellutils import splits
+
+    big = pd.DataFrame({"well": list("aabbccdd") * 3, "y": range(24)})
+    small = big.iloc[:10]
+    matched = splits.size_matched(big, small, seed=1)
+    assert len(matched) == len(small) and matched.index.isin(big.index).all()
+    assert matched.index.is_monotonic_increasing
+    with pytest.raises(ValueError, match="nothing to remove"):
+        splits.size_matched(small, big)

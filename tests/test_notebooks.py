@@ -29,9 +29,9 @@ def _check_lesson(metrics: dict) -> None:
         assert "p_holm" in c or "ci_holm" in c, c["lesson"]
         assert c["ci"][0] <= c["diff"] <= c["ci"][1]
     assert sum(bool(c.get("primary")) for c in metrics["comparisons"]) == 1
-    assert any(
-        "cell_count" in r or "cell count" in r["label"] for r in metrics["results"]
-    ), "a cell-count baseline beside the lesson's results"
+    assert any("cell_count" in r or "cell count" in r["label"] for r in metrics["results"]), (
+        "a cell-count baseline beside the lesson's results"
+    )
 
 
 def test_there_are_notebooks():

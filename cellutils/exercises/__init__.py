@@ -242,7 +242,7 @@ def check_step(key: str, training_step, model, x, y, lr: float) -> Outcome:
     opt.step()
     if not isinstance(got, (int, float)):
         return check(key, "no number returned", "the loss", hint)
-    check(key, float(got), float(loss), hint, tol=1e-5)
+    check(key, float(got), loss.item(), hint, tol=1e-5)
     moved = max(
         float((a.detach() - b.detach()).abs().max())
         for a, b in zip(mine.parameters(), ref.parameters(), strict=True)
@@ -254,5 +254,5 @@ def check_step(key: str, training_step, model, x, y, lr: float) -> Outcome:
         "the loss is right but the weights after the step differ: call zero_grad before "
         "backward, and step once",
         tol=1e-5,
-        explain=f"loss {float(loss):.4f}; the step moved the weights as the reference did",
+        explain=f"loss {loss.item():.4f}; the step moved the weights as the reference did",
     )

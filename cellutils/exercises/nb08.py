@@ -23,7 +23,7 @@ def check_image_accuracy(
     expected = float(np.mean(v.majority_vote == v.target))
     cell_acc = float(np.mean(logits.argmax(1) == targets))
     return check(
-        "08.2",
+        "08.3",
         answer,
         expected,
         "per image: the predicted class (argmax of the logits) of each of its cells, the most "
@@ -38,4 +38,4 @@ def check_training_step(
 ) -> Outcome:
     """``training_step(model, x, y, optimizer, loss_fn) -> float`` for the three-input network
     (``model(*x)``), compared with a reference step on a copy."""
-    return check_step("08.3", training_step, model, x, y, lr)
+    return check_step("08.2", training_step, model, x, y, lr)
