@@ -258,9 +258,8 @@ def decode(
         os.replace(partial, target)
         flags.unlink()
     finally:
-        if lock is not None:
-            if target.exists():
-                (folder / f"{key}.lock").unlink(missing_ok=True)
+        if lock is not None:  # a process waiting on it re-checks the target when it gets it
+            (folder / f"{key}.lock").unlink(missing_ok=True)
             lock.close()
     if verbose:
         print(f"decoded images: wrote cache {target} {shape}")
