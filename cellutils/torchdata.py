@@ -8,6 +8,10 @@ on the training split, and augmentation that treats every channel alike.
 ``decode`` writes a memory-mapped ``.npy`` under ``<data root>/cache/decoded/`` keyed by the
 files, their sizes and modification times, the channels and the output size, so training reads
 arrays instead of decoding six PNGs per sample per epoch; ``cache=False`` keeps them in memory.
+Every file's values are kept (the array's dtype holds every file exactly, see
+``cellutils.images``); the first unreadable file stops the run, naming it, and leaves no
+partial file; an interrupted run continues where it stopped. ``ChannelStats.fit`` streams
+batches, so its memory does not grow with the number of images.
 """
 
 from __future__ import annotations
