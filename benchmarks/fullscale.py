@@ -27,6 +27,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -101,66 +102,97 @@ def _batches(ds, batch_size: int, n_batches: int, seed: int = 0) -> int:
 # --------------------------------------------------------------------------------------------
 
 
-def make_pools(base: Path) -> dict[str, str]:
+POOLS_OF = {  # the pools each notebook's row reads
+    "01": ("cpjump1",),
+    "02": ("cpjump1",),
+    "03": ("rxrx1",),
+    "04": ("lines",),
+    "05": ("subset",),
+    "06": ("subset", "seg"),
+    "07": ("subset",),
+    "08": ("subset", "seg"),
+    "09": ("rxrx1",),
+}
+
+
+def make_pools(base: Path, names: Sequence[str] | None = None) -> dict[str, str]:
+    """The pools the rows ``names`` (default: all) read, written under ``base``."""
     import tifffile
 
     from cellutils import datasets, segment, synthetic
 
-    rx = datasets.write_rxrx1(
-        base / "rxrx1",
-        n_sirnas=8,
-        n_positive=0,
-        experiments={"HUVEC": 1},
-        n_test=0,
-        sites=1,
-        size=512,
-        seed=5,
-    )
-    sub = datasets.write_cpjump1_subset(
-        base / "subset",
-        n_single=6,
-        n_double=0,
-        n_dmso_wells=2,
-        sites=2,
-        size=1080,
-        upper_case_fraction=0.0,
-        seed=5,
-    )
-    lines = datasets.write_cell_lines(base / "lines", n_train=64, n_test=0, size=64, seed=5)
-    cp = datasets.write_cpjump1(
-        base / "cpjump1",
-        plates=("BR00116991",),
-        n_compounds=2,
-        n_positive=0,
-        n_dmso_wells=1,
-        sites=1,
-        size=1080,
-        seed=5,
-    )
-    # masks and flows from the generator's ground truth (what a good segmentation returns;
-    # ~90 cells per site, the real subset has ~160): the data paths after segmentation
-    index = datasets.read_cpjump1_subset(sub)
-    (base / "seg").mkdir()
-    rows = []
-    for well, site, core in zip(index.Metadata_Well, index.Metadata_Site, index.core, strict=True):
-        masks = synthetic.read_truth_masks(sub, f"BR00116991_{well}_{site}")[0]
-        mpath, fpath = base / "seg" / f"{core}_masks.tif", base / "seg" / f"{core}_flows.tif"
-        tifffile.imwrite(mpath, masks, compression="zlib")
-        tifffile.imwrite(
-            fpath, segment.masks_to_flows(masks).astype(np.float16), compression="zlib"
+    need = {p for n in (names or POOLS_OF) for p in POOLS_OF[n]}
+    pools = {"base": str(base)}
+    if "rxrx1" in need:
+        pools["rxrx1"] = str(
+            datasets.write_rxrx1(
+                base / "rxrx1",
+                n_sirnas=8,
+                n_positive=0,
+                experiments={"HUVEC": 1},
+                n_test=0,
+                sites=1,
+                size=512,
+                seed=5,
+            )
         )
-        rows.append(
-            {"core": core, "path_masks": mpath, "path_flows": fpath, "n_cells": int(masks.max())}
+    if need & {"subset", "seg"}:
+        pools["subset"] = str(
+            datasets.write_cpjump1_subset(
+                base / "subset",
+                n_single=6,
+                n_double=0,
+                n_dmso_wells=2,
+                sites=2,
+                size=1080,
+                upper_case_fraction=0.0,
+                seed=5,
+            )
         )
-    seg = pd.DataFrame(rows)
-    seg.to_csv(base / "seg.csv", index=False)
-    return {
-        "rxrx1": str(rx),
-        "subset": str(sub),
-        "lines": str(lines),
-        "cpjump1": str(cp),
-        "seg": str(base / "seg.csv"),
-    }
+    if "lines" in need:
+        pools["lines"] = str(
+            datasets.write_cell_lines(base / "lines", n_train=64, n_test=0, size=64, seed=5)
+        )
+    if "cpjump1" in need:
+        pools["cpjump1"] = str(
+            datasets.write_cpjump1(
+                base / "cpjump1",
+                plates=("BR00116991",),
+                n_compounds=2,
+                n_positive=0,
+                n_dmso_wells=1,
+                sites=1,
+                size=1080,
+                seed=5,
+            )
+        )
+    if "seg" in need:
+        # masks and flows from the generator's ground truth (what a good segmentation returns;
+        # ~90 cells per site, the real subset has ~160): the data paths after segmentation
+        sub = Path(pools["subset"])
+        index = datasets.read_cpjump1_subset(sub)
+        (base / "seg").mkdir()
+        rows = []
+        for well, site, core in zip(
+            index.Metadata_Well, index.Metadata_Site, index.core, strict=True
+        ):
+            masks = synthetic.read_truth_masks(sub, f"BR00116991_{well}_{site}")[0]
+            mpath, fpath = base / "seg" / f"{core}_masks.tif", base / "seg" / f"{core}_flows.tif"
+            tifffile.imwrite(mpath, masks, compression="zlib")
+            tifffile.imwrite(
+                fpath, segment.masks_to_flows(masks).astype(np.float16), compression="zlib"
+            )
+            rows.append(
+                {
+                    "core": core,
+                    "path_masks": mpath,
+                    "path_flows": fpath,
+                    "n_cells": int(masks.max()),
+                }
+            )
+        pd.DataFrame(rows).to_csv(base / "seg.csv", index=False)
+        pools["seg"] = str(base / "seg.csv")
+    return pools
 
 
 # --------------------------------------------------------------------------------------------
@@ -504,7 +536,7 @@ PATHS = {
 
 def run_one(name: str, pools: dict) -> dict:
     """Run notebook ``name``'s data path in this process; its peak memory and disk."""
-    with tempfile.TemporaryDirectory(dir=Path(pools["seg"]).parent) as tmp, PeakMemory() as mem:
+    with tempfile.TemporaryDirectory(dir=pools["base"]) as tmp, PeakMemory() as mem:
         t0 = time.perf_counter()
         out = PATHS[name](pools, Path(tmp))
         out["seconds"] = time.perf_counter() - t0
@@ -519,7 +551,7 @@ def bench_fullscale(names: list[str] | None = None) -> list[dict]:
     base = Path(os.environ.get("CELLUTILS_BENCH_TMP", tempfile.gettempdir()))
     with tempfile.TemporaryDirectory(dir=base) as tmp:
         t0 = time.perf_counter()
-        pools = make_pools(Path(tmp))
+        pools = make_pools(Path(tmp), names)
         print(f"  pools at real image size written in {time.perf_counter() - t0:.0f} s", flush=True)
         for name in names or PATHS:
             proc = subprocess.run(
