@@ -239,24 +239,35 @@ def path_01(pools: dict, work: Path) -> dict:
 
 def path_02(pools: dict, work: Path) -> dict:
     """02: report 004's per-cell features (regionprops set, five channels) measured on 2 real-
-    size sites by the notebook's per-site function, the cell table then built at the plate's
-    size (3,456 sites x 160 cells) and cleaned and profiled as the notebook does (median per
-    well, DMSO-normalised, selected): what grows with the plate is the table."""
-    from cellutils import features, segment
+    size sites (the generator's true cells as masks) by the notebook's per-site function; the
+    cell table then built at the plate's size (3,456 sites x 160 cells), cleaned and profiled
+    as the notebook does (median per well, DMSO-normalised, selected): what grows with the
+    plate is the table."""
+    import tifffile
+
+    from cellutils import datasets, features, synthetic
 
     index = _cpjump1_plate(pools)
-    seg = segment.segment_index(
-        index.iloc[:2], work / "seg", "key", "AGP", "DNA", "classical", progress=False, flows=False
-    )
+    (work / "seg").mkdir()
+    seg = []
+    for key, truth_key in zip(
+        index.key[:2], datasets.cpjump1_site_key(index.iloc[:2]), strict=True
+    ):
+        path = work / "seg" / f"{key}_masks.tif"
+        tifffile.imwrite(path, synthetic.read_truth_masks(pools["cpjump1"], truth_key)[0])
+        seg.append({"key": key, "path_masks": path})
+    seg = pd.DataFrame(seg)
     meta = ["Metadata_Plate", "Metadata_Well", "Metadata_Site", "Metadata_pert_iname"]
     measured = features.measure_dataset(
         index.iloc[:2], seg, "key", ["DNA", "ER", "RNA", "AGP", "Mito"], meta, progress=False
     )
     n_cells = CPJUMP1_SITES * CELLS_PER_SITE
     cells = _cycle(measured, n_cells)
-    wells = index.Metadata_Well.to_numpy()[np.arange(n_cells) // CELLS_PER_SITE]
+    plate = np.array([f"{r}{c:02d}" for r in "ABCDEFGHIJKLMNOP" for c in range(1, 25)])
+    wells = plate[np.arange(n_cells) // (CELLS_PER_SITE * 9)]  # 384 wells x 9 sites
     cells["Metadata_Well"] = wells
-    cells["Metadata_pert_iname"] = np.where(pd.Series(wells).str.endswith("01"), "DMSO", "cmpd")
+    dmso = np.char.endswith(wells, "01") | np.char.endswith(wells, "24")
+    cells["Metadata_pert_iname"] = np.where(dmso, "DMSO", np.char.add("cmpd-", wells))
     cells, _ = features.clean_cells(cells)
     profiles = features.make_profiles(cells)
     return {
