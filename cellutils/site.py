@@ -138,8 +138,8 @@ def build(
         hint = ""
         if "api.mystmd.org" in log or "ENOTFOUND" in log:
             hint = (
-                f"\nThe MyST theme {template!r} could not be downloaded (offline?): pass the folder "
-                "of a built book-theme with `make site SITE_TEMPLATE=<folder>`."
+                f"\nThe MyST theme {template!r} could not be downloaded (offline?): pass the "
+                "folder of a built book-theme with `make site SITE_TEMPLATE=<folder>`."
             )
         raise RuntimeError(
             f"`{' '.join(cmd)}` failed in {src} (a broken link or reference fails the build: "
