@@ -44,6 +44,7 @@ lint: setup ## ruff (check + format) on code and notebooks, plus the notebook co
 
 reproduce: setup ## set up, then run every notebook headlessly (SETTINGS=quick|full; REAL=real.yml for real data)
 	$(PY) -m cellutils.notebooks run --settings $(SETTINGS) $(if $(REAL),--real $(REAL))
+	$(PY) -m cellutils.summary readme
 
 lab: setup ## open JupyterLab on the start page (a notebook run there uses the quick settings without a GPU, the full ones on a GPU)
 	$(VENV)/bin/jupyter lab --notebook-dir=. docs/start.md

@@ -281,3 +281,45 @@ def predictions_table(preds: dict[tuple[str, str, str], dict]) -> pd.DataFrame:
             }
         )
     return pd.DataFrame(rows)
+
+
+README_START, README_END = "<!-- results:start -->", "<!-- results:end -->"
+
+
+def update_readme(
+    summary: str | os.PathLike | None = None, readme: str | os.PathLike | None = None
+) -> Path:
+    """Copy ``SUMMARY.md``'s tables (not its figures, which stay in results/) into the README
+    between ``README_START`` and ``README_END``, so the README quotes the last run instead of
+    typed numbers. ``make reproduce`` calls it; only the text between the markers changes."""
+    from cellutils.paths import repo_root
+
+    summary = Path(summary) if summary else results_root() / "SUMMARY.md"
+    readme = Path(readme) if readme else repo_root() / "README.md"
+    if not summary.exists():
+        raise FileNotFoundError(f"{summary} does not exist; run `make reproduce` first.")
+    text = readme.read_text()
+    if text.count(README_START) != 1 or text.count(README_END) != 1:
+        raise ValueError(
+            f"{readme} must hold {README_START} and {README_END} once each (the generated "
+            "results block); put them back around the results section."
+        )
+    body = summary.read_text().split("\n## Figures")[0].splitlines()[1:]  # drop the title
+    body = [("#" + line) if line.startswith("## ") else line for line in body]
+    block = "\n".join(
+        [README_START, f"<!-- generated from {summary.name}: edit cellutils.summary -->"]
+        + body
+        + ["", f"Every table, with the figures: `results/{summary.name}`.", README_END]
+    )
+    head, rest = text.split(README_START, 1)
+    new = head + block + rest.split(README_END, 1)[1]
+    atomic_write_text(readme, new, overwrite=True)
+    return readme
+
+
+if __name__ == "__main__":
+    import sys
+
+    if sys.argv[1:] != ["readme"]:
+        sys.exit("usage: python -m cellutils.summary readme  (refresh the README's results)")
+    print(f"results block refreshed: {update_readme()}")
