@@ -22,7 +22,13 @@ from cellutils.paths import repo_root, results_root
 
 START_PAGE = "docs/start.md"
 #: reference pages after the notebooks, in this order (the start page comes first)
-DOC_PAGES = ["docs/glossary.md", "docs/datasets.md", "docs/scaling.md", "docs/simulator.md"]
+DOC_PAGES = [
+    "docs/glossary.md",
+    "docs/running.md",
+    "docs/datasets.md",
+    "docs/scaling.md",
+    "docs/simulator.md",
+]
 #: the MyST theme: a name that ``myst`` downloads once (cached under ``_build/templates``), or the
 #: folder of a built theme for offline machines (``make site SITE_TEMPLATE=<folder>``)
 DEFAULT_TEMPLATE = "book-theme"
