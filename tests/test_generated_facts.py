@@ -42,3 +42,25 @@ def test_readme_without_markers_is_refused_and_left_alone(tmp_path):
     with pytest.raises(ValueError, match="results:start"):
         update_readme(summary, readme)
     assert readme.read_text() == "no markers\n"
+
+
+def test_headline_figure_keeps_the_claim_apart_on_its_own_metric_with_a_legend():
+    import matplotlib.pyplot as plt
+    import pandas as pd
+
+    from cellutils.summary import plot_headline
+
+    row = {"notebook": "02_features", "report": "004", "metric": "balanced_accuracy"}
+    row |= {"claimed": 0.79, "claimed_metric": "accuracy", "claimed_classes": 2}
+    for prefix, v in (("reported", 0.55), ("trusted", 0.47)):
+        row |= {f"{prefix}_value": v, f"{prefix}_ci_low": v - 0.05, f"{prefix}_ci_high": v + 0.05}
+        row |= {f"{prefix}_n_classes": 2, f"{prefix}_chance": 0.5, f"{prefix}_majority": 0.5}
+    fig = plot_headline(pd.DataFrame([row]))
+    ax = fig.axes[0]
+    assert [t.get_text() for t in ax.get_yticklabels()][0] == "claim (real data)"
+    texts = [t.get_text() for t in ax.texts]
+    assert texts[0] == "accuracy, 2 classes"  # the claim on its own metric
+    assert all(t == "balanced accuracy, 2 classes" for t in texts[1:])
+    legend = [t.get_text() for t in fig.legends[0].get_texts()]
+    assert "claim: real data" in legend and "synthetic: trust this" in legend
+    plt.close(fig)
