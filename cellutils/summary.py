@@ -117,6 +117,9 @@ def plot_headline(table: pd.DataFrame):
                 color="#b2182b",
                 transform=ax.get_yaxis_transform(),
             )
+        claim_majority = getattr(r, "claimed_majority", None)  # on the report's own data
+        if claim_majority is not None and not pd.isna(claim_majority):
+            ax.plot(claim_majority, 0, "x", color="#b2182b")
         for y, prefix in ((1, "reported"), (2, "trusted")):
             v = getattr(r, f"{prefix}_value")
             if v is None or pd.isna(v):
@@ -149,7 +152,7 @@ def plot_headline(table: pd.DataFrame):
         ),
         Patch(facecolor=colours["trusted"], edgecolor="black", label="synthetic: trust this"),
         Line2D([], [], color="grey", lw=3, label="chance (1 / classes)"),
-        Line2D([], [], color="black", marker="x", ls="", label="majority class"),
+        Line2D([], [], color="black", marker="x", ls="", label="majority class (red: the claim's)"),
     ]
     fig.legend(handles=handles, loc="upper center", ncol=3, fontsize=8, frameon=False)
     fig.tight_layout(rect=(0, 0, 1, 1 - 0.9 / fig.get_figheight()))
