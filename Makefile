@@ -8,6 +8,7 @@ REAL       ?=
 KERNEL     := cellpaint
 STAMP      := $(VENV)/.setup-done
 PIP_FLAGS  ?= -q
+MYST       := node_modules/.bin/myst
 
 .DEFAULT_GOAL := help
 .PHONY: help setup weights test lint reproduce lab bench calibrate data data-rxrx1 data-cpjump1 strip student hooks site clean distclean
@@ -32,7 +33,7 @@ $(STAMP): pyproject.toml constraints.txt
 weights: setup ## (re)build the offline cellpose model from the registry's cellpose 0.0.1.6 wheel (GPL-3, not committed)
 	$(PY) -m cellutils.cellpose_weights weights --force
 
-test: setup ## set up, then lint and run the tests (notebooks run in the smoke settings)
+test: setup $(if $(shell command -v npm 2>/dev/null),$(MYST)) ## set up, then lint and run the tests (notebooks run in the smoke settings; with npm, the site too)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(PY) -m pytest
@@ -49,7 +50,6 @@ reproduce: setup ## set up, then run every notebook headlessly (SETTINGS=quick|f
 lab: setup ## open JupyterLab on the start page (a notebook run there uses the quick settings without a GPU, the full ones on a GPU)
 	$(VENV)/bin/jupyter lab --notebook-dir=. docs/start.md
 
-MYST := node_modules/.bin/myst
 $(MYST): package.json package-lock.json
 	@command -v npm >/dev/null || { echo "make site needs node >= 18 and npm (e.g. apt-get install nodejs npm)"; exit 1; }
 	npm ci --no-audit --no-fund
