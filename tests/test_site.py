@@ -135,3 +135,25 @@ def test_start_page_and_a_notebook_page_render_in_chromium(smoke_results, tmp_pa
     assert nb["imgs"], "notebook 09's page shows no figure"
     assert all(ok and w > 0 and h > 0 for ok, w, h in nb["imgs"]), nb["imgs"]
     assert nb["tables"] > 0, "notebook 09's page shows no table"
+
+
+@pytest.mark.skipif(not CHROMIUM, reason="chromium is not installed (apt-get install chromium)")
+def test_the_chromium_probe_tells_a_loaded_figure_from_a_broken_one(tmp_path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(2, 1))
+    ax.plot([0, 1])
+    fig.savefig(tmp_path / "fig.png")
+    plt.close(fig)
+    page = tmp_path / "page.html"
+    page.write_text(
+        "<html><body><img src='fig.png'><img src='missing.png'>"
+        "<table><tr><td>1</td></tr></table></body></html>"
+    )
+    seen = _probe(page, tmp_path)
+    assert seen["tables"] == 1
+    (ok, w, h), (_, w_missing, _) = seen["imgs"]
+    assert ok and w > 0 and h > 0 and w_missing == 0
