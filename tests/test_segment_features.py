@@ -134,7 +134,8 @@ def test_classical_backend_finds_cells_and_nuclei(site160):
 def test_one_channel_of_whole_cells_is_segmented_as_cells(tmp_path):
     """The CPJUMP1 subset's median image (DNA, ER and RNA in one channel): asked for cells
     (``cyto == nucleus``) the classical backend finds cells; seeding nuclei in that textured
-    channel, as the nucleus-only mode does, misses nearly every cell."""
+    channel, as the nucleus-only mode does, over-splits them (measured: AP@0.5 0.59 as cells,
+    0.25 as nuclei with the v4 outlines, 0.02 with v3's half-maximum cut)."""
     root = datasets.write_cpjump1_subset(
         tmp_path / "s", n_single=3, n_double=0, n_dmso_wells=1, sites=2, size=160, seed=3
     )
@@ -147,7 +148,7 @@ def test_one_channel_of_whole_cells_is_segmented_as_cells(tmp_path):
         as_cells.append(segment.average_precision(truth, cells.masks)["AP@0.5"])
         nuclei = segment.segment(image, None, 0, "classical").masks
         as_nuclei.append(segment.average_precision(truth, nuclei)["AP@0.5"])
-    assert np.mean(as_cells) > 0.5 > 0.2 > np.mean(as_nuclei)
+    assert np.mean(as_cells) > 0.5 and np.mean(as_cells) > np.mean(as_nuclei) + 0.2
     # score_masks reads written masks: the true cells themselves score 1 on every site
     keys = datasets.cpjump1_site_key(index)
     written = pd.DataFrame(
@@ -357,8 +358,8 @@ def test_mask_folders_are_keyed_by_backend_weights_and_settings(tmp_path, monkey
     r003 = segment.output_dir(tmp_path / "subset", "cellpose", tmp_path, segment.REPORT_003)
     assert default.name.startswith("cellpose-cyto3-") and "cellprob-5.0" in default.name
     assert r003 != default and "flow0.4" in r003.name
-    assert segment.output_dir(tmp_path / "subset", "classical", tmp_path).name == "classical-v3"
+    assert segment.output_dir(tmp_path / "subset", "classical", tmp_path).name == "classical-v4"
     fixed = segment.output_dir(tmp_path / "subset", "classical", tmp_path, segment.REPORT_003)
-    assert fixed.name == "classical-v3-diameter30.0"
+    assert fixed.name == "classical-v4-diameter30.0"
     weights.model = tmp_path / "cyto0_torch"
     assert segment.output_dir(tmp_path / "subset", "cellpose", tmp_path) != default
