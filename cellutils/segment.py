@@ -239,8 +239,9 @@ def classical_cells(image: np.ndarray, diameter: float | None = None) -> tuple[n
        (a cell's edge is dim).
 
     Seeding nuclei inside such cells (``classical``'s other modes) over-splits them on their
-    texture: AP@0.5 0.00 as nuclei and 0.35 grown to cells, against 0.62 here (24 synthetic
-    subset sites; cellpose about 0.87). Returns (labels 1..n, diameter in pixels)."""
+    texture: AP@0.5 0.00 as nuclei (v3; v4's edge outlines 0.25 on the test's 8 sites) and 0.35
+    grown to cells, against 0.62 here (24 synthetic subset sites; cellpose about 0.87).
+    Returns (labels 1..n, diameter in pixels)."""
     x = _unit(image)
     sm = filters.gaussian(x, 2.0)
     low = float(np.percentile(sm, 2))
