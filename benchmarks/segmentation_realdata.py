@@ -17,8 +17,9 @@ simulator nuclei:
 | nuclear | mahotas's nuclear.png | cellpose's masks (silver) | held out |
 
 The outline rule and its constants were chosen on the tuning sets only; the held-out rows
-were measured once, after. ``python -m benchmarks.segmentation_realdata`` (or
-``make bench ONLY=segmentation``) prints the table and writes it as JSON under results/bench/.
+were measured once, after. ``python -m benchmarks.segmentation_realdata [set ...]`` (or
+``make bench ONLY=segmentation``) prints the table and writes it as JSON under results/bench/,
+after each set. cellpose on two CPU cores takes minutes per set: name the sets to run a few.
 The real images come from ``cellutils.realdata`` (``make setup``); sets not extracted are
 skipped with a message.
 """
@@ -191,6 +192,7 @@ def evaluate(sets: dict[str, dict], with_cellpose: bool | None = None) -> list[d
             print(f"segmentation_realdata: {set_name} needs cellpose's masks; no weights, skipped")
             continue
         scores = {m: {"AP@0.5": [], "AP@0.75": [], "area": []} for m in fns}
+        whole = {m: [] for m in fns}  # crop sets: each image scored whole too
         seconds = dict.fromkeys(fns, 0.0)
         n_images = 0
         for unit, image, reference in s["units"]:
@@ -202,6 +204,9 @@ def evaluate(sets: dict[str, dict], with_cellpose: bool | None = None) -> list[d
                 seconds[m] += time.perf_counter() - t0
             if silver:
                 reference = found[cp_name]
+            if s["crop"]:
+                for m in fns:
+                    whole[m].append(seg.average_precision(reference, found[m]))
             pieces = (
                 [
                     (u, r, {m: _quadrants(f, None, "")[k][1] for m, f in found.items()})
@@ -231,6 +236,11 @@ def evaluate(sets: dict[str, dict], with_cellpose: bool | None = None) -> list[d
                 "area ratio": round(float(np.mean(scores[m]["area"])), 3),
                 "seconds per image": round(seconds[m] / n_images, 2),
             }
+            if whole[m]:
+                row["whole images"] = {
+                    k: round(float(np.mean([w[k] for w in whole[m]])), 3)
+                    for k in ("AP@0.5", "AP@0.75")
+                }
             for k, t in table.items():
                 r = t.loc[m]
                 row[k] = round(float(r["mean"]), 3)
@@ -243,19 +253,6 @@ def evaluate(sets: dict[str, dict], with_cellpose: bool | None = None) -> list[d
             rows.append(row)
         print(f"  {set_name}: done", flush=True)
     return rows
-
-
-def whole_stardist(with_cellpose: bool | None = None) -> dict:
-    """The goal's numbers: AP on stardist's whole image (125 nuclei), per method."""
-    from cellutils import realdata
-    from cellutils import segment as seg
-
-    if not realdata.available()["stardist"]:
-        return {}
-    if with_cellpose is None:
-        with_cellpose = seg.find_cellpose_weights() is not None
-    image, truth = realdata.stardist_nuclei()
-    return {m: seg.average_precision(truth, fn(image)) for m, fn in methods(with_cellpose).items()}
 
 
 def print_table(rows: list[dict]) -> None:
@@ -276,7 +273,7 @@ def print_table(rows: list[dict]) -> None:
 def bench_segmentation_realdata() -> list[dict]:
     """``make bench`` rows: per set, v4's AP@0.75 against v3's (ratio), and the full table in
     the note; the table also goes to ``results/bench/segmentation-realdata-<time>.json``."""
-    rows, whole = main_table()
+    rows = main_table()
     out = []
     for set_name in dict.fromkeys(r["set"] for r in rows):
         by = {r["method"]: r for r in rows if r["set"] == set_name}
@@ -300,31 +297,38 @@ def bench_segmentation_realdata() -> list[dict]:
     return out
 
 
-def main_table(root=None) -> tuple[list[dict], dict]:
+def main_table(names: list[str] | None = None, root=None) -> list[dict]:
+    """The table for the sets ``names`` (default: all, in ``image_sets``'s order), printed and
+    written to ``results/bench/segmentation-realdata-<time>.json`` after each set, so a run
+    stopped part-way keeps the sets it finished (cellpose takes minutes per set on a CPU)."""
     from cellutils.paths import results_root, write_json
 
     t0 = time.perf_counter()
-    rows = evaluate(image_sets(root))
-    whole = whole_stardist()
-    print_table(rows)
-    for m, ap in whole.items():
-        print(f"stardist whole image, {m}: AP@0.5 {ap['AP@0.5']:.3f}, AP@0.75 {ap['AP@0.75']:.3f}")
+    sets = image_sets(root)
+    unknown = sorted(set(names or ()) - set(sets))
+    if unknown:
+        raise ValueError(f"no image set {unknown}; sets here: {sorted(sets)}")
     out = results_root() / "bench"
     out.mkdir(parents=True, exist_ok=True)
     path = out / f"segmentation-realdata-{_dt.datetime.now():%Y%m%d-%H%M%S}.json"
-    write_json(
-        path,
-        {
+    rows: list[dict] = []
+    for name in names or list(sets):
+        rows += evaluate({name: sets[name]})
+        record = {
             "rows": rows,
-            "stardist_whole_image": whole,
             "tuning_sets": list(TUNING),
             "seconds": round(time.perf_counter() - t0, 1),
-        },
-    )
+        }
+        write_json(path, record, overwrite=True)
+    print_table(rows)
+    for r in rows:
+        if "whole images" in r:
+            w = r["whole images"]
+            print(f"{r['set']} whole, {r['method']}: AP@0.5 {w['AP@0.5']}, AP@0.75 {w['AP@0.75']}")
     print(f"saved {path}")
-    return rows, whole
+    return rows
 
 
 if __name__ == "__main__":
-    main_table()
+    main_table(sys.argv[1:] or None)
     sys.exit(0)
