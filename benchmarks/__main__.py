@@ -14,6 +14,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from benchmarks.segmentation_realdata import bench_segmentation_realdata
 from cellutils.paths import results_root, write_json
 
 
@@ -315,6 +316,7 @@ BENCHMARKS = [
     bench_features,
     bench_dask,
     bench_segmentation,
+    bench_segmentation_realdata,
     bench_fullscale,
 ]
 
