@@ -12,6 +12,7 @@ for each channel.
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -517,7 +518,9 @@ def make_profiles(
     """The field's profile recipe on per-cell (or per-site) features: median per well
     (pycytominer aggregate) -> robust z-score against the DMSO wells of each plate ->
     feature selection. Features with any missing well value are dropped first."""
-    wells = profiles(table, list(strata))
+    with warnings.catch_warnings():  # pycytominer's aggregate fragments its frame (harmless)
+        warnings.simplefilter("ignore", pd.errors.PerformanceWarning)
+        wells = profiles(table, list(strata))
     feats = feature_columns(wells)
     wells = wells.drop(columns=[c for c in feats if wells[c].isna().any()])
     return select_features(normalize(wells, control), selection)
