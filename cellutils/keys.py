@@ -1,8 +1,10 @@
 """What made a result: the function, its settings and its input files' identity, as one key
 stored beside the result, so a cached result is reused only when the same things would make it.
 
-- ``function_id(fn)``: the qualified name and a hash of the source of the function's module
-  (a ``functools.partial`` adds its bound arguments to the settings); ``fn.version`` if set.
+- ``function_id(fn)``: the qualified name, a hash of the source of the function's module (the
+  function and the helpers beside it; re-read when the file changes) and of the function's own
+  source (one defined in a notebook); ``fn.version`` if set; a ``functools.partial``'s bound
+  arguments count as settings. Code the function calls in *other* modules is not hashed.
 - ``file_id(path)``: size and ``mtime_ns`` of a file (a hash of its bytes for small metadata
   files, ``hash_small=True``: a plate map rewritten with the same size is still noticed).
 - ``make_key(fn, settings, files, values)``: the three parts hashed separately, so a mismatch
@@ -45,14 +47,27 @@ def _plain(obj):
     return str(obj)
 
 
-@functools.lru_cache(maxsize=256)
 def _module_source_hash(module_name: str) -> str:
-    module = sys.modules.get(module_name)
+    """The hash of a module's source file (re-read when the file changes: an edited and
+    reloaded module gets a new hash); "" for built-in or interactive code."""
+    path = getattr(sys.modules.get(module_name), "__file__", None)
     try:
-        source = inspect.getsource(module) if module is not None else ""
-    except (OSError, TypeError):  # built-in or interactive: only the name is known
-        source = ""
-    return hashlib.sha256(source.encode()).hexdigest()[:16]
+        st = os.stat(path) if path else None
+    except OSError:
+        st = None
+    return _file_source_hash(path, st.st_size, st.st_mtime_ns) if st else ""
+
+
+def _own_source_hash(obj) -> str:
+    try:
+        return hashlib.sha256(inspect.getsource(obj).encode()).hexdigest()[:16]
+    except (OSError, TypeError):
+        return ""
+
+
+@functools.lru_cache(maxsize=256)
+def _file_source_hash(path: str, size: int, mtime_ns: int) -> str:
+    return _file_hash(Path(path))
 
 
 def function_id(fn: Callable) -> tuple[dict, dict]:
@@ -70,6 +85,7 @@ def function_id(fn: Callable) -> tuple[dict, dict]:
     ident = {
         "name": f"{module}.{getattr(target, '__qualname__', repr(target))}",
         "source": _module_source_hash(module),
+        "own_source": _own_source_hash(target),  # a function defined in a notebook cell
         "version": getattr(fn, "version", None),
     }
     return ident, settings
