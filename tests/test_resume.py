@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import nbformat
+import pandas as pd
 import pytest
 
 from cellutils import notebooks as nbs
@@ -83,3 +84,56 @@ def test_fresh_starts_over_and_an_edited_notebook_is_not_kept(tmp_path):
     assert nbs._notebook_key(a, "full", {"rxrx1": "/data/rxrx1"}) != key  # --real differs
     write_notebook(a, "x = 2")
     assert nbs._notebook_key(a, "full", None) != key  # an edited notebook is another run
+
+
+@pytest.fixture(scope="module")
+def segmented(tiny, tmp_path_factory):
+    """The tiny CPJUMP1 plates, their index and classical masks (with flows)."""
+    from cellutils import datasets, segment
+
+    index = datasets.read_cpjump1(tiny["cpjump1"])
+    index["key"] = datasets.cpjump1_site_key(index)
+    out = tmp_path_factory.mktemp("masks")
+    seg = segment.segment_index(index, out, "key", "AGP", "DNA", "classical", progress=False)
+    return index, seg
+
+
+def test_profiles_plate_by_plate_equal_the_whole_table(segmented):
+    from cellutils import features
+
+    index, seg = segmented
+    meta = ["Metadata_Plate", "Metadata_Well", "Metadata_Site", "Metadata_pert_iname"]
+    cells = features.measure_dataset(index, seg, "key", ["DNA", "ER"], meta, progress=False)
+    cells, _ = features.clean_cells(cells)
+    plates = (part for _, part in cells.groupby("Metadata_Plate"))
+    whole, streamed = features.make_profiles(cells), features.make_profiles(plates)
+    assert whole.Metadata_Plate.nunique() == 2 and len(whole) > 4
+    pd.testing.assert_frame_equal(streamed, whole)
+    with pytest.raises(ValueError, match="needs 'Metadata_Plate'"):
+        features.plate_profiles(iter([cells]), strata=["Metadata_Well"])
+
+
+def test_the_crop_store_is_reused_when_its_key_matches(segmented, tmp_path, capsys):
+    import numpy as np
+
+    from cellutils import cells
+
+    index, seg = segmented
+    index = index.iloc[:6]
+    build = dict(
+        key="key", metadata=["Metadata_pert_iname"], size=16, max_cells_per_image=3,
+        channel="DNA", progress=False, store=tmp_path / "crops",
+    )  # fmt: skip
+    first = cells.build_cells(index, seg, **build)
+    assert (tmp_path / "crops" / "key.json").exists()
+    again = cells.build_cells(index, seg, **build)
+    assert "reusing the crop store" in capsys.readouterr().out
+    np.testing.assert_array_equal(again.mask_crops, first.mask_crops)
+    pd.testing.assert_frame_equal(again.table, first.table)
+    # a relabelled site (a fixed plate map) or another setting rebuilds it
+    fixed = index.assign(Metadata_pert_iname=index.Metadata_pert_iname.where(index.index > 0, "x"))
+    relabelled = cells.build_cells(fixed, seg, **build)
+    assert "rebuilding" in capsys.readouterr().out
+    assert "x" in set(relabelled.table.Metadata_pert_iname)
+    cells.build_cells(fixed, seg, **{**build, "seed": 1})
+    assert "the settings changed" in capsys.readouterr().out
