@@ -58,7 +58,8 @@ def _module_source_hash(module_name: str) -> str:
     return _file_source_hash(path, st.st_size, st.st_mtime_ns) if st else ""
 
 
-def _own_source_hash(obj) -> str:
+@functools.lru_cache(maxsize=256)
+def _own_source_hash(obj) -> str:  # cached per object: a reloaded function is a new one
     try:
         return hashlib.sha256(inspect.getsource(obj).encode()).hexdigest()[:16]
     except (OSError, TypeError):

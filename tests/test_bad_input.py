@@ -102,22 +102,20 @@ def resume_function_changed(tiny, tmp_path, client, capsys):
     mod.write_text(code.format(1))
     sys.path.insert(0, str(tmp_path))
     try:
-        import cloudpickle
         import resume_sitefn
 
-        cloudpickle.register_pickle_by_value(resume_sitefn)  # the worker cannot import it
         index, out = _resume_index(tiny["cpjump1"]).iloc[:2], tmp_path / "parts"
-        run = partial(cluster.map_sites, index, "key", out_dir=out, client=client)
-        assert list(run(fn=resume_sitefn.fn).v) == [1, 1]
+        # no shared client: new workers import the module as it is on disk at each run
+        assert list(cluster.map_sites(index, "key", resume_sitefn.fn, out, n_workers=1).v) == [1, 1]
         mod.write_text(code.format(22))  # other size: a new source file even within 1 ns
         importlib.reload(resume_sitefn)
         capsys.readouterr()
-        assert list(run(fn=resume_sitefn.fn).v) == [22, 22]
+        again = cluster.map_sites(index, "key", resume_sitefn.fn, out, n_workers=1)
+        assert list(again.v) == [22, 22]
         assert "the function changed" in capsys.readouterr().out
     finally:
         sys.path.remove(str(tmp_path))
-        if "resume_sitefn" in sys.modules:
-            cloudpickle.unregister_pickle_by_value(sys.modules.pop("resume_sitefn"))
+        sys.modules.pop("resume_sitefn", None)
 
 
 def resume_truncated_part(tiny, tmp_path, client, capsys):
