@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import Dataset
 
-from cellutils import features
+from cellutils import features, keys
 from cellutils.datasets import load_site
 
 
@@ -136,12 +136,23 @@ def build_cells(
 
     ``store``: a folder for the crops as memory-mapped files (the full dataset: 462k cells
     would need ~300 GB of memory at 224 px; stored at ``store_size`` = 64 px they take ~30 GB
-    of disk and ~nothing of memory). ``None`` keeps them in memory (small sets)."""
+    of disk and ~nothing of memory). ``None`` keeps them in memory (small sets). A store is
+    reused when its key (``store/key.json``: this module's code, the settings, the sites'
+    metadata and the identity of their images, masks and flows) matches; else it is rebuilt."""
     from tqdm.auto import tqdm
 
     rng = np.random.default_rng(seed)
     seg = segmented.set_index(segmented[key].astype(str))
     crop_at = store_size or size
+    if store is not None:
+        settings = dict(
+            key=key, metadata=list(metadata), max_cells_per_image=max_cells_per_image,
+            channel=channel, seed=seed, with_image=with_image, crop_size=crop_at,
+        )  # fmt: skip
+        want = _store_key(index, seg, key, channel, settings)
+        cached = _open_store(Path(store), want, crop_at, size)
+        if cached is not None:
+            return cached
     tables, mcrops, fcrops, n_done = [], [], [], 0
     writer = _CropWriter(store, crop_at) if store is not None else None
     for _, row in tqdm(
@@ -172,8 +183,42 @@ def build_cells(
     table = pd.concat(tables, ignore_index=True)
     if writer is not None:
         m, f = writer.close()
+        table.to_parquet(writer.folder / "cells.parquet", index=False)
+        keys.write_sidecar(writer.folder, want)  # last: the key marks the store complete
         return CellSet(table, m, f, size)
     return CellSet(table, np.concatenate(mcrops), np.concatenate(fcrops), size)
+
+
+def _store_key(
+    index: pd.DataFrame, seg: pd.DataFrame, key: str, channel: str, settings: dict
+) -> dict:
+    """What makes a crop store: this module's code, ``settings``, every site's key and
+    metadata, and the identity (size, mtime) of its image, masks and flows."""
+    ks = index[key].astype(str)
+    files = [*index[f"path_{channel}"], *seg.loc[ks, "path_masks"], *seg.loc[ks, "path_flows"]]
+    values = {"sites": index[[key, *settings["metadata"]]].astype(str).to_numpy().tolist()}
+    return keys.make_key(build_cells, settings, [str(f) for f in files], values)
+
+
+def _open_store(store: Path, want: dict, side: int, size: int) -> CellSet | None:
+    """The crop store at ``store`` when its key is ``want`` (reused, said so), else None (and
+    its old key removed, so a rebuild that stops half-way is never taken for a finished one)."""
+    if not (store / "key.json").exists():
+        return None
+    reason = keys.mismatch(keys.read_sidecar(store), want)
+    if reason is None and all((store / f).exists() for f in STORE_FILES):
+        table = pd.read_parquet(store / "cells.parquet")
+        shape = (len(table), 4, side, side)
+        m, f = (np.memmap(store / f"{b}.f16", np.float16, "r", shape=shape) for b in BRANCHES)
+        print(f"crop cells: reusing the crop store {store} ({len(table):,} cells, same key)")
+        return CellSet(table, m, f, size)
+    print(f"crop cells: rebuilding the crop store {store} ({reason or 'files missing'})")
+    (store / "key.json").unlink()
+    return None
+
+
+BRANCHES = ("mask", "flow")
+STORE_FILES = ("mask.f16", "flow.f16", "cells.parquet")
 
 
 class _CropWriter:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import os
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -504,8 +504,29 @@ def _zca(profiles_df: pd.DataFrame, control: str, epsilon: float) -> pd.DataFram
     return profiles_df.assign(**dict(zip(feats, out.T, strict=True)))
 
 
+def plate_profiles(
+    plates: Iterable[pd.DataFrame],
+    strata: Sequence[str] = ("Metadata_Plate", "Metadata_Well"),
+    plate: str = "Metadata_Plate",
+    operation: str = "median",
+) -> pd.DataFrame:
+    """``profiles`` of per-cell tables read one plate at a time (``cluster.PlateTables``, or any
+    iterable of per-plate DataFrames): each plate aggregated alone, then the small per-well
+    tables concatenated, so a dataset's cells never sit in memory together. Equals
+    ``profiles`` of the whole table, since ``strata`` include the plate."""
+    if plate not in strata:
+        raise ValueError(f"per-plate aggregation needs {plate!r} among the strata {strata}")
+    parts = [profiles(t, list(strata), operation) for t in plates if len(t)]
+    if not parts:
+        raise ValueError("no cells in any plate: nothing to aggregate")
+    # a metadata column kept in one plate but not another is not constant in every well
+    common = [c for c in parts[0].columns if all(c in p.columns for p in parts)]
+    wells = pd.concat([p[common] for p in parts], ignore_index=True)
+    return wells.sort_values(list(strata), kind="stable").reset_index(drop=True)
+
+
 def make_profiles(
-    table: pd.DataFrame,
+    table: pd.DataFrame | Iterable[pd.DataFrame],
     control: str = "Metadata_pert_iname == 'DMSO'",
     strata: Sequence[str] = ("Metadata_Plate", "Metadata_Well"),
     selection: Sequence[str] = (
@@ -517,10 +538,15 @@ def make_profiles(
 ) -> pd.DataFrame:
     """The field's profile recipe on per-cell (or per-site) features: median per well
     (pycytominer aggregate) -> robust z-score against the DMSO wells of each plate ->
-    feature selection. Features with any missing well value are dropped first."""
+    feature selection. Features with any missing well value are dropped first. ``table`` is
+    one DataFrame, or per-plate tables (``measure_dataset(..., stream=True)``) aggregated
+    plate by plate (``plate_profiles``)."""
     with warnings.catch_warnings():  # pycytominer's aggregate fragments its frame (harmless)
         warnings.simplefilter("ignore", pd.errors.PerformanceWarning)
-        wells = profiles(table, list(strata))
+        if isinstance(table, pd.DataFrame):
+            wells = profiles(table, list(strata))
+        else:
+            wells = plate_profiles(table, list(strata))
     feats = feature_columns(wells)
     wells = wells.drop(columns=[c for c in feats if wells[c].isna().any()])
     return select_features(normalize(wells, control), selection)
@@ -737,20 +763,26 @@ def measure_dataset(
     address: str | None = None,
     n_workers: int | None = None,
     progress: bool = True,
-) -> pd.DataFrame:
+    stream: bool = False,
+) -> pd.DataFrame | cluster.PlateTables:
     """Every cell of a dataset: ``segmented`` is ``segment.segment_index``'s result (masks per
     ``key``), intensities come from ``index``'s ``path_<channel>`` columns.
 
     With ``out_dir``, the sites run on dask (``cluster.map_sites``: your cores, or the cluster
     at ``address`` / ``$DASK_SCHEDULER_ADDRESS``), each site's cells saved as it finishes and
-    one Parquet file per plate at the end; a rerun skips the sites already measured. Without
-    it, the sites are measured here, one after the other."""
+    one Parquet file per plate at the end; a rerun skips the sites already measured with the
+    same code, settings, labels and files (``cluster.site_key``) and redoes the others. With
+    ``stream=True`` the result is read one plate at a time (``cluster.PlateTables``: pass it to
+    ``make_profiles``), for datasets whose cells do not fit in memory. Without ``out_dir``,
+    the sites are measured here, one after the other."""
     from functools import partial
 
     from tqdm.auto import tqdm
 
     if feature_set not in FEATURE_SETS:
         raise ValueError(f"feature_set must be one of {FEATURE_SETS}, not {feature_set!r}")
+    if stream and out_dir is None:
+        raise ValueError("stream=True reads the per-plate files: give out_dir")
     masks_of = dict(zip(segmented[key].astype(str), segmented.path_masks, strict=True))
     missing = sorted(set(index[key].astype(str)) - set(masks_of))
     if missing:
@@ -773,6 +805,7 @@ def measure_dataset(
             n_workers=n_workers,
             desc=f"measure ({feature_set})",
             progress=progress,
+            stream=stream,
         )
     parts = [
         fn(row)

@@ -8,11 +8,14 @@ quick settings without any flag; the runner passes ``settings`` explicitly.
 
 Every run writes its executed notebook into a fresh folder ``results/<notebook>/<run id>/``
 and passes that folder to the notebook as ``results_dir``; nothing earlier is overwritten.
+``run`` continues an interrupted run (``results/reproduce-<settings>.state.json``): completed
+notebooks are kept, a stopped one reruns in its own folder, where its checkpoints are.
 
 Command line::
 
     python -m cellutils.notebooks run --settings quick          # every notebook, in order
     python -m cellutils.notebooks run --settings smoke --only 00_data
+    python -m cellutils.notebooks run --settings quick --fresh  # start over, not continue
     python -m cellutils.notebooks check                          # conventions, no execution
     python -m cellutils.notebooks strip notebooks/*.ipynb        # nbstripout + jupytext twins
     python -m cellutils.notebooks student                        # notebooks without solutions
@@ -256,11 +259,15 @@ def run_notebook(
     log_output: bool = False,
     real: dict[str, str] | None = None,
     progress: bool = False,
+    run_dir: str | Path | None = None,
 ) -> RunRecord:
-    """Execute one notebook under ``profile``; raise :class:`NotebookFailed` on an error.
+    """Execute one notebook under ``profile``; raise :class:`NotebookFailed` on an error
+    (:class:`KernelDied` when the kernel died, e.g. killed for memory).
     ``real`` ({dataset: folder}) sets the ``real_<dataset>`` parameters the notebook has;
-    ``progress``: papermill's per-cell bar."""
+    ``progress``: papermill's per-cell bar; ``run_dir``: the folder to run in (``run_all``
+    passes a stopped run's folder to resume it), else a new one."""
     import papermill as pm
+    from nbclient.exceptions import DeadKernelError
 
     path = Path(path).resolve()
     stem = path.stem
@@ -274,11 +281,11 @@ def run_notebook(
             f"settings {profile!r} set {unknown} for {path.name}, which its parameters cell "
             "does not define; fix notebooks/settings.yml or the notebook."
         )
-    stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
-    run_dir = new_run_dir(stem, results, run_id=f"{stamp}-{profile}")
+    run_dir = Path(run_dir) if run_dir else new_notebook_dir(stem, profile, results)
     params.update(settings=profile, results_dir=str(run_dir))
     save_environment(run_dir)
     executed = run_dir / path.name
+    rss_before = _children_peak_rss()
     start = time.perf_counter()
     try:
         pm.execute_notebook(
@@ -298,6 +305,9 @@ def run_notebook(
             f"Open the executed copy to see the traceback: {executed}"
         )
         raise NotebookFailed(message) from exc
+    except DeadKernelError as exc:
+        seconds = time.perf_counter() - start
+        raise KernelDied(_dead_kernel_message(path, executed, seconds, rss_before)) from exc
     seconds = time.perf_counter() - start
     return RunRecord(stem, profile, round(seconds, 2), str(run_dir), str(executed), True)
 
@@ -346,26 +356,203 @@ def _source_cell(source: Path, executed: Path, index: int, count) -> str:
         return f"cell {index} of the executed copy (execution count {count})"
 
 
+def new_notebook_dir(stem: str, profile: str, results: str | Path | None = None) -> Path:
+    """A new run folder for a notebook: ``<results>/<stem>/<timestamp>-<profile>``."""
+    stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    return new_run_dir(stem, results, run_id=f"{stamp}-{profile}")
+
+
+class KernelDied(NotebookFailed):
+    """The kernel died (nbclient's ``DeadKernelError``): most often the OOM killer."""
+
+
+def _children_peak_rss() -> int:
+    """Peak resident memory (bytes) of the largest finished child process (0 if unknown)."""
+    try:
+        import resource
+
+        scale = 1 if sys.platform == "darwin" else 1024  # ru_maxrss: bytes on macOS, else KiB
+        return resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * scale
+    except (ImportError, OSError):
+        return 0
+
+
+def _last_cell(source: Path, executed: Path) -> str:
+    """The cell that was running when execution stopped, by its position in the *source*
+    notebook and its first line (papermill stamps ``start_time`` on each cell it starts)."""
+    try:
+        cells = nbformat.read(executed, as_version=4).cells
+        started = [c for c in cells if c.get("metadata", {}).get("papermill", {}).get("start_time")]
+        cell = max(started, key=lambda c: c.metadata.papermill.start_time)
+        ids = [c.get("id") for c in nbformat.read(source, as_version=4).cells]
+        first = cell.source.strip().splitlines()[0][:60] if cell.source.strip() else ""
+        if cell.get("id") not in ids:  # papermill's injected-parameters cell
+            return f"the injected parameters cell (`{first}`)"
+        return f"cell {ids.index(cell.get('id'))} (`{first}`)"
+    except (ValueError, IndexError, OSError, AttributeError):
+        return "an unknown cell (the executed copy could not be read)"
+
+
+def _dead_kernel_message(source: Path, executed: Path, seconds: float, rss_before: int) -> str:
+    """What a dead kernel leaves to say: the notebook, the last cell, the likely cause."""
+    import psutil
+
+    total = psutil.virtual_memory().total
+    peak = _children_peak_rss()
+    if peak > rss_before:  # a child (the kernel) finished during this notebook with this peak
+        memory = f"its peak memory was {peak / 2**30:.1f} GiB of {total / 2**30:.1f} GiB here"
+    else:
+        memory = f"its peak memory is unknown; this machine has {total / 2**30:.1f} GiB"
+    return (
+        f"{source.name}: the kernel died in {_last_cell(source, executed)} after {seconds:.0f} s. "
+        f"Likely cause: out of memory (the OOM killer; {memory}). Run with the quick profile, "
+        "fewer dask workers (the notebook's `workers`) or smaller batches, or on a machine "
+        f"with more memory. The executed copy so far: {executed}"
+    )
+
+
+def _commit() -> str:
+    """The repository's commit (``git describe --always --dirty``), or "unknown"."""
+    try:
+        out = subprocess.run(
+            ["git", "describe", "--always", "--dirty"],
+            cwd=repo_root(),
+            capture_output=True,
+            text=True,
+            timeout=10,
+        )
+        return out.stdout.strip() or "unknown"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def _notebook_key(book: Path, profile: str, real: dict[str, str] | None) -> str:
+    """What makes a notebook's run: its file's bytes, the profile's parameters and ``--real``."""
+    import hashlib
+
+    params = json.dumps([load_profile(profile, book.stem), real or {}], sort_keys=True)
+    return hashlib.sha256(book.read_bytes() + params.encode()).hexdigest()[:16]
+
+
+def state_path(profile: str, only: list[str] | None = None, results: str | Path | None = None):
+    """The run-level state file of ``make reproduce``: ``<results>/reproduce-<profile>
+    [-only-<names>].state.json``, which notebooks completed, with which key, in which folder."""
+    tail = f"-only-{'-'.join(sorted(only))}" if only else ""
+    return results_root(results) / f"reproduce-{profile}{tail}.state.json"
+
+
+def _load_state(path: Path, fresh: bool) -> dict:
+    """The unfinished run recorded in ``path`` (to continue), or a new, empty state."""
+    new = {"started": _dt.datetime.now().isoformat(timespec="seconds"), "notebooks": {}}
+    if fresh or not path.exists():
+        return {**new, "finished": False}
+    try:
+        state = json.loads(path.read_text())
+    except ValueError as err:
+        raise ValueError(
+            f"{path} is not valid JSON ({err}); pass --fresh to start over (the file is "
+            "only the record of an interrupted run: results are kept either way)"
+        ) from err
+    if state.get("finished"):
+        return {**new, "finished": False}
+    print(f"continuing the run started {state.get('started')} ({path}); --fresh starts over")
+    return state
+
+
+def _resumable_dir(entry: dict | None, key: str) -> Path | None:
+    """A stopped notebook's folder to resume in: same key, still there, no results in it."""
+    if not entry or entry.get("status") == "done" or entry.get("key") != key:
+        return None
+    folder = Path(entry.get("run_dir") or "")
+    if not entry.get("run_dir") or not folder.is_dir() or (folder / "metrics.json").exists():
+        return None
+    return folder
+
+
+# kept in a stopped run's folder for its rerun: training checkpoints and history (train.fit),
+# and folders (keyed caches such as 08's crop store); the rest moves to attempt-<n>/
+RESUME_FILES = ("*.pt", "*-history.csv", "*-watched.npy")
+
+
+def _set_aside(folder: Path) -> Path:
+    """Move a stopped attempt's files (its executed copy, tables, figures) into
+    ``attempt-<n>/`` in its folder, keeping what the rerun resumes from; nothing is deleted."""
+    n = 1 + sum(1 for p in folder.glob("attempt-*") if p.is_dir())
+    aside = folder / f"attempt-{n}"
+    keep = {p for pattern in RESUME_FILES for p in folder.glob(pattern)}
+    moving = [p for p in folder.iterdir() if p.is_file() and p not in keep]
+    if moving:
+        aside.mkdir()
+        for p in moving:
+            p.rename(aside / p.name)
+    return aside
+
+
 def run_all(
     profile: str = "quick",
     only: list[str] | None = None,
     results: str | Path | None = None,
     log_output: bool = False,
     real: dict[str, str] | None = None,
+    fresh: bool = False,
+    folder: str | Path | None = None,
 ) -> list[RunRecord]:
     """Run every notebook in order, stop at the first failure, and write a timing log.
-    ``real`` ({dataset: folder}, see ``read_real``) points the notebooks at real data."""
-    books = list_notebooks()
+    ``real`` ({dataset: folder}, see ``read_real``) points the notebooks at real data.
+
+    An interrupted run continues (``state_path`` records it): notebooks completed with the
+    same file and parameters are kept (their earlier folder is reported), a notebook that
+    stopped reruns in its own folder (its checkpoints are found; the stopped attempt's other
+    files go to ``attempt-<n>/``) unless that folder holds results; ``fresh`` starts over.
+    A completed run folder is never written again. ``folder``: the notebooks' folder."""
+    books = list_notebooks(folder)
     if only:
         books = [b for b in books if b.stem in only or b.stem.split("_")[0] in only]
         if not books:
             raise ValueError(
-                f"no notebook matches {only}; have {[b.stem for b in list_notebooks()]}"
+                f"no notebook matches {only}; have {[b.stem for b in list_notebooks(folder)]}"
             )
+    root = results_root(results)
+    root.mkdir(parents=True, exist_ok=True)
+    spath = state_path(profile, only, results)
+    state = _load_state(spath, fresh)
+    state.update(profile=profile, commit=_commit())
+    done = state["notebooks"]
+
+    def save() -> None:
+        atomic_write_text(spath, json.dumps(state, indent=2), overwrite=True)
+
     records: list[RunRecord] = []
     failure: NotebookFailed | None = None
     for i, book in enumerate(books, 1):
-        print(f"[{i}/{len(books)}] {book.stem} ({profile}) ...", flush=True)
+        key, entry = _notebook_key(book, profile, real), done.get(book.stem)
+        if (
+            entry
+            and entry.get("status") == "done"
+            and entry.get("key") == key
+            and Path(entry.get("executed", "")).exists()
+        ):
+            print(f"[{i}/{len(books)}] {book.stem}: kept, completed in {entry['run_dir']}")
+            if entry.get("commit") != state["commit"]:
+                print(f"    (run at commit {entry.get('commit')}, now {state['commit']})")
+            records.append(RunRecord(**{k: entry[k] for k in RunRecord.__dataclass_fields__}))
+            continue
+        run_dir = _resumable_dir(entry, key)
+        if run_dir is not None:
+            aside = _set_aside(run_dir)
+            print(f"[{i}/{len(books)}] {book.stem} ({profile}): resuming in {run_dir}", flush=True)
+            print(f"    (the stopped attempt's files: {aside})", flush=True)
+        else:
+            print(f"[{i}/{len(books)}] {book.stem} ({profile}) ...", flush=True)
+            run_dir = new_notebook_dir(book.stem, profile, results)
+        entry = {
+            "status": "running",
+            "key": key,
+            "run_dir": str(run_dir),
+            "commit": state["commit"],
+        }
+        done[book.stem] = entry
+        save()
         try:
             rec = run_notebook(
                 book,
@@ -374,16 +561,20 @@ def run_all(
                 log_output=log_output,
                 real=real,
                 progress=sys.stderr.isatty(),  # a cell-by-cell bar in a terminal, not in logs
+                run_dir=run_dir,
             )
         except NotebookFailed as exc:
             failure = exc
-            records.append(RunRecord(book.stem, profile, 0.0, "", "", False, str(exc)))
+            rec = RunRecord(book.stem, profile, 0.0, str(run_dir), "", False, str(exc))
+            records.append(rec)
+            entry.update(status="failed", error=str(exc))
+            save()
             print(f"    FAILED: {exc}", flush=True)
             break
         records.append(rec)
+        entry.update(asdict(rec), status="done")
+        save()
         print(f"    done in {rec.seconds:.1f} s -> {rec.executed}", flush=True)
-    root = results_root(results)
-    root.mkdir(parents=True, exist_ok=True)
     stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
     log = root / f"reproduce-{stamp}-{profile}.json"
     if log.exists():
@@ -392,7 +583,10 @@ def run_all(
     total = sum(r.seconds for r in records)
     print(f"{sum(r.ok for r in records)}/{len(books)} notebooks ran in {total:.0f} s; log: {log}")
     if failure:
+        print(f"rerun the same command to continue this run ({spath}); --fresh starts over")
         raise failure
+    state["finished"] = True
+    save()
     from cellutils.summary import write_summary
 
     summary = write_summary(results, profile, {r.notebook: r.seconds for r in records})
@@ -452,6 +646,9 @@ def _main(argv: list[str] | None = None) -> int:
     run.add_argument("--results", help="results root (default: $CELLUTILS_RESULTS or results/)")
     run.add_argument("--log-output", action="store_true", help="echo cell output while running")
     run.add_argument(
+        "--fresh", action="store_true", help="start over instead of continuing a stopped run"
+    )
+    run.add_argument(
         "--real",
         action="append",
         metavar="YAML|NAME=FOLDER",
@@ -466,7 +663,8 @@ def _main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.cmd == "run":
         try:
-            run_all(args.profile, args.only, args.results, args.log_output, read_real(args.real))
+            real = read_real(args.real)
+            run_all(args.profile, args.only, args.results, args.log_output, real, args.fresh)
         except NotebookFailed:
             return 1
         return 0

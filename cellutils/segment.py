@@ -512,6 +512,8 @@ def segment_index(
     ``{key}_masks.tif`` / ``{key}_flows.tif``. Rows already done are skipped (resume after an
     interruption); files are written to a temporary name and renamed. ``out_dir`` may not hold
     any of the input images. ``cyto``/``nucleus`` name channels by their ``path_`` suffix.
+    A row is done when its stored key matches (this module's code, the settings, the input
+    files' size and mtime; ``cellutils.keys``); others are recomputed, and the run says so.
 
     ``n_workers`` > 1 (or None: every core), ``client`` or ``address`` run the sites on dask
     (``cluster.run``); cellpose stays in this process (one model, one GPU). ``flows=False``
@@ -525,7 +527,7 @@ def segment_index(
 
     from tqdm.auto import tqdm
 
-    from cellutils import cluster
+    from cellutils import cluster, keys
 
     out_dir = Path(out_dir).expanduser().resolve()
     # cyto == nucleus: one channel shows whole cells (the CPJUMP1 subset's median image)
@@ -576,6 +578,12 @@ def segment_index(
         for r, row in zip(rows_in, rows, strict=True)
         if row["n_cells"] == 0
     ]
+    stale = keys.Reporter(f"segment ({backend})")
+    for row in rows:
+        reason = row.pop("_stale")
+        if reason:
+            stale.add(f"{row[key]}_masks.tif", reason)
+    stale.say()
     result = pd.DataFrame(rows)
     result.attrs["problems"] = problems
     if problems:
@@ -594,12 +602,18 @@ def _segment_row(
     flows: bool,
     kw: dict,
 ) -> dict:
-    """One site of ``segment_index``: segment and write, or read what an earlier run wrote."""
+    """One site of ``segment_index``: segment and write, or read what an earlier run wrote
+    with the same code, settings and input files (its key in ``<key>_masks.tif.key.json``)."""
+    from cellutils import keys
     from cellutils.datasets import load_site
 
     k = str(row[key])
     mpath, fpath = Path(out_dir) / f"{k}_masks.tif", Path(out_dir) / f"{k}_flows.tif"
-    if mpath.exists() and (fpath.exists() or not flows):
+    # what makes the masks: this module's code, the settings, the input files (size, mtime)
+    settings = dict(backend=backend, channels=channels, cyto=cyto, diameter=diameter, kw=kw)
+    want = keys.make_key(segment, settings, [row[f"path_{c}"] for c in channels])
+    stale = keys.mismatch(keys.read_sidecar(mpath), want) if mpath.exists() else None
+    if mpath.exists() and (fpath.exists() or not flows) and stale is None:
         masks = tifffile.imread(mpath)
     else:
         image = load_site(pd.Series(row), channels)
@@ -608,12 +622,14 @@ def _segment_row(
         if flows:
             _write_tif(fpath, seg.flows.astype(np.float16))
         _write_tif(mpath, masks)  # masks last: their presence marks the row done
+        keys.write_sidecar(mpath, want)
     return {
         key: k,
         "path_masks": mpath,
         "path_flows": fpath if fpath.exists() else None,
         "n_cells": int(masks.max()),
         "backend": backend,
+        "_stale": stale,
     }
 
 

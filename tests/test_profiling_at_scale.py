@@ -49,11 +49,15 @@ def test_map_sites_writes_per_plate_and_resumes(sites, client, tmp_path):
     assert list(table.value) == [len(k) for k in sites.key]  # the index's order
     plates = sorted(p.name for p in out.glob("*.parquet"))
     assert plates == ["BR00116991.parquet", "BR00116992.parquet"]
-    # a second run does nothing: every site is done (a failing function is never called)
-    again = cluster.map_sites(
-        sites, "key", partial(_site_table, fail_on=sites.key.iloc[0]), out, progress=False
-    )
+    # a second run does nothing: every site is done by the same function and inputs
+    parts = sorted((out / "parts").rglob("*.parquet"))
+    times = [p.stat().st_mtime_ns for p in parts]
+    again = cluster.map_sites(sites, "key", _site_table, out, progress=False)
     pd.testing.assert_frame_equal(again, table)
+    assert [p.stat().st_mtime_ns for p in parts] == times
+    streamed = cluster.map_sites(sites, "key", _site_table, out, progress=False, stream=True)
+    assert len(streamed) == 2 and sum(len(t) for t in streamed) == len(sites)
+    pd.testing.assert_frame_equal(streamed.concat(), table)
     # a lost site is redone, and only it
     lost = cluster.site_part(out, sites.Metadata_Plate.iloc[0], sites.key.iloc[0])
     lost.unlink()
