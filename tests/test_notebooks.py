@@ -76,7 +76,8 @@ def test_twins_are_in_sync_and_a_stale_twin_is_caught(tmp_path):
 
 def test_student_build_has_a_stub_for_every_solution(tmp_path):
     """Every solution cell becomes a stub (``...`` with a TODO) in the student build; nothing
-    else changes; every lesson has exercises, at least 3 in 01-08 and 1 in 00 and 09."""
+    else changes; at least 3 code exercises in each of 01-08 and 1 in 00 and 09, and at least 30
+    exercises in all (code tasks and "why" questions with model answers)."""
     import ast
 
     written = nbs.build_student(tmp_path)
@@ -84,7 +85,7 @@ def test_student_build_has_a_stub_for_every_solution(tmp_path):
     for book, path in zip(BOOKS, written, strict=True):
         full, student = nbformat.read(book, 4), nbformat.read(path, 4)
         assert len(student.cells) == len(full.cells)
-        n_tasks = 0
+        n_tasks = n_questions = 0
         for a, b in zip(full.cells, student.cells, strict=True):
             tags = a.metadata.get("tags", [])
             if "solution" not in tags:
@@ -93,6 +94,7 @@ def test_student_build_has_a_stub_for_every_solution(tmp_path):
             assert "solution" not in b.metadata["tags"] and "task" in b.metadata["tags"]
             if a.cell_type == "markdown":
                 assert a.source.startswith("**Model answer.**") and b.source == nbs.ANSWER_STUB
+                n_questions += 1
                 continue
             n_tasks += 1
             assert "TODO" in b.source and "..." in b.source
@@ -113,7 +115,7 @@ def test_student_build_has_a_stub_for_every_solution(tmp_path):
                 if isinstance(n, ast.Name)
             }
             assert solved <= stubbed, (book.stem, solved - stubbed)
-        total += n_tasks
+        total += n_tasks + n_questions
         if book.stem[:2] in nbs.LESSONS:
             assert n_tasks >= 3, (book.stem, n_tasks)
         else:
