@@ -200,7 +200,8 @@ del report_net
 seed_everything(seed)
 model = models.cell_lines_densenet161(
     n_classes=len(labels), in_channels=len(channels), pretrained=pretrained, arch=arch
-)
+).to(device)
+x, y = x.to(device), y.to(device)  # the batch where the model is
 loss_fn = nn.CrossEntropyLoss()
 opt = torch.optim.Adam(model.parameters(), lr=lr)
 model.train()
