@@ -285,7 +285,7 @@ def train_by_hand(model, train_ds, val_ds, cfg) -> pd.DataFrame:
 # %% [markdown]
 # The tiny task: a fresh head on the frozen features of the network these settings train (the
 # backbone runs once), three epochs. Both loops start from the same weights (the seed is set
-# just before each model is built) and see the same batches.
+# just before each head is built) and see the same batches.
 
 # %%
 tiny = train.TrainConfig(
@@ -302,17 +302,21 @@ tiny = train.TrainConfig(
 )
 
 
-def fresh_model():
-    """The network of these settings, built right after seeding (the same initial weights)."""
+net = models.cell_lines_densenet161(
+    n_classes=len(labels), in_channels=len(channels), pretrained=pretrained, arch=arch
+).to(device)
+_, feats = train.frozen_features(net, {"train": tr_ds, "val": va_ds})  # the backbone runs once
+
+
+def fresh_head():
+    """A new dropout 0.5 + linear head, built right after seeding (the same initial weights)."""
     seed_everything(tiny.seed)
-    return models.cell_lines_densenet161(
-        n_classes=len(labels), in_channels=len(channels), pretrained=pretrained, arch=arch
-    ).to(device)
+    head = models.dropout_linear(net.n_features, len(labels), dropout=0.5)
+    return models.Classifier(nn.Identity(), head, net.n_features)
 
 
-_, feats = train.frozen_features(fresh_model(), {"train": tr_ds, "val": va_ds})
 fitted = train.fit(
-    model=train.probe(fresh_model()),
+    model=fresh_head(),
     train_ds=feats["train"],
     val_ds=feats["val"],
     cfg=tiny,
@@ -322,7 +326,7 @@ fitted = train.fit(
 )
 by_fit = fitted.history.set_index("epoch")[["train_loss", "val_accuracy"]]
 by_hand = train_by_hand(
-    model=train.probe(fresh_model()), train_ds=feats["train"], val_ds=feats["val"], cfg=tiny
+    model=fresh_head(), train_ds=feats["train"], val_ds=feats["val"], cfg=tiny
 ).set_index("epoch")
 same = np.allclose(by_fit.to_numpy(), by_hand.to_numpy(), rtol=0, atol=1e-6)
 print("train_by_hand gives train.fit's history:", same)
