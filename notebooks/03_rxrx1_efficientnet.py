@@ -406,7 +406,10 @@ mean, std = ctrl.mean(axis=(0, 2, 3)), ctrl.std(axis=(0, 2, 3))
 my_normalised = (images[i] - mean[:, None, None]) / std[:, None, None]
 
 # %% tags=["exercise"]
-nb03.check_control_normalised(my_normalised, images=images, index=pool, controls=controls, i=i)
+first_eval = int(torchdata.positions(pool, held.eval)[0])
+nb03.check_control_normalised(
+    my_normalised, images=images, index=pool, controls=controls, i=first_eval
+)
 
 # %% [markdown]
 # The plate's siRNA group, read from the training experiments: `allowed[r, c]` says whether
@@ -453,7 +456,10 @@ within = np.where(allowed, p["logits"], -np.inf).argmax(axis=1)
 group_accuracy = float(np.mean(within == p["targets"]))
 
 # %% tags=["exercise"]
-nb03.check_group_accuracy(group_accuracy, logits=p["logits"], targets=p["targets"], allowed=allowed)
+first_seed = experiments["experiment"][0].predictions["eval"]
+nb03.check_group_accuracy(
+    group_accuracy, logits=first_seed["logits"], targets=first_seed["targets"], allowed=allowed
+)
 
 # %% [markdown] tags=["exercise"]
 # **Question · Is the plate's group a leak?** Restricting the predictions to the plate's siRNA

@@ -501,7 +501,10 @@ my_balanced_accuracy = float(np.mean([np.mean(p[t == k] == k) for k in np.unique
 print(f"balanced {my_balanced_accuracy:.3f}, plain {np.mean(t == p):.3f}")
 
 # %% tags=["exercise"]
-nb04.check_balanced_accuracy(my_balanced_accuracy, targets=r.targets, pred=r.pred[0])
+leak_free = res["train", final]
+nb04.check_balanced_accuracy(
+    my_balanced_accuracy, targets=leak_free.targets, pred=leak_free.pred[0]
+)
 
 # %% [markdown]
 # ## 5 · Learning curves, confusion, rare classes
@@ -528,7 +531,7 @@ last_epoch = h.loc[h.epoch.idxmax(), "val_balanced_accuracy"]
 selection_gain = float(h.val_balanced_accuracy.max() - last_epoch)
 
 # %% tags=["exercise"]
-nb04.check_epoch_choice(selection_gain, history=h)
+nb04.check_epoch_choice(selection_gain, history=experiments["train"][0].fit.history)
 
 # %%
 last = list(experiments)[-1]

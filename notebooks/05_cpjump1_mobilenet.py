@@ -384,7 +384,13 @@ right = [np.bincount(pred[wells == w]).argmax() == targets[wells == w][0] for w 
 well_accuracy = float(np.mean(right))
 
 # %% tags=["exercise"]
-nb05.check_well_vote(well_accuracy, evaluation=held.eval, pred=pred, targets=targets)
+leak_free = experiments["wells"][0]
+nb05.check_well_vote(
+    well_accuracy,
+    evaluation=held.eval,
+    pred=leak_free.labels("val"),
+    targets=leak_free.predictions["val"]["targets"],
+)
 
 # %% [markdown] tags=["exercise"]
 # **Exercise 4 · What the copies buy.** Under the report's protocol, split the evaluation
@@ -404,8 +410,8 @@ nb05.check_copy_gain(
     copy_gain,
     train=train_rows["reported"],
     evaluation=held.eval,
-    pred=r.labels("val"),
-    targets=r.predictions["val"]["targets"],
+    pred=experiments["reported"][0].labels("val"),
+    targets=experiments["reported"][0].predictions["val"]["targets"],
 )
 
 # %% [markdown]

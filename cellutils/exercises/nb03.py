@@ -71,7 +71,8 @@ def check_control_normalised(
         "over all their pixels (axes 0, 2, 3)",
         tol=1e-3,
         explain=f"image {i} now has per-channel means "
-        f"{np.round(expected.mean(axis=(1, 2)), 2).tolist()} (its plate's controls: 0)",
+        + ", ".join(f"{m:.2f}" for m in expected.mean(axis=(1, 2)))
+        + " (its plate's controls: 0 on average)",
     )
 
 
