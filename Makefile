@@ -3,7 +3,7 @@ SHELL      := /bin/bash
 PYTHON     ?= python3
 VENV       ?= .venv
 PY         := $(VENV)/bin/python
-PROFILE    ?= quick
+SETTINGS   ?= $(or $(PROFILE),quick)
 REAL       ?=
 KERNEL     := cellpaint
 STAMP      := $(VENV)/.setup-done
@@ -13,7 +13,7 @@ PIP_FLAGS  ?= -q
 .PHONY: help setup weights test lint reproduce lab bench data data-rxrx1 data-cpjump1 strip student hooks clean distclean
 
 help: ## list the targets (this text)
-	@echo "cellpaint-course -- usage: make <target> [PROFILE=quick|smoke|full]"
+	@echo "cellpaint-course -- usage: make <target> [SETTINGS=quick|smoke|full]"
 	@grep -E '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:[^#]*## /\t/' | \
 	  awk -F'\t' '{printf "  %-14s %s\n", $$1, $$2}'
 
@@ -32,7 +32,7 @@ $(STAMP): pyproject.toml constraints.txt
 weights: setup ## (re)build the offline cellpose model from the registry's cellpose 0.0.1.6 wheel (GPL-3, not committed)
 	$(PY) -m cellutils.cellpose_weights weights --force
 
-test: setup ## set up, then lint and run the tests (notebooks run in the smoke profile)
+test: setup ## set up, then lint and run the tests (notebooks run in the smoke settings)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(PY) -m pytest
@@ -42,27 +42,27 @@ lint: setup ## ruff (check + format) on code and notebooks, plus the notebook co
 	$(VENV)/bin/ruff format --check .
 	$(PY) -m cellutils.notebooks check
 
-reproduce: setup ## set up, then run every notebook headlessly (PROFILE=quick; REAL=real.yml for real data)
-	$(PY) -m cellutils.notebooks run --profile $(PROFILE) $(if $(REAL),--real $(REAL))
+reproduce: setup ## set up, then run every notebook headlessly (SETTINGS=quick|full; REAL=real.yml for real data)
+	$(PY) -m cellutils.notebooks run --settings $(SETTINGS) $(if $(REAL),--real $(REAL))
 
-lab: setup ## open JupyterLab at the repository root (notebooks/, results/, data/, docs/)
+lab: setup ## open JupyterLab (a notebook run there uses the quick settings without a GPU, the full ones on a GPU)
 	$(VENV)/bin/jupyter lab --notebook-dir=.
 
 bench: setup ## benchmarks: ratios against a baseline measured in the same run (ONLY=fullscale: some; JSON in results/bench/)
 	$(PY) -m benchmarks $(ONLY)
 
-data: setup ## generate the synthetic default data (or NAME=rxrx1|cpjump1: download the real one)
+data: setup ## synthetic default data; NAME=rxrx1|cpjump1: download the real one; NAME=cpjump1_subset: build it from data/cpjump1
 ifdef NAME
 	$(PY) -m cellutils.download $(NAME) $(ARGS)
 else
-	$(PY) -c "from cellutils.synthetic import make_default_data; make_default_data()"
+	$(PY) -c "from cellutils.catalog import make_default_data; make_default_data()"
 	$(PY) -m cellutils.realdata
 endif
 
 data-rxrx1: setup ## download RxRx1 (rxrx.ai release, ~46 GB; resumable) into data/rxrx1
 	$(PY) -m cellutils.download rxrx1 $(ARGS)
 
-data-cpjump1: setup ## download CPJUMP1 plate BR00116991 from the Cell Painting Gallery into data/cpjump1
+data-cpjump1: setup ## download CPJUMP1 plate BR00116991 (channels 1-5; ARGS='--channels all' for 8) into data/cpjump1
 	$(PY) -m cellutils.download cpjump1 $(ARGS)
 
 strip: setup ## nbstripout the notebooks and write their jupytext twins (notebooks/*.py)

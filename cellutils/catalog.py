@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import time
 from pathlib import Path
 
 import pandas as pd
@@ -18,6 +19,8 @@ from cellutils.paths import data_root as _data_root
 from cellutils.paths import repo_root
 
 LAYOUTS = datasets.LAYOUTS  # one module per layout in cellutils.datasets
+DatasetError = datasets.DatasetError
+build_cpjump1_subset = datasets.cpjump1_subset.build_cpjump1_subset  # make data NAME=cpjump1_subset
 
 
 def locate(
@@ -38,9 +41,7 @@ def locate(
     ``<data root>/synthetic/<name>``; generator ``overrides`` get their own folder
     (``<name>-<hash>``), so a small test set never collides with the default one.
     """
-    if name not in LAYOUTS:
-        raise ValueError(f"unknown dataset {name!r}; choose from {sorted(LAYOUTS)}")
-    layout = LAYOUTS[name]
+    layout = _layout(name)
     if real:
         root = resolve_real(real, data_root)
         if root is None:
@@ -72,6 +73,51 @@ def locate(
         how = "found" if existed else "generated"
         print(f"{name}: synthetic data ({how}) at {root} -- for the real data: {layout.get_real}")
     return root
+
+
+def _layout(name: str) -> datasets.Layout:
+    if name not in LAYOUTS:
+        raise ValueError(f"unknown dataset {name!r}; choose from {sorted(LAYOUTS)}")
+    return LAYOUTS[name]
+
+
+def fetch(name: str, dest: str | os.PathLike | None = None, **kw) -> Path:
+    """Download dataset ``name`` (``make data NAME=...``): its layout's manifest, moved by
+    ``cellutils.download.fetch_dataset`` into ``dest`` (default ``<data root>/<name>``)."""
+    from cellutils.download import fetch_dataset
+
+    layout = LAYOUTS.get(name)
+    if layout is None or layout.manifest is None:
+        fetchable = sorted(k for k, v in LAYOUTS.items() if v.manifest)
+        raise ValueError(
+            f"dataset {name!r} cannot be downloaded; choose from {fetchable} (the "
+            "CPJUMP1 course subset and the cell-line images come from their courses)."
+        )
+    return fetch_dataset(layout, dest, **kw)
+
+
+def make_default_data(
+    root: str | os.PathLike | None = None,
+    which: tuple[str, ...] | None = None,
+    seed: int = 0,
+    n_jobs: int | None = None,
+    **overrides,
+) -> dict[str, Path]:
+    """Write (or find, when already written) the default synthetic datasets (``make data``).
+
+    They live in ``<data root>/synthetic/<name>``. ``overrides`` maps a dataset name to keyword
+    arguments for its writer, e.g. ``rxrx1={"size": 64}``.
+    """
+    base = _data_root(root) / "synthetic"
+    out = {}
+    for name in which or tuple(LAYOUTS):
+        layout = _layout(name)
+        t0 = time.perf_counter()
+        existed = (base / name / synthetic.MANIFEST).exists()
+        out[name] = layout.write(base / name, seed=seed, n_jobs=n_jobs, **overrides.get(name, {}))
+        what = "found" if existed else f"written in {time.perf_counter() - t0:.1f} s"
+        print(f"synthetic {name}: {what} -> {out[name]}")
+    return out
 
 
 def resolve_real(

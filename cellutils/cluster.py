@@ -155,8 +155,12 @@ class _SiteTask:
 
 
 def site_part(out_dir: str | os.PathLike, plate: str, key: str) -> Path:
-    """Where one site's table goes."""
-    return Path(out_dir) / "parts" / str(plate) / f"{key}.parquet"
+    """Where one site's table goes (plate and key checked by ``paths.safe_key``: a ``/`` in a
+    key would put the part where the plate table never reads it)."""
+    from cellutils.paths import safe_key
+
+    plate, key = safe_key(plate, "plate", "the index"), safe_key(key, "key", "the index")
+    return Path(out_dir) / "parts" / plate / f"{key}.parquet"
 
 
 def map_sites(

@@ -5,7 +5,7 @@ with intervals, baselines and comparisons.
 Plain ``metrics.json``::
 
     {"notebook": "01_segmentation", "report": "003, 004", "title": ...,
-     "data": "synthetic" | "real", "profile": "quick", "claimed": {...},
+     "data": "synthetic" | "real", "settings": "quick", "claimed": {...},
      "results": [{"protocol": ..., "leak_free": true, "AP@0.5": ..., ...}, ...],
      "trust": "...", "extra": {...}}
 """
@@ -229,7 +229,7 @@ def write_metrics(
     results: list[dict],
     trust: str,
     data: str,
-    profile: str,
+    settings: str,
     extra: dict | None = None,
 ) -> Path:
     """Write ``metrics.json`` (never over an existing one) and return its path."""
@@ -240,7 +240,7 @@ def write_metrics(
             "report": report,
             "title": title,
             "data": data,
-            "profile": profile,
+            "settings": settings,
             "claimed": claimed,
             "results": results,
             "trust": trust,

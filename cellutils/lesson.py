@@ -6,7 +6,7 @@ evaluation (``Lesson.record``: targets, predictions, the evaluated units) and th
 draws (``Lesson.compare``: a paired difference on the same rows). The lesson computes every
 interval and baseline and writes ``metrics.json``, the file ``make reproduce``'s summary reads::
 
-    {"notebook", "report", "title", "data", "profile", "nuisance",
+    {"notebook", "report", "title", "data", "settings", "nuisance",
      "claim": {"metric", "value", "split", "n_classes", "protocol", ...},
      "results": [{"label", "protocol", "leak_free", "why", "split_by", "model", "split",
                   "metric", "value", "ci_low", "ci_high", "n_eval", "unit", "n_units",
@@ -383,7 +383,7 @@ class Lesson:
         trusted: Result,
         trust: str,
         data: str,
-        profile: str,
+        settings: str,
         extra: dict | None = None,
     ) -> Path:
         """Mark the headline pair (the report's protocol, the number to trust) and write
@@ -398,7 +398,7 @@ class Lesson:
                 "report": self.report,
                 "title": self.title,
                 "data": data,
-                "profile": profile,
+                "settings": settings,
                 "nuisance": self.nuisance,
                 "claim": asdict(self.claim),
                 "results": [

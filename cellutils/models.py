@@ -409,3 +409,39 @@ BUILDERS: dict[str, Callable[..., nn.Module]] = {
     "003": mask_attention_cnn,
     "004": MultiInputCellNet,
 }
+
+
+def describe(model: nn.Module, batch, depth: int = 2, device: str = "cpu"):
+    """Print ``model``'s layers (torchinfo: layer, output shape, parameters, to ``depth``
+    levels), its parameter count, and the output shape on ``batch`` (a tensor, or a tuple of
+    tensors for a multi-input model), run on ``device`` in eval mode; return the summary.
+
+    The network a report names is shown this way even where the quick settings train a smaller
+    one: building it costs seconds, training it is what needs the GPU."""
+    from torchinfo import summary
+
+    inputs = tuple(batch) if isinstance(batch, (tuple, list)) else (batch,)
+    was_training = model.training
+    model.eval()
+    try:
+        info = summary(
+            model,
+            input_data=[x.to(device) for x in inputs],
+            depth=depth,
+            device=device,
+            col_names=("output_size", "num_params"),
+            row_settings=("var_names",),
+            verbose=0,
+        )
+        with torch.no_grad():
+            out = model.to(device)(*[x.to(device) for x in inputs])
+    finally:
+        model.train(was_training)
+    print(info)
+    shapes = " + ".join(str(tuple(x.shape)) for x in inputs)
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    print(
+        f"{type(model).__name__}: {count_parameters(model):,} parameters "
+        f"({trainable:,} trainable); input {shapes} -> output {tuple(out.shape)}"
+    )
+    return info

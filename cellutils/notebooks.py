@@ -1,16 +1,18 @@
-"""Run the course notebooks headlessly with papermill, under a named profile.
+"""Run the course notebooks headlessly with papermill, under named run settings.
 
-Profiles (``notebooks/profiles.yml``) hold the parameters each notebook overrides:
+Run settings (``notebooks/settings.yml``) hold the parameters each notebook overrides:
 ``full`` is the notebook's own ``parameters`` cell (the report's settings), ``quick`` is
-``make reproduce`` on two CPU cores, ``smoke`` is what the tests execute.
+``make reproduce`` on two CPU cores, ``smoke`` is what the tests execute. Each notebook applies
+them itself (``runtime.apply_settings``), so a notebook run in JupyterLab on a laptop gets the
+quick settings without any flag; the runner passes ``settings`` explicitly.
 
 Every run writes its executed notebook into a fresh folder ``results/<notebook>/<run id>/``
 and passes that folder to the notebook as ``results_dir``; nothing earlier is overwritten.
 
 Command line::
 
-    python -m cellutils.notebooks run --profile quick           # every notebook, in order
-    python -m cellutils.notebooks run --profile smoke --only 00_data
+    python -m cellutils.notebooks run --settings quick          # every notebook, in order
+    python -m cellutils.notebooks run --settings smoke --only 00_data
     python -m cellutils.notebooks check                          # conventions, no execution
     python -m cellutils.notebooks strip notebooks/*.ipynb        # nbstripout + jupytext twins
     python -m cellutils.notebooks student                        # notebooks without solutions
@@ -19,6 +21,7 @@ Command line::
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as _dt
 import json
 import subprocess
@@ -31,10 +34,11 @@ import nbformat
 import yaml
 
 from cellutils.paths import atomic_write_text, new_run_dir, repo_root, results_root
+from cellutils.runtime import SETTINGS
 
 KERNEL_NAME = "cellpaint"
-PROFILES = ("smoke", "quick", "full")
-INJECTED = ("profile", "results_dir")  # parameters every notebook must declare
+PROFILES = SETTINGS  # the run settings' names
+INJECTED = ("settings", "results_dir")  # parameters every notebook must declare
 
 
 def notebooks_dir() -> Path:
@@ -47,19 +51,45 @@ def list_notebooks(folder: str | Path | None = None) -> list[Path]:
     return sorted(p for p in folder.glob("[0-9][0-9]_*.ipynb") if p.is_file())
 
 
-def load_profile(profile: str, notebook: str, path: str | Path | None = None) -> dict:
-    """Parameters that ``profile`` sets for ``notebook`` (its stem, e.g. ``00_data``)."""
-    if profile not in PROFILES:
-        raise ValueError(f"unknown profile {profile!r}; choose one of {', '.join(PROFILES)}")
-    if profile == "full":
+def load_settings(settings: str, notebook: str, path: str | Path | None = None) -> dict:
+    """Parameters that the run ``settings`` set for ``notebook`` (its stem, e.g. ``00_data``)."""
+    if settings not in SETTINGS:
+        raise ValueError(f"unknown settings {settings!r}; choose one of {', '.join(SETTINGS)}")
+    if settings == "full":
         return {}
-    path = Path(path) if path else notebooks_dir() / "profiles.yml"
+    path = Path(path) if path else notebooks_dir() / "settings.yml"
     with open(path, encoding="utf-8") as fh:
         table = yaml.safe_load(fh) or {}
-    section = table.get(profile) or {}
+    section = table.get(settings) or {}
     params = dict(section.get("_all") or {})
     params.update(section.get(notebook) or {})
     return params
+
+
+load_profile = load_settings  # the old name
+
+
+def parameter_defaults(notebook: str) -> dict | None:
+    """The values a notebook's saved ``parameters`` cell assigns (literals only), or None when
+    the notebook is not in ``notebooks/``: what ``apply_settings`` compares with to tell a
+    parameter set explicitly from the cell's default."""
+    import ast
+
+    path = notebooks_dir() / f"{notebook}.ipynb"
+    if not path.exists():
+        return None
+    cells = nbformat.read(path, as_version=4).cells
+    cell = next((c for c in cells if "parameters" in c.metadata.get("tags", [])), None)
+    if cell is None:
+        return None
+    out = {}
+    for node in ast.parse(cell.source).body:
+        if isinstance(node, ast.Assign) and len(node.targets) == 1:
+            target = node.targets[0]
+            if isinstance(target, ast.Name):
+                with contextlib.suppress(ValueError):
+                    out[target.id] = ast.literal_eval(node.value)
+    return out
 
 
 def check_notebook(path: str | Path) -> list[str]:
@@ -94,6 +124,12 @@ def check_notebook(path: str | Path) -> list[str]:
                 "left in; they render as headings)"
             )
     for i, cell in enumerate(nb.cells):
+        n_lines = len(cell.source.splitlines())
+        if cell.cell_type == "code" and n_lines > MAX_CELL_LINES:
+            problems.append(
+                f"{path.name}: code cell {i} has {n_lines} lines (at most {MAX_CELL_LINES}: "
+                "move bookkeeping into cellutils)"
+            )
         if cell.cell_type == "code" and (cell.get("outputs") or cell.get("execution_count")):
             problems.append(f"{path.name}: cell {i} has stored outputs (run `make strip`)")
     intro = nb.cells[0].source if nb.cells else ""
@@ -111,6 +147,7 @@ def check_notebook(path: str | Path) -> list[str]:
     return problems
 
 
+MAX_CELL_LINES = 40  # a lesson's code cell fits on one screen
 BOX = ("**Time**", "**Needs**", "**You will learn**")
 LESSONS = {"01", "02", "03", "04", "05", "06", "07", "08"}  # notebooks with exercises
 
@@ -135,22 +172,64 @@ def strip(path: str | Path) -> bool:
     return path.read_bytes() != before or text != old_twin
 
 
-def build_student(out: str | Path | None = None) -> list[Path]:
-    """The student version: every notebook without its cells tagged ``solution`` (nbconvert's
-    ``TagRemovePreprocessor``), written to ``out`` (default ``build/student/``)."""
-    from nbconvert.preprocessors import TagRemovePreprocessor
+STUB_NOTE = "# TODO: your solution (the exercise above says what to compute)"
+ANSWER_STUB = "*Your answer:* ..."
 
+
+def stub(source: str) -> str:
+    """The student's stub of a solution code cell: its imports, then ``name = ...  # TODO`` for
+    each top-level name it assigns and ``def f(args): ...`` for each function it defines, so
+    that the check below it runs ("not answered yet") until the student writes the code."""
+    import ast
+
+    lines = [STUB_NOTE]
+    for node in ast.parse(source).body:
+        if isinstance(node, (ast.Import, ast.ImportFrom)):
+            lines.append(ast.unparse(node))
+        elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            args = ast.unparse(node.args)
+            doc = ast.get_docstring(node)
+            body = f'    """{doc}"""\n' if doc else ""
+            lines.append(f"def {node.name}({args}):\n{body}    ...  # TODO")
+        elif isinstance(node, (ast.Assign, ast.AnnAssign, ast.AugAssign)):
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            for t in targets:
+                for name in [n.id for n in ast.walk(t) if isinstance(n, ast.Name)]:
+                    line = f"{name} = ...  # TODO"
+                    if line not in lines:
+                        lines.append(line)
+    return "\n".join(lines)
+
+
+def student_version(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
+    """``nb`` with every cell tagged ``solution`` replaced by its stub (code: :func:`stub`;
+    markdown model answers: "*Your answer:* ..."), tagged ``task`` instead."""
+    import copy
+
+    nb = copy.deepcopy(nb)
+    for cell in nb.cells:
+        tags = cell.get("metadata", {}).get("tags", [])
+        if "solution" not in tags:
+            continue
+        cell.metadata["tags"] = [t if t != "solution" else "task" for t in tags]
+        cell.source = stub(cell.source) if cell.cell_type == "code" else ANSWER_STUB
+        if cell.cell_type == "code":
+            cell.outputs, cell.execution_count = [], None
+    return nb
+
+
+def build_student(out: str | Path | None = None) -> list[Path]:
+    """The student version of every notebook (:func:`student_version`: each solution replaced
+    by a stub the student fills in), written to ``out`` (default ``build/student/``)."""
     out = Path(out) if out else notebooks_dir().parent / "build" / "student"
     out.mkdir(parents=True, exist_ok=True)
-    remove = TagRemovePreprocessor(remove_cell_tags={"solution"}, enabled=True)
     written = []
     for path in list_notebooks():
-        nb = nbformat.read(path, as_version=4)
-        nb, _ = remove.preprocess(nb, {})
+        nb = student_version(nbformat.read(path, as_version=4))
         target = out / path.name
         atomic_write_text(target, nbformat.writes(nb) + "\n", overwrite=True)
         written.append(target)
-    print(f"{len(written)} student notebooks (solutions removed) in {out}")
+    print(f"{len(written)} student notebooks (solutions replaced by stubs) in {out}")
     return written
 
 
@@ -185,19 +264,19 @@ def run_notebook(
 
     path = Path(path).resolve()
     stem = path.stem
-    params = load_profile(profile, stem)
+    params = load_settings(profile, stem)  # also applied by the notebook; passed for the record
     params.update(parameters or {})
     declared = set(pm.inspect_notebook(str(path)).keys())
     params.update({f"real_{k}": str(v) for k, v in (real or {}).items() if f"real_{k}" in declared})
     unknown = sorted(set(params) - declared)
     if unknown:
         raise ValueError(
-            f"profile {profile!r} sets {unknown} for {path.name}, which its parameters cell "
-            "does not define; fix notebooks/profiles.yml or the notebook."
+            f"settings {profile!r} set {unknown} for {path.name}, which its parameters cell "
+            "does not define; fix notebooks/settings.yml or the notebook."
         )
     stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
     run_dir = new_run_dir(stem, results, run_id=f"{stamp}-{profile}")
-    params.update(profile=profile, results_dir=str(run_dir))
+    params.update(settings=profile, results_dir=str(run_dir))
     executed = run_dir / path.name
     start = time.perf_counter()
     try:
@@ -333,7 +412,14 @@ def _main(argv: list[str] | None = None) -> int:
     )
     sub = parser.add_subparsers(dest="cmd", required=True)
     run = sub.add_parser("run", help="execute notebooks with papermill")
-    run.add_argument("--profile", default="quick", choices=PROFILES)
+    run.add_argument(
+        "--settings",
+        "--profile",
+        dest="profile",
+        default="quick",
+        choices=SETTINGS,
+        help="run settings (--profile is the old name)",
+    )
     run.add_argument("--only", nargs="*", help="notebook stems or numbers, e.g. 00_data or 03")
     run.add_argument("--results", help="results root (default: $CELLUTILS_RESULTS or results/)")
     run.add_argument("--log-output", action="store_true", help="echo cell output while running")

@@ -128,3 +128,51 @@ def atomic_write_text(
 ) -> Path:
     """Text version of :func:`atomic_write_bytes`."""
     return atomic_write_bytes(path, text.encode(encoding), overwrite=overwrite)
+
+
+# --------------------------------------------------------------------------------------------
+# Metadata values as path components
+# --------------------------------------------------------------------------------------------
+
+
+class UnsafePathError(ValueError):
+    """A metadata value would leave its folder as a file name, or a write its output folder."""
+
+
+def safe_key(value: object, what: str, source: str) -> str:
+    """``value`` as text that can name one file: no ``/`` or ``\\``, not ``.``/``..``, not
+    empty, no control characters, no drive (``C:``). Metadata values become mask and part file
+    names, so ``../../x`` must be refused, never followed. ``source`` names the file the value
+    came from (with its line when known)."""
+    text = str(value)
+    why = None
+    if not text.strip():
+        why = "it is empty"
+    elif "/" in text or "\\" in text:
+        why = "it holds a path separator"
+    elif text in (".", ".."):
+        why = "it names a folder"
+    elif any(ord(ch) < 32 or ord(ch) == 127 for ch in text):
+        why = "it holds a control character"
+    elif len(text) > 1 and text[1] == ":" and text[0].isalpha():
+        why = "it starts with a drive"
+    if why:
+        raise UnsafePathError(
+            f"{source}: {what} {text!r} cannot name a file ({why}); correct the value in "
+            "that file (plate, well, site and sample names are plain names like BR00116991, "
+            "A01, 1)."
+        )
+    return text
+
+
+def under(root: str | os.PathLike, path: str | os.PathLike) -> Path:
+    """``path``, checked to lie under ``root`` once both are resolved (symlinks, ``..``);
+    every write built from metadata goes through it."""
+    base = Path(root).expanduser().resolve()
+    target = Path(path).expanduser().resolve()
+    if not target.is_relative_to(base):
+        raise UnsafePathError(
+            f"refusing to write {target}: it lies outside its output folder {base}. A "
+            "metadata value in its name leads out of the folder; correct that value."
+        )
+    return target

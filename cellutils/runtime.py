@@ -68,26 +68,88 @@ def say_once(message: str) -> None:
         print(message)
 
 
-def check_profile(
-    profile: str, device, gpu_minutes: float, cpu_factor: float = 30.0, notebook: str = "<notebook>"
-) -> None:
-    """Say what the full profile costs where it runs: on a CPU, the expected time (about
-    ``cpu_factor`` times the GPU time: our two-core machines train these networks 20-50 times
-    slower than one H100) and the one-line way to the quick settings."""
-    if profile != "full":
-        return
+SETTINGS = ("smoke", "quick", "full")
+SETTINGS_ENV = "CELLPAINT_SETTINGS"
+
+
+def resolve_settings(explicit: str | None, device) -> tuple[str, str]:
+    """Which run settings apply, and why. One rule everywhere: an explicit value (papermill,
+    the command line, or the notebook's parameters cell), else ``$CELLPAINT_SETTINGS``, else
+    ``full`` on a GPU and ``quick`` otherwise."""
+    env = os.environ.get(SETTINGS_ENV)
+    if explicit:
+        name, why = explicit, "set explicitly"
+    elif env:
+        name, why = env, f"from ${SETTINGS_ENV}"
+    elif getattr(device, "type", str(device)) == "cuda":
+        name, why = "full", "a GPU is present"
+    else:
+        name, why = "quick", f"no GPU ({getattr(device, 'type', device)})"
+    if name not in SETTINGS:
+        raise ValueError(f"settings {name!r} ({why}): choose one of {', '.join(SETTINGS)}")
+    return name, why
+
+
+def apply_settings(
+    namespace: dict, notebook: str, gpu_minutes: float | None = None, device=None
+) -> str:
+    """Resolve the run settings (:func:`resolve_settings`) and apply them to a notebook's
+    parameters in ``namespace`` (its ``globals()``): ``quick`` and ``smoke`` take their values
+    from ``notebooks/settings.yml``, ``full`` keeps the parameters cell (the report's
+    settings). A parameter set explicitly (by papermill, or edited in the cell so that it
+    differs from the saved notebook) is kept. Prints one line saying which settings run, why,
+    and how to switch; returns the settings' name."""
+    from cellutils.notebooks import load_settings, parameter_defaults
+
+    device = device or pick_device(verbose=False)
+    name, why = resolve_settings(namespace.get("settings"), device)
+    overrides = load_settings(name, notebook)
+    unknown = sorted(set(overrides) - set(namespace))
+    if unknown:
+        raise ValueError(
+            f"notebooks/settings.yml sets {unknown} for {notebook}, which its parameters cell "
+            "does not define; fix the settings file or the notebook."
+        )
+    defaults = parameter_defaults(notebook)
+    changed, kept = [], []
+    for key, value in overrides.items():
+        current = namespace[key]
+        explicit = defaults is not None and key in defaults and current != defaults[key]
+        if explicit and current != value:
+            kept.append(key)
+            continue
+        if current != value:
+            changed.append(key)
+        namespace[key] = value
+    namespace["settings"] = name
+    switch = "full" if name != "full" else "quick"
+    note = f" ({len(changed)} values from notebooks/settings.yml)" if changed else ""
+    print(
+        f"settings: {name} ({why}){note}. For the {switch} settings: set "
+        f'settings = "{switch}" in the parameters cell, or ${SETTINGS_ENV}={switch}, or '
+        f"`make reproduce SETTINGS={switch}`.",
+        flush=True,
+    )
+    if changed:
+        print("  from settings.yml: " + ", ".join(f"{k}={namespace[k]!r}" for k in changed))
+    if kept:
+        print("  kept as set: " + ", ".join(f"{k}={namespace[k]!r}" for k in kept))
+    if name == "full" and gpu_minutes is not None:
+        warn_full_cost(device, gpu_minutes, notebook)
+    return name
+
+
+def warn_full_cost(device, gpu_minutes: float, notebook: str = "<notebook>") -> None:
+    """Say what the full settings cost where they run: on a CPU, the GPU estimate and that it
+    is many times longer there (not measured on a CPU), with the way to the quick settings."""
     where = getattr(device, "type", str(device))
     if where == "cpu":
-        hours = gpu_minutes * cpu_factor / 60
         print(
-            f"WARNING: the full profile (the report's settings) on a CPU takes about {hours:.0f} "
-            f"h (about {gpu_minutes:.0f} min on one GPU, an estimate). For the quick settings "
-            "here, run this one line in a cell after the parameters cell, then Run All Below:\n"
-            f"    from cellutils.notebooks import load_profile; profile = 'quick'; "
-            f"globals().update(load_profile('quick', '{notebook}'))\n"
-            "(or headless: `python -m cellutils.notebooks run --only "
-            f"{notebook[:2]}`).",
+            f"WARNING: the full settings (the report's) need about {gpu_minutes:.0f} min on one "
+            "GPU (an estimate) and many hours on a CPU. For the quick settings: set "
+            f'settings = "quick" in the parameters cell and Run All (or headless: '
+            f"`python -m cellutils.notebooks run --only {notebook[:2]}`).",
             flush=True,
         )
     else:
-        print(f"full profile on {where}: expect about {gpu_minutes:.0f} min", flush=True)
+        print(f"full settings on {where}: expect about {gpu_minutes:.0f} min", flush=True)

@@ -35,7 +35,7 @@ from skimage import filters, measure, segmentation
 from skimage.feature import peak_local_max
 
 from cellutils.cellpose_weights import CellposeWeights, find_cellpose_weights
-from cellutils.paths import atomic_write_bytes
+from cellutils.paths import atomic_write_bytes, safe_key, under
 from cellutils.runtime import say_once
 
 # The reports' cellpose settings.
@@ -501,6 +501,8 @@ def segment_index(
             f"{out_dir} holds input images; write masks beside them, "
             "e.g. <data root>/segmentation/<dataset>/, never over them."
         )
+    for k in index[key]:  # keys name the mask files: '/' or '..' would write elsewhere
+        under(out_dir, out_dir / f"{safe_key(k, key, 'the index')}_masks.tif")
     out_dir.mkdir(parents=True, exist_ok=True)
     backend = resolve_backend(backend)
     job = partial(

@@ -6,7 +6,8 @@ with ground truth beside them. Each layout's writer lives in its own module of
 Ground truth lives in ``<root>/ground_truth/``: ``sites.csv`` (perturbation, target, activity,
 hidden test labels, cell count, nuisance), ``cells.csv`` (per-cell latent truth) and
 ``masks/<key>_cells.tif`` / ``<key>_nuclei.tif``. A dataset is written into a temporary folder
-and renamed when complete; an existing folder is never overwritten.
+and renamed when complete; an existing folder is never overwritten. This engine never imports
+the layouts (`cellutils.catalog.make_default_data` writes them all).
 """
 
 from __future__ import annotations
@@ -406,36 +407,6 @@ def well_name(row: int, col: int) -> str:
 # --------------------------------------------------------------------------------------------
 
 
-def make_default_data(
-    root: str | os.PathLike | None = None,
-    which: tuple[str, ...] | None = None,
-    seed: int = 0,
-    n_jobs: int | None = None,
-    **overrides,
-) -> dict[str, Path]:
-    """Write (or find, when already written) the default synthetic datasets.
-
-    They live in ``<data root>/synthetic/<name>``. ``overrides`` maps a dataset name to keyword
-    arguments for its writer, e.g. ``rxrx1={"size": 64}``.
-    """
-    from cellutils.datasets import LAYOUTS
-    from cellutils.paths import data_root
-
-    base = data_root(root) / "synthetic"
-    out = {}
-    for name in which or tuple(LAYOUTS):
-        if name not in LAYOUTS:
-            raise ValueError(f"unknown dataset {name!r}; choose from {sorted(LAYOUTS)}")
-        t0 = time.perf_counter()
-        existed = (base / name / MANIFEST).exists()
-        out[name] = LAYOUTS[name].write(
-            base / name, seed=seed, n_jobs=n_jobs, **overrides.get(name, {})
-        )
-        what = "found" if existed else f"written in {time.perf_counter() - t0:.1f} s"
-        print(f"synthetic {name}: {what} -> {out[name]}")
-    return out
-
-
 def load_manifest(root: str | os.PathLike) -> dict:
     """The generator parameters of a synthetic dataset, or {} for a real one."""
     path = Path(root) / MANIFEST
@@ -467,7 +438,6 @@ __all__ = [
     "drug_names",
     "gene_names",
     "load_manifest",
-    "make_default_data",
     "read_truth",
     "read_truth_masks",
     "render_all",

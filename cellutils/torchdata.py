@@ -439,3 +439,44 @@ def describe_array(images: np.ndarray) -> str:
         else "in memory"
     )
     return f"{images.shape} {images.dtype}, {size:.0f} MiB, {where}"
+
+
+def _class_name(ds: Dataset, target: int) -> str:
+    classes = getattr(ds, "classes", None)
+    return f"{target} ({classes[target]})" if classes is not None and target >= 0 else str(target)
+
+
+def describe_item(ds: Dataset, i: int = 0, channels: Sequence[str] | None = None) -> dict:
+    """Print one item of ``ds`` as the model receives it: each input's shape and dtype, each
+    channel's name and value range (after normalisation and augmentation), and the label;
+    return the same as a dict."""
+    x, y = ds[i]
+    inputs = x if isinstance(x, (tuple, list)) else (x,)
+    out = {"index": i, "target": int(y), "inputs": []}
+    print(f"item {i} of {len(ds)}: label {_class_name(ds, int(y))}")
+    for k, t in enumerate(inputs):
+        t = torch.as_tensor(t)
+        part = {"shape": tuple(t.shape), "dtype": str(t.dtype), "channels": {}}
+        print(f"  input {k}: shape {part['shape']} {part['dtype']}")
+        if t.ndim == 3:  # (C, H, W): one line per channel
+            names = list(channels) if channels and len(inputs) == 1 else []
+            for c in range(t.shape[0]):
+                name = names[c] if c < len(names) else f"channel {c}"
+                lo, hi, mean = float(t[c].min()), float(t[c].max()), float(t[c].mean())
+                part["channels"][name] = (lo, hi)
+                print(f"    {name:>12}: min {lo:+.2f}  mean {mean:+.2f}  max {hi:+.2f}")
+        out["inputs"].append(part)
+    return out
+
+
+def describe_batch(ds: Dataset, batch_size: int = 8, channels: Sequence[str] | None = None):
+    """Print the shapes of one (unshuffled) batch of ``ds``, as a ``DataLoader`` stacks it:
+    inputs (batch, channels, height, width), targets (batch,); return ``(inputs, targets)``."""
+    x, y = next(iter(torch.utils.data.DataLoader(ds, batch_size=batch_size, shuffle=False)))
+    inputs = x if isinstance(x, (tuple, list)) else (x,)
+    shapes = ", ".join(str(tuple(t.shape)) for t in inputs)
+    print(f"one batch: inputs {shapes} (batch, channels, height, width); targets {tuple(y.shape)}")
+    if channels:
+        print(f"  channels: {', '.join(channels)}")
+    print(f"  targets: {y.tolist()}")
+    return x, y

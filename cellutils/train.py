@@ -6,8 +6,11 @@
 - mixed precision on CUDA (bfloat16 autocast on CPU is off: it is slower there), channels_last
 - per-epoch history, the best epoch by a chosen metric on a validation set (or the last epoch),
   early stopping; ``run_experiment`` refuses to select on a set named "test"
-- resume: every epoch writes ``checkpoint-last.pt`` (model, optimiser, scheduler, scaler, RNG
-  states, history); ``fit`` on the same run folder continues after the last finished epoch
+- resume: every epoch writes ``{name}-last.pt`` (state dicts and RNG states, loaded with
+  ``weights_only=True``) and ``{name}-last.json`` (history, counters, config); ``fit`` on the
+  same run folder continues after the last finished epoch (``Checkpoints``)
+- the pieces a lesson writes out by hand: ``make_loader``, ``make_loss``, ``train_epoch``,
+  ``validate``; ``fit`` is those in a loop, with checkpoints
 - deterministic for a seed on CPU (and with deterministic algorithms on CUDA)
 
 A batch is ``(inputs, target)``; ``inputs`` is a tensor or a tuple of tensors passed to the
@@ -138,19 +141,27 @@ def _forward(model, x):
     return model(*x) if isinstance(x, tuple) else model(x)
 
 
-def _loader(ds: Dataset, cfg: TrainConfig, shuffle: bool, epoch: int = 0) -> DataLoader:
+def make_loader(
+    ds: Dataset, batch_size: int, shuffle: bool, seed: int = 0, epoch: int = 0, num_workers: int = 0
+) -> DataLoader:
+    """The ``DataLoader`` ``fit`` uses: shuffled by a generator seeded from (seed, epoch), so an
+    epoch's batches are the same on every run and after a resume."""
     g = torch.Generator()
-    g.manual_seed(cfg.seed * 1000 + epoch)
+    g.manual_seed(seed * 1000 + epoch)
     return DataLoader(
         ds,
-        batch_size=cfg.batch_size,
+        batch_size=batch_size,
         shuffle=shuffle,
         generator=g,
-        num_workers=cfg.num_workers,
+        num_workers=num_workers,
         drop_last=False,
         persistent_workers=False,
         pin_memory=torch.cuda.is_available(),
     )
+
+
+def _loader(ds: Dataset, cfg: TrainConfig, shuffle: bool, epoch: int = 0) -> DataLoader:
+    return make_loader(ds, cfg.batch_size, shuffle, cfg.seed, epoch, cfg.num_workers)
 
 
 # Per-batch bars only where a loop is long enough to leave one waiting (a full-profile epoch);
@@ -179,7 +190,13 @@ def predict(
     desc = "embed" if embeddings else "predict"
     progress = progress and len(loader) >= MIN_BAR_BATCHES
     for x, y in tqdm(
-        loader, desc=desc, unit="batch", leave=False, disable=not progress or None, mininterval=2.0
+        iter(loader),
+        desc,
+        len(loader),
+        leave=False,
+        unit="batch",
+        disable=not progress or None,
+        mininterval=2.0,
     ):
         x = _to(x, device, channels_last)
         with torch.autocast(device.type, enabled=use_amp):
@@ -198,7 +215,18 @@ def predict(
 
 
 def _rng_state() -> dict:
-    state = {"torch": torch.get_rng_state(), "numpy": np.random.get_state()}  # noqa: NPY002
+    """Every RNG's state as tensors and numbers (checkpoints load with ``weights_only=True``)."""
+    kind, keys, pos, has_gauss, cached = np.random.get_state()  # noqa: NPY002
+    state = {
+        "torch": torch.get_rng_state(),
+        "numpy": {
+            "kind": kind,
+            "keys": torch.from_numpy(keys.astype(np.int64)),
+            "pos": pos,
+            "has_gauss": has_gauss,
+            "cached": cached,
+        },
+    }
     if torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state_all()
     return state
@@ -206,7 +234,10 @@ def _rng_state() -> dict:
 
 def _set_rng_state(state: dict) -> None:
     torch.set_rng_state(state["torch"])
-    np.random.set_state(state["numpy"])  # noqa: NPY002
+    n = state["numpy"]
+    np.random.set_state(  # noqa: NPY002
+        (n["kind"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["cached"])
+    )
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
 
@@ -215,6 +246,222 @@ def _save(obj, path: Path) -> None:
     tmp = path.with_suffix(f".{os.getpid()}.tmp")
     torch.save(obj, tmp)
     os.replace(tmp, path)
+
+
+def load_weights(path: str | os.PathLike, device="cpu") -> dict:
+    """A checkpoint's tensors, loaded safely (``weights_only=True``: no code runs on load)."""
+    return torch.load(path, map_location=device, weights_only=True)
+
+
+@dataclass
+class TrainState:
+    """Where a training run stands after an epoch: what a resume needs besides the weights."""
+
+    history: list[dict] = field(default_factory=list)
+    best_score: float = -math.inf
+    best_epoch: int = 0
+    since_best: int = 0
+    epoch: int = 0
+    stopped: bool = False
+
+    def update(self, row: dict, cfg: TrainConfig) -> bool:
+        """Add an epoch's row; return whether it is the epoch to keep (best so far by
+        ``cfg.monitor``, or simply the latest with ``keep="last"``); set ``stopped``."""
+        self.history.append(row)
+        self.epoch = row["epoch"]
+        score = -row["val_loss"] if cfg.monitor == "loss" else row[f"val_{cfg.monitor}"]
+        improved = score > self.best_score
+        self.best_score, self.since_best = (
+            (score, 0) if improved else (self.best_score, self.since_best + 1)
+        )
+        keep = improved or cfg.keep == "last"
+        if keep:
+            self.best_epoch = self.epoch
+        self.stopped = (cfg.patience is not None and self.since_best >= cfg.patience) or (
+            cfg.stop_after is not None and self.epoch >= cfg.stop_after
+        )
+        return keep
+
+
+class Checkpoints:
+    """A run's files in ``run_dir``: ``{name}-last.pt`` + ``.json`` (the resume point: state
+    dicts and RNG states; history and counters as JSON), ``{name}-best.pt`` + ``.json`` (the
+    kept epoch's weights), ``{name}-history.csv`` and ``{name}-watched.npy`` (labels predicted
+    on the watched set each epoch). Tensors are loaded with ``weights_only=True``."""
+
+    def __init__(self, run_dir: str | os.PathLike, name: str, cfg: TrainConfig):
+        self.dir = Path(run_dir)
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.name, self.config = name, json.dumps(asdict(cfg), sort_keys=True, default=str)
+        self.last, self.best = self.dir / f"{name}-last.pt", self.dir / f"{name}-best.pt"
+        self.history = self.dir / f"{name}-history.csv"
+        self.watch = self.dir / f"{name}-watched.npy"
+        self.watched: list[np.ndarray] = []
+
+    def _meta(self, path: Path) -> dict:
+        meta = json.loads(path.with_suffix(".json").read_text())
+        if meta["config"] != self.config:
+            raise RuntimeError(
+                f"{path} was written with another configuration; use a new results folder "
+                "(or delete that checkpoint to start over)."
+            )
+        return meta
+
+    def finished(self, model: nn.Module, device) -> FitResult | None:
+        """The finished run in this folder, loaded (not retrained), or None."""
+        if not (self.history.exists() and self.best.exists()) or self.last.exists():
+            return None
+        meta = self._meta(self.best)
+        model.load_state_dict(load_weights(self.best, device))
+        hist = pd.read_csv(self.history)
+        print(f"{self.name}: already trained in {self.dir}; loaded the kept epoch {meta['epoch']}")
+        watched = np.load(self.watch) if self.watch.exists() else None
+        epoch = meta["epoch"]
+        return FitResult(
+            model,
+            hist,
+            epoch,
+            _best_row(hist, epoch),
+            self.dir,
+            0.0,
+            int(hist.epoch.max()),
+            watched,
+        )
+
+    def resume(self, model, opt, sched, scaler, device) -> TrainState:
+        """The state after the last finished epoch (weights, optimiser, scheduler, scaler and
+        RNGs restored), or a fresh state."""
+        if not self.last.exists():
+            return TrainState()
+        meta = self._meta(self.last)
+        ck = load_weights(self.last, device)
+        model.load_state_dict(ck["model"])
+        opt.load_state_dict(ck["optimizer"])
+        if sched is not None and ck.get("scheduler") is not None:
+            sched.load_state_dict(ck["scheduler"])
+        scaler.load_state_dict(ck["scaler"])
+        _set_rng_state(ck["rng"])
+        self.watched = [w.numpy() for w in ck["watched"]]
+        print(f"{self.name}: resuming after epoch {meta['state']['epoch']} from {self.last}")
+        return TrainState(**meta["state"])
+
+    def save(self, model, opt, sched, scaler, state: TrainState, keep: bool) -> None:
+        """After an epoch: the resume point, and the kept epoch's weights when ``keep``."""
+        if keep:
+            _save(model.state_dict(), self.best)
+            meta = {"epoch": state.epoch, "config": self.config, "info": getattr(model, "info", {})}
+            atomic_write_bytes(
+                self.best.with_suffix(".json"),
+                json.dumps(meta, default=str).encode(),
+                overwrite=True,
+            )
+        _save(
+            {
+                "model": model.state_dict(),
+                "optimizer": opt.state_dict(),
+                "scheduler": sched.state_dict() if sched is not None else None,
+                "scaler": scaler.state_dict(),
+                "rng": _rng_state(),
+                "watched": [torch.from_numpy(w) for w in self.watched],
+            },
+            self.last,
+        )
+        meta = {"config": self.config, "state": asdict(state)}
+        atomic_write_bytes(
+            self.last.with_suffix(".json"), json.dumps(meta, default=float).encode(), overwrite=True
+        )
+
+    def finish(self, model, state: TrainState, device, seconds: float, resumed_from: int):
+        """Write the history, load the kept epoch's weights, drop the resume point."""
+        hist = pd.DataFrame(state.history)
+        watched = np.stack(self.watched) if self.watched else None
+        if watched is not None:
+            buf = io.BytesIO()
+            np.save(buf, watched)
+            atomic_write_bytes(self.watch, buf.getvalue(), overwrite=True)
+        hist.to_csv(self.history, index=False)
+        if self.best.exists():
+            model.load_state_dict(load_weights(self.best, device))
+            self.last.unlink(missing_ok=True)  # finished: the resume point is not needed
+            self.last.with_suffix(".json").unlink(missing_ok=True)
+        return FitResult(
+            model,
+            hist,
+            state.best_epoch,
+            _best_row(hist, state.best_epoch),
+            self.dir,
+            seconds,
+            resumed_from,
+            watched,
+        )
+
+
+def make_loss(cfg: TrainConfig, train_ds: Dataset, model: nn.Module, device) -> nn.Module:
+    """Cross-entropy with the report's label smoothing and, with ``class_weights="balanced"``,
+    weights from the training targets."""
+    weight = None
+    if cfg.class_weights == "balanced":
+        targets = _targets(train_ds)
+        n_classes = getattr(model, "info", {}).get("n_classes", int(targets.max()) + 1)
+        weight = class_weights(targets, n_classes).to(device)
+    elif cfg.class_weights is not None:
+        raise ValueError(f"class_weights must be None or 'balanced', not {cfg.class_weights!r}")
+    return nn.CrossEntropyLoss(weight=weight, label_smoothing=cfg.label_smoothing)
+
+
+def train_epoch(model, loader, loss_fn, opt, sched, scaler, cfg, device, progress=False) -> dict:
+    """One pass over ``loader``: forward, loss, backward, optimiser step per batch (OneCycle
+    steps per batch). Returns the mean training loss and accuracy over the rows seen."""
+    use_amp = scaler.is_enabled() or (cfg.amp is True)
+    model.train()
+    loss_sum, correct, n = 0.0, 0, 0
+    batches = min(len(loader), cfg.max_batches or len(loader))
+    bar = progress and batches >= MIN_BAR_BATCHES
+    # iterate one iterator: tqdm.auto calls iter() on what it wraps, and each iter() of a
+    # DataLoader draws a new shuffle from its generator (the bar would change the batches)
+    batch_iter = tqdm(
+        iter(loader),
+        "batches",
+        batches,
+        leave=False,
+        unit="batch",
+        disable=not bar or None,
+        mininterval=2.0,
+    )
+    for b, (x, y) in enumerate(batch_iter):
+        if b >= batches:
+            break
+        x, y = _to(x, device, cfg.channels_last), y.to(device)
+        with torch.autocast(device.type, enabled=use_amp):
+            out = _forward(model, x)
+            loss = loss_fn(out.float(), y)
+        opt.zero_grad(set_to_none=True)
+        scaler.scale(loss).backward()
+        scaler.step(opt)
+        scaler.update()
+        if sched is not None and cfg.scheduler == "onecycle":
+            sched.step()
+        loss_sum += loss.item() * len(y)
+        correct += (out.argmax(1) == y).sum().item()
+        n += len(y)
+    return {"train_loss": loss_sum / max(n, 1), "train_accuracy": correct / max(n, 1)}
+
+
+def validate(model, val_ds, cfg, device, use_amp: bool, progress: bool = False):
+    """Predictions on the watched set and their metrics (``val_`` prefixed, with the loss)."""
+    pred = predict(
+        model,
+        val_ds,
+        cfg.batch_size * 2,
+        device,
+        channels_last=cfg.channels_last,
+        amp=use_amp,
+        progress=progress,
+    )
+    val = evaluate.classification_metrics(pred["targets"], pred["logits"])
+    logits, targets = torch.from_numpy(pred["logits"]), torch.from_numpy(pred["targets"])
+    loss = float(nn.functional.cross_entropy(logits, targets))
+    return pred, {"val_loss": loss, **{f"val_{k}": v for k, v in val.items()}}
 
 
 def fit(
@@ -226,217 +473,48 @@ def fit(
     name: str = "model",
     progress: bool = True,
 ) -> FitResult:
-    """Train ``model``; keep the best epoch by ``cfg.monitor``; return it loaded with the best
-    weights. Files in ``run_dir``: ``{name}-last.pt`` (resume), ``{name}-best.pt``,
-    ``{name}-history.csv``. A finished run in the same folder is not retrained: it is loaded."""
-    run_dir = Path(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    last_path, best_path = run_dir / f"{name}-last.pt", run_dir / f"{name}-best.pt"
+    """Train ``model``, keep the best epoch by ``cfg.monitor`` (or the last), return it loaded
+    with those weights. Resumes after the last finished epoch in ``run_dir``; a finished run
+    there is loaded, not retrained (files: :class:`Checkpoints`)."""
+    if cfg.keep not in ("best", "last"):
+        raise ValueError(f"keep must be 'best' or 'last', not {cfg.keep!r}")
+    ckpt = Checkpoints(run_dir, name, cfg)
     seed_everything(cfg.seed)
     device = pick_device(cfg.device, verbose=False)
     use_amp = device.type == "cuda" if cfg.amp == "auto" else bool(cfg.amp)
-    if cfg.keep not in ("best", "last"):
-        raise ValueError(f"keep must be 'best' or 'last', not {cfg.keep!r}")
     model.to(device)
     if cfg.channels_last:
         model.to(memory_format=torch.channels_last)
-
-    weight = None
-    if cfg.class_weights == "balanced":
-        targets = _targets(train_ds)
-        n_classes = getattr(model, "info", {}).get("n_classes", int(targets.max()) + 1)
-        weight = class_weights(targets, n_classes).to(device)
-    elif cfg.class_weights is not None:
-        raise ValueError(f"class_weights must be None or 'balanced', not {cfg.class_weights!r}")
-    loss_fn = nn.CrossEntropyLoss(weight=weight, label_smoothing=cfg.label_smoothing)
+    loss_fn = make_loss(cfg, train_ds, model, device)
     opt = _optimizer(cfg, [p for p in model.parameters() if p.requires_grad])
-    steps = math.ceil(len(train_ds) / cfg.batch_size)  # batches per epoch (drop_last=False)
-    if cfg.max_batches:
-        steps = min(steps, cfg.max_batches)
-    sched = _scheduler(cfg, opt, steps)
+    steps = min(math.ceil(len(train_ds) / cfg.batch_size), cfg.max_batches or math.inf)
+    sched = _scheduler(cfg, opt, int(steps))
     scaler = torch.amp.GradScaler(device.type, enabled=use_amp and device.type == "cuda")
-
-    history: list[dict] = []
-    watched: list[np.ndarray] = []  # predicted labels on the watched set, one row per epoch
-    watch_path = run_dir / f"{name}-watched.npy"
-    start, best_score, best_epoch, since_best, stopped = 1, -np.inf, 0, 0, False
-    config_json = json.dumps(asdict(cfg), sort_keys=True, default=str)
-    hist_path = run_dir / f"{name}-history.csv"
-    if hist_path.exists() and best_path.exists() and not last_path.exists():
-        ck = torch.load(best_path, map_location=device, weights_only=False)
-        if ck.get("config") != config_json:
-            raise RuntimeError(
-                f"{best_path} holds a finished run with another configuration; "
-                "use a new results folder."
-            )
-        model.load_state_dict(ck["model"])
-        hist = pd.read_csv(hist_path)
-        print(f"{name}: already trained in {run_dir}; loaded the kept epoch {ck['epoch']}")
-        return FitResult(
-            model,
-            hist,
-            ck["epoch"],
-            _best_row(hist, ck["epoch"]),
-            run_dir,
-            0.0,
-            int(hist.epoch.max()),
-            np.load(watch_path) if watch_path.exists() else None,
-        )
-    if last_path.exists():
-        ck = torch.load(last_path, map_location=device, weights_only=False)
-        if ck["config"] != config_json:
-            raise RuntimeError(
-                f"{last_path} was written with another configuration; use a new "
-                "results folder (or delete that checkpoint to start over)."
-            )
-        model.load_state_dict(ck["model"])
-        opt.load_state_dict(ck["optimizer"])
-        if sched is not None and ck["scheduler"] is not None:
-            sched.load_state_dict(ck["scheduler"])
-        scaler.load_state_dict(ck["scaler"])
-        _set_rng_state(ck["rng"])
-        history, best_score, best_epoch, since_best = (
-            ck["history"],
-            ck["best_score"],
-            ck["best_epoch"],
-            ck["since_best"],
-        )
-        watched = ck.get("watched", [])
-        start, stopped = ck["epoch"] + 1, ck["stopped"]
-        print(f"{name}: resuming after epoch {ck['epoch']} from {last_path}")
-    resumed_from = start - 1
-    t0 = time.perf_counter()
-
-    epochs = range(start, cfg.epochs + 1) if not stopped else range(0)
-    bar = tqdm(epochs, desc=name, disable=not progress, unit="epoch", mininterval=1.0)
-    for epoch in bar:
-        model.train()
-        tr_loss, tr_correct, tr_n, t_epoch = 0.0, 0, 0, time.perf_counter()
+    if (done := ckpt.finished(model, device)) is not None:
+        return done
+    state = ckpt.resume(model, opt, sched, scaler, device)
+    resumed_from, t0 = state.epoch, time.perf_counter()
+    epochs = range(state.epoch + 1, cfg.epochs + 1) if not state.stopped else range(0)
+    for epoch in tqdm(epochs, desc=name, disable=not progress, unit="epoch", mininterval=1.0):
+        t_epoch = time.perf_counter()
         loader = _loader(train_ds, cfg, True, epoch)
-        batches = min(len(loader), cfg.max_batches or len(loader))
-        bar_on = progress and batches >= MIN_BAR_BATCHES
-        for b, (x, y) in enumerate(
-            tqdm(
-                loader,
-                f"epoch {epoch}",
-                batches,
-                leave=False,
-                unit="batch",
-                disable=not bar_on or None,
-                mininterval=2.0,
-            )
-        ):
-            if cfg.max_batches and b >= cfg.max_batches:
-                break
-            x, y = _to(x, device, cfg.channels_last), y.to(device)
-            with torch.autocast(device.type, enabled=use_amp):
-                out = _forward(model, x)
-                loss = loss_fn(out.float(), y)
-            opt.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            scaler.step(opt)
-            scaler.update()
-            if sched is not None and cfg.scheduler == "onecycle":
-                sched.step()
-            tr_loss += loss.item() * len(y)
-            tr_correct += (out.argmax(1) == y).sum().item()
-            tr_n += len(y)
+        row = {"epoch": epoch}
+        row |= train_epoch(model, loader, loss_fn, opt, sched, scaler, cfg, device, progress)
         if sched is not None and cfg.scheduler != "onecycle":
             sched.step()
-        pred = predict(
-            model,
-            val_ds,
-            cfg.batch_size * 2,
-            device,
-            channels_last=cfg.channels_last,
-            amp=use_amp,
-            progress=progress,
-        )
-        val = evaluate.classification_metrics(pred["targets"], pred["logits"])
-        val_loss = float(
-            nn.functional.cross_entropy(
-                torch.from_numpy(pred["logits"]), torch.from_numpy(pred["targets"])
-            )
-        )
-        row = {
-            "epoch": epoch,
-            "lr": opt.param_groups[0]["lr"],
-            "train_loss": tr_loss / max(tr_n, 1),
-            "train_accuracy": tr_correct / max(tr_n, 1),
-            "val_loss": val_loss,
-            **{f"val_{k}": v for k, v in val.items()},
-            "seconds": time.perf_counter() - t_epoch,
-        }
-        history.append(row)
-        watched.append(pred["logits"].argmax(1).astype(np.int32))
-        score = -val_loss if cfg.monitor == "loss" else val[cfg.monitor]
-        improved = score > best_score
-        best_score, since_best = (score, 0) if improved else (best_score, since_best + 1)
-        if improved or cfg.keep == "last":  # the kept epoch: best so far, or simply the latest
-            best_epoch = epoch
-            _save(
-                {
-                    "model": model.state_dict(),
-                    "epoch": epoch,
-                    "config": config_json,
-                    "info": getattr(model, "info", {}),
-                },
-                best_path,
-            )
-        stop = (cfg.patience is not None and since_best >= cfg.patience) or (
-            cfg.stop_after is not None and epoch >= cfg.stop_after
-        )
-        _save(
-            {
-                "model": model.state_dict(),
-                "optimizer": opt.state_dict(),
-                "scheduler": sched.state_dict() if sched is not None else None,
-                "scaler": scaler.state_dict(),
-                "rng": _rng_state(),
-                "history": history,
-                "best_score": best_score,
-                "best_epoch": best_epoch,
-                "since_best": since_best,
-                "epoch": epoch,
-                "config": config_json,
-                "stopped": stop,
-                "watched": watched,
-            },
-            last_path,
-        )
-        bar.set_postfix(
-            loss=f"{row['train_loss']:.3f}",
-            val=f"{val[cfg.monitor] if cfg.monitor != 'loss' else val_loss:.3f}",
-        )
-        if stop:
+        row["lr"] = opt.param_groups[0]["lr"]  # after the epoch's scheduler steps
+        pred, val = validate(model, val_ds, cfg, device, use_amp, progress)
+        row |= {**val, "seconds": time.perf_counter() - t_epoch}
+        ckpt.watched.append(pred["logits"].argmax(1).astype(np.int32))
+        keep = state.update(row, cfg)
+        ckpt.save(model, opt, sched, scaler, state, keep)
+        if state.stopped:
             print(
                 f"{name}: stopped after epoch {epoch} of {cfg.epochs} scheduled "
-                f"(kept epoch {best_epoch})"
+                f"(kept epoch {state.best_epoch})"
             )
             break
-
-    hist = pd.DataFrame(history)
-    watched_arr = np.stack(watched) if watched else None
-    if watched_arr is not None:
-        buf = io.BytesIO()
-        np.save(buf, watched_arr)
-        atomic_write_bytes(watch_path, buf.getvalue(), overwrite=True)
-    hist.to_csv(hist_path, index=False)
-    if best_path.exists():
-        model.load_state_dict(
-            torch.load(best_path, map_location=device, weights_only=False)["model"]
-        )
-        last_path.unlink(missing_ok=True)  # finished: the resume point is no longer needed
-    return FitResult(
-        model,
-        hist,
-        best_epoch,
-        _best_row(hist, best_epoch),
-        run_dir,
-        time.perf_counter() - t0,
-        resumed_from,
-        watched_arr,
-    )
+    return ckpt.finish(model, state, device, time.perf_counter() - t0, resumed_from)
 
 
 def _best_row(hist: pd.DataFrame, epoch: int) -> dict:

@@ -41,7 +41,7 @@
 # notebooks must cope with.
 
 # %% tags=["parameters"]
-profile = "full"  # set by the runner: smoke | quick | full
+settings = None  # None: "quick" without a GPU, "full" (this cell's values) on one; or set it
 results_dir = None  # set by the runner (None: a new folder under results/00_data/)
 data_root = None  # None: $CELLUTILS_DATA, else the repo's data/
 seed = 0
@@ -60,8 +60,9 @@ import pandas as pd
 from cellutils import catalog, datasets, display, realdata
 from cellutils import synthetic as synth
 from cellutils.paths import use_run_dir, write_json
-from cellutils.runtime import seed_everything
+from cellutils.runtime import apply_settings, seed_everything
 
+settings = apply_settings(globals(), notebook="00_data")
 seed_everything(seed)
 run = use_run_dir(results_dir, "00_data")
 real = {
@@ -294,5 +295,5 @@ summary = {
     }
     for name, ix in index.items()
 }
-write_json(run / "metrics.json", {"notebook": "00_data", "profile": profile, "datasets": summary})
+write_json(run / "metrics.json", {"notebook": "00_data", "settings": settings, "datasets": summary})
 pd.DataFrame(summary).T[["n", "n_classes", "majority_share", "synthetic"]]

@@ -43,7 +43,7 @@
 #   a CPU (`make bench`), which is why `backend="auto"` picks it on a CPU and cellpose on a GPU.
 
 # %% tags=["parameters"]
-profile = "full"  # set by the runner: smoke | quick | full
+settings = None  # None: "quick" without a GPU, "full" (this cell's values) on one; or set it
 results_dir = None  # set by the runner (None: a new folder under results/01_segmentation/)
 data_root = None  # None: $CELLUTILS_DATA, else the repo's data/
 seed = 0
@@ -65,8 +65,9 @@ import pandas as pd
 from cellutils import catalog, datasets, display, evaluate, realdata, segment
 from cellutils import synthetic as synth
 from cellutils.paths import use_run_dir
-from cellutils.runtime import seed_everything
+from cellutils.runtime import apply_settings, seed_everything
 
+settings = apply_settings(globals(), notebook="01_segmentation")
 rng = seed_everything(seed)
 run = use_run_dir(results_dir, "01_segmentation")
 weights = segment.find_cellpose_weights()
@@ -270,7 +271,7 @@ evaluate.write_metrics(
     {"note": "the reports do not measure segmentation accuracy"},
     results,
     trust="AP against ground truth",
-    profile=profile,
+    settings=settings,
     data="synthetic" if has_truth else "real",
     extra={
         "weights": weights.name if weights else None,

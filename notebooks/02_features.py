@@ -40,7 +40,7 @@
 # segmented and measured on **dask** (your cores, or a cluster), one Parquet file per plate.
 
 # %% tags=["parameters"]
-profile = "full"  # set by the runner: smoke | quick | full
+settings = None  # None: "quick" without a GPU, "full" (this cell's values) on one; or set it
 results_dir = None  # set by the runner (None: a new folder under results/02_features/)
 data_root = None  # None: $CELLUTILS_DATA, else the repo's data/
 seed = 0
@@ -75,8 +75,9 @@ from cellutils import (
 from cellutils import synthetic as synth
 from cellutils.lesson import Claim, Lesson, Protocol
 from cellutils.paths import atomic_write_text, use_run_dir
-from cellutils.runtime import seed_everything
+from cellutils.runtime import apply_settings, seed_everything
 
+settings = apply_settings(globals(), notebook="02_features")
 rng = seed_everything(seed)
 run = use_run_dir(results_dir, "02_features")
 
@@ -406,7 +407,7 @@ lesson.write(
     trusted=res["wells"],
     trust=f"{P['wells'].name}: {P['wells'].why}",
     data="synthetic" if catalog.is_synthetic(root) else "real",
-    profile=profile,
+    settings=settings,
     extra={
         "cells": len(cells),
         "backend": backend,

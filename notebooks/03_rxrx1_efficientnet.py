@@ -48,7 +48,7 @@
 # in CPU minutes. Section 3 shows the report's B3 either way.
 
 # %% tags=["parameters"]
-profile = "full"  # set by the runner: smoke | quick | full
+settings = None  # None: "quick" without a GPU, "full" (this cell's values) on one; or set it
 results_dir = None  # set by the runner (None: a new folder under results/03_rxrx1_efficientnet/)
 data_root = None  # None: $CELLUTILS_DATA, else the repo's data/
 seed = 0
@@ -83,15 +83,15 @@ import pandas as pd
 from cellutils import catalog, display, evaluate, models, splits, torchdata, train
 from cellutils.lesson import Claim, Lesson, Protocol
 from cellutils.paths import use_run_dir
-from cellutils.runtime import check_profile, pick_device, seed_everything
+from cellutils.runtime import apply_settings, pick_device, seed_everything
 from cellutils.torchdata import Labels
 
+device = pick_device()
+settings = apply_settings(
+    globals(), notebook="03_rxrx1_efficientnet", gpu_minutes=30, device=device
+)
 seed_everything(seed)
 run = use_run_dir(results_dir, "03_rxrx1_efficientnet")
-device = pick_device()
-check_profile(
-    profile, device, gpu_minutes=30, notebook="03_rxrx1_efficientnet"
-)  # estimate from benchmarks/gpu_check.py
 print("results ->", run)
 
 # %% [markdown]
@@ -565,7 +565,7 @@ lesson.write(
     trusted=res["experiment", "eval"],
     trust=f"{P['experiment'].name}: {P['experiment'].why}; and the test experiments",
     data="synthetic" if catalog.is_synthetic(root) else "real",
-    profile=profile,
+    settings=settings,
     extra={
         "image_size": image_size,
         "epochs": epochs,

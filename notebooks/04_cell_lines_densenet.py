@@ -45,7 +45,7 @@
 # minutes; section 3 shows the report's network either way.
 
 # %% tags=["parameters"]
-profile = "full"  # set by the runner: smoke | quick | full
+settings = None  # None: "quick" without a GPU, "full" (this cell's values) on one; or set it
 results_dir = None  # set by the runner (None: a new folder under results/04_cell_lines_densenet/)
 data_root = None  # None: $CELLUTILS_DATA, else the repo's data/
 seed = 0
@@ -77,15 +77,15 @@ import pandas as pd
 from cellutils import catalog, display, evaluate, models, splits, torchdata, train
 from cellutils.lesson import Claim, Lesson, Protocol
 from cellutils.paths import use_run_dir
-from cellutils.runtime import check_profile, pick_device, seed_everything
+from cellutils.runtime import apply_settings, pick_device, seed_everything
 from cellutils.torchdata import Labels
 
+device = pick_device()
+settings = apply_settings(
+    globals(), notebook="04_cell_lines_densenet", gpu_minutes=50, device=device
+)
 seed_everything(seed)
 run = use_run_dir(results_dir, "04_cell_lines_densenet")
-device = pick_device()
-check_profile(
-    profile, device, gpu_minutes=50, notebook="04_cell_lines_densenet"
-)  # estimate from benchmarks/gpu_check.py
 print("results ->", run)
 
 # %% [markdown]
@@ -589,7 +589,7 @@ lesson.write(
     trusted=res["train", final],
     trust=f"{P['train'].name}, {final} balanced accuracy (epoch chosen on validation)",
     data="synthetic" if catalog.is_synthetic(root) else "real",
-    profile=profile,
+    settings=settings,
     extra={"stats_shift": shift, "device": str(device), "epochs": epochs},
 )
 print(

@@ -47,7 +47,7 @@
 # on the top 30 compounds. Section 3 shows the report's MobileNetV2 either way.
 
 # %% tags=["parameters"]
-profile = "full"  # set by the runner: smoke | quick | full
+settings = None  # None: "quick" without a GPU, "full" (this cell's values) on one; or set it
 results_dir = None  # set by the runner (None: a new folder under results/05_cpjump1_mobilenet/)
 data_root = None  # None: $CELLUTILS_DATA, else the repo's data/
 seed = 0
@@ -75,15 +75,13 @@ import pandas as pd
 from cellutils import catalog, datasets, display, evaluate, models, splits, torchdata, train
 from cellutils.lesson import Claim, Lesson, Protocol
 from cellutils.paths import use_run_dir
-from cellutils.runtime import check_profile, pick_device, seed_everything
+from cellutils.runtime import apply_settings, pick_device, seed_everything
 from cellutils.torchdata import Labels
 
+device = pick_device()
+settings = apply_settings(globals(), notebook="05_cpjump1_mobilenet", gpu_minutes=35, device=device)
 seed_everything(seed)
 run = use_run_dir(results_dir, "05_cpjump1_mobilenet")
-device = pick_device()
-check_profile(
-    profile, device, gpu_minutes=35, notebook="05_cpjump1_mobilenet"
-)  # estimate from benchmarks/gpu_check.py
 
 # %% [markdown]
 # ## 1 · The subset: lower-case matching, top classes
@@ -519,7 +517,7 @@ lesson.write(
     trusted=res["wells"],
     trust=f"{P['wells'].name}: {P['wells'].why}",
     data="synthetic" if catalog.is_synthetic(root) else "real",
-    profile=profile,
+    settings=settings,
     extra={"image_size": image_size, "epochs": epochs, "device": str(device)},
 )
 lesson.comparisons_table()

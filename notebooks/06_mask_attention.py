@@ -15,12 +15,13 @@
 # %% [markdown]
 # # 06 · Image + mask: a mask-attention CNN (report 003, first half)
 #
-# > **Time** quick profile: about 2 min on 2 CPU cores (the run's timing, data already generated) · full profile: about 20 min on one GPU (an estimate: no GPU run recorded yet)  
-# > **Needs** cellpose weights; full profile: a GPU and the course subset  
+# > **Time** quick settings: a few minutes on 2 CPU cores · full settings: about 20 min on one GPU (an estimate: no GPU run recorded yet)  
+# > **Needs** full settings: a GPU, the course subset and cellpose weights (quick: the classical masks)  
+# > **Trains** quick: the report's mask-attention CNN itself, at 64 px, 8 of 10 scheduled epochs, on classical masks · full: the same network at 128 px, 160 of 200 epochs, on cellpose masks  
 # > **You will learn**
-# > - report 003's mask-attention CNN on image + cellpose mask, label smoothing, OneCycle
-# > - what the mask channel adds, measured with the same network on a blank mask
-# > - what choosing the epoch on the test images adds
+# > - report 003's mask-attention CNN on image + mask: its layers, one batch, one training step
+# > - label smoothing and OneCycle, and what the mask channel adds (the same network, blank mask)
+# > - why a random split of images leaks through wells, and what choosing the epoch on the test images adds
 #
 # **The report.** The 2,687 median-aggregated images of plate BR00116991, segmented with
 # cellpose (its default thresholds: flow 0.4, cell probability 0, 30-px diameter); each image becomes two channels, the grey image and its cell mask. A custom CNN:
@@ -38,7 +39,7 @@
 # split by well, which is only possible for compounds with more than one well.
 
 # %% tags=["parameters"]
-profile = "full"  # set by the runner: smoke | quick | full
+settings = None  # None: "quick" without a GPU, "full" (this cell's values) on one; or set it
 results_dir = None  # set by the runner (None: a new folder under results/06_mask_attention/)
 data_root = None  # None: $CELLUTILS_DATA, else the repo's data/
 seed = 0
@@ -58,8 +59,6 @@ max_batches = None  # cap batches per epoch (smoke tests only)
 try_image_only = True  # the same network with a blank mask channel: what the mask adds
 
 # %%
-from dataclasses import replace
-
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
@@ -77,15 +76,13 @@ from cellutils import (
 )
 from cellutils.lesson import Claim, Lesson, Protocol
 from cellutils.paths import use_run_dir
-from cellutils.runtime import check_profile, pick_device, seed_everything
+from cellutils.runtime import apply_settings, pick_device, seed_everything
 from cellutils.torchdata import Labels
 
+device = pick_device()
+settings = apply_settings(globals(), notebook="06_mask_attention", gpu_minutes=20, device=device)
 seed_everything(seed)
 run = use_run_dir(results_dir, "06_mask_attention")
-device = pick_device()
-check_profile(
-    profile, device, gpu_minutes=20, notebook="06_mask_attention"
-)  # estimate from benchmarks/gpu_check.py
 
 # %% [markdown]
 # ## 1 · Classes, wells, and the masks
@@ -96,15 +93,15 @@ index = catalog.read_index("cpjump1_subset", root)
 label = "Metadata_pert_iname"
 backend = segment.resolve_backend(backend)
 # cellpose's defaults, as report 003 ran it; the classical backend takes its scale from the image
-settings = segment.REPORT_003 if backend == "cellpose" else {}
+seg_settings = segment.REPORT_003 if backend == "cellpose" else {}
 seg = segment.segment_index(
     index,
-    segment.output_dir(root, backend, data_root, settings),
-    "core",
-    "median",  # one channel shows whole cells: the same channel as cytoplasm and nucleus
-    "median",
-    backend,
-    **settings,
+    out_dir=segment.output_dir(root, backend, data_root, seg_settings),
+    key="core",
+    cyto="median",  # one channel shows whole cells: the same channel as cytoplasm and nucleus
+    nucleus="median",
+    backend=backend,
+    **seg_settings,
 )
 # the simulator knows every cell: how close are these masks to the truth?
 truth = (
@@ -152,15 +149,17 @@ display.save_figure(fig, run, "inputs")
 
 # %%
 multi = splits.with_replicate_groups(index, label, "Metadata_Well")
-held = splits.holdout(multi, label, ["Metadata_Well"], groups_frac=0.25, keep=0.5, seed=seed)
+held = splits.holdout(multi, label, levels=["Metadata_Well"], groups_frac=0.25, keep=0.5, seed=seed)
 P = {
     "images": Protocol(
-        "split by image — shares wells",
-        None,
-        False,
-        "other sites of every evaluation well are in training",
+        name="split by image — shares wells",
+        split_by=None,
+        leak_free=False,
+        why="other sites of every evaluation well are in training",
     ),
-    "wells": Protocol("split by well", "well", True, "no evaluation well in training"),
+    "wells": Protocol(
+        name="split by well", split_by="well", leak_free=True, why="no evaluation well in training"
+    ),
 }
 train_rows = {"images": held.train(None), "wells": held.train("Metadata_Well")}
 print(
@@ -175,12 +174,115 @@ pd.DataFrame(
 )
 
 # %% [markdown]
-# ## 3 · Training as the report did
-# `models.mask_attention_cnn` is the report's network; `train.fit` with label smoothing 0.1,
-# Adam (weight decay 1e-4), OneCycle up to 0.005 scheduled over `epochs` and stopped after
-# `stop_after` of them (the report: 160 of 200), keeping the **last** epoch, as the report's
-# code did. The evaluation images are only *watched* each epoch, to draw the report's curves
-# and to measure below what picking the best epoch on them would have added.
+# ### Exercise 1 · How much of the evaluation set has a sibling in training?
+# A leak is found in the metadata before any model is trained. Under the report's random split
+# (`train_rows["images"]`), what share of the evaluation images (`held.eval`) come from a well
+# that also has images in training? Call it `sibling_share` (a number between 0 and 1).
+
+# %% tags=["solution"]
+sibling_share = held.eval.Metadata_Well.isin(train_rows["images"].Metadata_Well).mean()
+
+# %% tags=["exercise"]
+from cellutils import exercises
+from cellutils.exercises import nb06
+
+nb06.check_sibling_share(sibling_share, train=train_rows["images"], evaluation=held.eval)
+
+# %% [markdown]
+# ## 3 · The network, one batch, one step
+# Before any helper trains, look at what is trained. A `Dataset` item is one image as the model
+# receives it: two channels (the grey median image, normalised, and its cell mask), and the
+# class code of its compound. A `DataLoader` stacks items into a batch.
+
+# %%
+tr_ds, ev_ds, labels, _ = torchdata.split_datasets(
+    two, index, train=train_rows["wells"], val=held.eval, label=label
+)
+tr_ds.classes = labels.classes  # class names for the printouts
+torchdata.describe_item(tr_ds, 0, channels=["median image", "cell mask"])
+x, y = torchdata.describe_batch(tr_ds, batch_size=8, channels=["median image", "cell mask"])
+
+# %% [markdown]
+# `models.mask_attention_cnn` is the report's network, and the quick settings train it too
+# (it is small). Image and mask each pass three conv blocks; the mask features, through a
+# sigmoid, **multiply** the image features (the "attention"); then pooling and a two-layer head
+# with dropout. The summary lists every layer's output shape and parameters on this batch.
+
+# %%
+seed_everything(seed)
+net = models.mask_attention_cnn(len(labels))
+summary = models.describe(net, x)
+
+# %% [markdown]
+# One training step, written out: the **forward** pass gives one score (logit) per class, the
+# **loss** compares them with the targets (cross-entropy, with the report's label smoothing),
+# **backward** computes every weight's gradient, and the optimiser's **step** moves the weights
+# against it. The same batch's loss drops after one step: the model has learned a little of it.
+
+# %%
+import torch
+from torch import nn
+
+loss_fn = nn.CrossEntropyLoss(label_smoothing=label_smoothing)
+opt = torch.optim.Adam(net.parameters(), lr=max_lr, weight_decay=weight_decay)
+net.train()
+logits = net(x)  # forward: (batch, classes)
+loss = loss_fn(logits, y)  # how wrong, on average over the batch
+opt.zero_grad()  # forget the previous batch's gradients
+loss.backward()  # gradients of the loss for every weight
+opt.step()  # move the weights a little against their gradients
+with torch.no_grad():
+    after = loss_fn(net(x), y)
+print(f"logits {tuple(logits.shape)}; loss on this batch {loss.item():.3f} -> {after.item():.3f}")
+
+# %% [markdown]
+# ### Exercise 2 · Label smoothing by hand
+# The report trains with label smoothing 0.1: the target is no longer "all on the true class"
+# but 0.9 + 0.1/K on it and 0.1/K on each of the other K − 1 classes. Compute the smoothed
+# cross-entropy of `logits` against `y` yourself (`torch.log_softmax` helps), as a float
+# `smoothed_loss`, without `nn.CrossEntropyLoss`.
+
+# %% tags=["solution"]
+K = logits.shape[1]
+target = torch.full_like(logits, label_smoothing / K)
+target[torch.arange(len(y)), y] += 1 - label_smoothing
+smoothed_loss = float(-(target * torch.log_softmax(logits.detach(), dim=1)).sum(1).mean())
+
+# %% tags=["exercise"]
+nb06.check_smoothed_loss(smoothed_loss, logits=logits.detach(), targets=y, smoothing=0.1)
+
+# %% [markdown]
+# ### Exercise 3 · Write the training step
+# Write `training_step(model, x, y, optimizer, loss_fn)` that runs one forward, loss, backward
+# and optimiser step and returns the loss as a float. The check runs it on a copy of the
+# network and compares the loss and the weights after the step with a reference step.
+
+# %% tags=["solution"]
+def training_step(model, x, y, optimizer, loss_fn):
+    loss = loss_fn(model(x), y)
+    optimizer.zero_grad()
+    loss.backward()
+    optimizer.step()
+    return loss.item()
+
+
+# %% tags=["exercise"]
+nb06.check_training_step(
+    training_step, model=models.mask_attention_cnn(len(labels)), x=x, y=y, lr=max_lr
+)
+
+# %% [markdown] tags=["checkpoint"]
+# > **Checkpoint.** You have seen the network, a batch and a step. Pause here in a class:
+# > everything below repeats that step over many batches and epochs (`train.fit`), once per
+# > protocol.
+
+# %% [markdown]
+# ## 4 · Training as the report did
+# `train.fit` with label smoothing 0.1, Adam (weight decay 1e-4), OneCycle up to 0.005
+# scheduled over `epochs` and stopped after `stop_after` of them (the report: 160 of 200),
+# keeping the **last** epoch, as the report's code did. The evaluation images are only
+# *watched* each epoch, to draw the report's curves and to measure below what picking the best
+# epoch on them would have added.
 
 # %%
 cfg = train.TrainConfig(
@@ -195,48 +297,51 @@ cfg = train.TrainConfig(
     label_smoothing=label_smoothing,
     keep="last",
     max_batches=max_batches,
+    seed=seed,
 )
 lesson = Lesson(
-    "06_mask_attention",
-    "003",
-    "Mask-attention CNN on image + cellpose mask",
-    Claim(
-        "accuracy",
-        0.33,
-        "test",
-        384,
-        "random split of images; the last of 160 epochs (of 200 scheduled)",
-        {"train_accuracy": 0.381},
+    notebook="06_mask_attention",
+    report="003",
+    title="Mask-attention CNN on image + cellpose mask",
+    claim=Claim(
+        metric="accuracy",
+        value=0.33,
+        split="test",
+        n_classes=384,
+        protocol="random split of images; the last of 160 epochs (of 200 scheduled)",
+        others={"train_accuracy": 0.381},
     ),
     nuisance="well",
     unit="well",
 )
 
 
+# %%
 def run_protocol(name, tr, ev, inputs=two):
+    """The report's network trained on rows ``tr``, the rows ``ev`` watched as "test"."""
     tr_ds, ev_ds, labels, _ = torchdata.split_datasets(inputs, index, tr, ev, label)
     seed_everything(seed)  # the same initial weights for every protocol
     return train.run_experiment(
-        name,
-        models.mask_attention_cnn(len(labels)),
-        tr_ds,
-        {"test": ev_ds},
-        replace(cfg, seed=seed),
-        run,
-        labels.classes,
+        name=name,
+        model=models.mask_attention_cnn(len(labels)),
+        train_ds=tr_ds,
+        eval_sets={"test": ev_ds},
+        cfg=cfg,
+        run_dir=run,
+        classes=labels.classes,
         monitor_on="test",
     )
 
-
+# %%
 experiments = {k: run_protocol(k, tr, held.eval) for k, tr in train_rows.items()}
 encode = Labels.fit(multi[label]).encode
 res = {
     k: lesson.record_experiment(
-        P[k],
-        e,
-        held.eval,
-        "Metadata_Well",
-        encode(train_rows[k][label]),
+        protocol=P[k],
+        experiments=e,
+        rows=held.eval,
+        units="Metadata_Well",
+        train_targets=encode(train_rows[k][label]),
         split="test",
         model="mask-attention CNN",
     )
@@ -245,7 +350,7 @@ res = {
 lesson.compare("003: sites of one well on both sides", res["images"], res["wells"])
 
 # %% [markdown]
-# ## 4 · What the mask adds, and what picking the epoch on the test set adds
+# ## 5 · What the mask adds, and what picking the epoch on the test set adds
 # The same network with a blank mask channel, on the split by well. And the report's curves
 # (figure 5) invite the question: what if one had kept the epoch with the best test accuracy?
 # Those predictions were watched each epoch; taking the best of them is selection on the test
@@ -254,32 +359,39 @@ lesson.compare("003: sites of one well on both sides", res["images"], res["wells
 # %%
 if try_image_only:
     blank = two.copy()
-    blank[:, 1] = 0
+    blank[:, 1] = 0  # the mask channel emptied: the same network sees the image only
     experiments["blank"] = run_protocol("image_only", train_rows["wells"], held.eval, blank)
     res["blank"] = lesson.record_experiment(
-        Protocol("split by well, blank mask", "well", True, "no evaluation well in training"),
-        experiments["blank"],
-        held.eval,
-        "Metadata_Well",
-        encode(train_rows["wells"][label]),
+        protocol=Protocol(
+            name="split by well, blank mask",
+            split_by="well",
+            leak_free=True,
+            why="no evaluation well in training",
+        ),
+        experiments=experiments["blank"],
+        rows=held.eval,
+        units="Metadata_Well",
+        train_targets=encode(train_rows["wells"][label]),
         split="test",
         model="mask-attention CNN, image only",
     )
     lesson.compare("003: the mask channel", res["wells"], res["blank"])
+
+# %%
 e = experiments["wells"]
-best = int(e.fit.history.val_accuracy.to_numpy().argmax())
+best = int(e.fit.history.val_accuracy.to_numpy().argmax())  # the epoch best on the test images
 res["peek"] = lesson.record(
     Protocol(
-        "split by well, epoch chosen on the test images",
-        "well",
-        False,
-        "the kept epoch is the best one on the very images it is scored on",
+        name="split by well, epoch chosen on the test images",
+        split_by="well",
+        leak_free=False,
+        why="the kept epoch is the best one on the very images it is scored on",
     ),
-    res["wells"].targets,
-    e.fit.watched[best],
-    held.eval.Metadata_Well,
-    len(e.classes),
-    encode(train_rows["wells"][label]),
+    targets=res["wells"].targets,
+    pred=e.fit.watched[best],
+    units=held.eval.Metadata_Well,
+    n_classes=len(e.classes),
+    train_targets=encode(train_rows["wells"][label]),
     split="test",
     model="mask-attention CNN",
     rows=held.eval.index.to_numpy(),
@@ -290,7 +402,23 @@ lesson.compare("003: epoch chosen on the test set", res["peek"], res["wells"])
 lesson.table()
 
 # %% [markdown]
-# ## 5 · The report's own setting: every class
+# ### Exercise 4 · Why does the best epoch flatter?
+# Each epoch's test accuracy above is an honest measurement of that epoch's model. Why is the
+# *best* of them, kept afterwards, an optimistic estimate of how the chosen model does on new
+# images — even though no test image was ever trained on? When would the optimism be largest?
+
+# %% [markdown] tags=["solution"]
+# **Model answer.** Each epoch's accuracy is the model's true accuracy plus sampling noise
+# from the finite test set. Taking the maximum over many epochs picks the epoch whose noise
+# happened to be most favourable, so the kept number is biased upwards (a maximum of noisy
+# estimates exceeds the estimate of the maximum). No image was trained on, but the test set was
+# used to *choose*, so it is no longer independent of the model. The optimism grows with the
+# number of epochs compared, with a smaller test set (more noise per epoch), and when the
+# epochs' true accuracies are close (the learning curve has flattened). Choosing on a
+# validation set carved from training, or keeping the last epoch, removes it.
+
+# %% [markdown]
+# ## 6 · The report's own setting: every class
 # The full reproduction, apart: a random 80/20 split of all images over every compound (the
 # report's "384 classes" are wells here too), with its own chance and majority lines. Not
 # compared with the rows above: it is a different task.
@@ -299,16 +427,16 @@ lesson.table()
 full_tr, full_te = splits.random_split(index, test_fraction, stratify=label, seed=seed)
 experiments["full"] = run_protocol("report_all_classes", full_tr, full_te)
 res["full"] = lesson.record_experiment(
-    Protocol(
-        "report's setting: all classes, random split of images",
-        None,
-        False,
-        "other sites of the same well in training; most classes are one well",
+    protocol=Protocol(
+        name="report's setting: all classes, random split of images",
+        split_by=None,
+        leak_free=False,
+        why="other sites of the same well in training; most classes are one well",
     ),
-    experiments["full"],
-    full_te,
-    "Metadata_Well",
-    Labels.fit(index[label]).encode(full_tr[label]),
+    experiments=experiments["full"],
+    rows=full_te,
+    units="Metadata_Well",
+    train_targets=Labels.fit(index[label]).encode(full_tr[label]),
     split="test",
     model="mask-attention CNN",
 )
@@ -340,7 +468,7 @@ lesson.write(
     trusted=res["wells"],
     trust=f"{P['wells'].name}: {P['wells'].why}",
     data="synthetic" if catalog.is_synthetic(root) else "real",
-    profile=profile,
+    settings=settings,
     extra={
         "backend": backend,
         "image_size": image_size,
@@ -350,19 +478,3 @@ lesson.write(
     },
 )
 lesson.comparisons_table()
-
-# %% [markdown] tags=["exercise"]
-# ## Exercises
-#
-# Each exercise is a real analysis on this notebook's objects. Write your answer where the solution cell is (the student version has it removed), then run the check below it.
-
-# %% [markdown] tags=["exercise"]
-# **Exercise 1: Find the leak in a split.** The report split images at random. Which evaluation wells also have images in that training set (`train_rows["images"]`)? Make `shared_wells` the set of their names, and compare with `train_rows["wells"]`.
-
-# %% tags=["solution"]
-shared_wells = set(train_rows["images"].Metadata_Well) & set(held.eval.Metadata_Well)
-
-# %% tags=["exercise"]
-from cellutils import exercises
-
-exercises.check_shared_groups(shared_wells, train_rows["images"], held.eval, "Metadata_Well")

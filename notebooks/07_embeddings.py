@@ -15,12 +15,13 @@
 # %% [markdown]
 # # 07 · Frozen pretrained embeddings + classical classifiers (report 003, second half)
 #
-# > **Time** quick profile: about 1.5 min on 2 CPU cores (the run's timing, data already generated) · full profile: about 10 min on one GPU (an estimate: no GPU run recorded yet)  
-# > **Needs** full profile: ImageNet weights of ResNet18/50 and EfficientNet-B0 (Lite0 ships offline)  
+# > **Time** quick settings: a few minutes on 2 CPU cores · full settings: about 10 min on one GPU (an estimate: no GPU run recorded yet)  
+# > **Needs** full settings: ImageNet weights of ResNet18/50 and EfficientNet-B0 in the torch hub cache (Lite0 ships offline)  
+# > **Trains** quick: classical classifiers on frozen embeddings of the backbones found offline (ImageNet EfficientNet-Lite0, a random-init ResNet18) at 96 px, then a two-phase fine-tune of Lite0 · full: the same with the report's ResNet18/50 and EfficientNet-B0 at 224 px when their weights are cached  
 # > **You will learn**
-# > - frozen pretrained embeddings with classical classifiers (report 003, second half)
+# > - frozen pretrained embeddings with classical classifiers (report 003, second half): the network, a batch, a step
 # > - UMAP and t-SNE maps, and what plate position does to them
-# > - chance and majority baselines next to every accuracy
+# > - why a nearest neighbour in a split that shares wells is a sibling site, and chance and majority beside every accuracy
 #
 # **The report.** ImageNet CNNs (ResNet18, ResNet50, EfficientNet-B0) cut before their last
 # layer turn each image into a feature vector; classical classifiers are fitted on those.
@@ -37,7 +38,7 @@
 # Finally the two-phase fine-tune on the offline backbone.
 
 # %% tags=["parameters"]
-profile = "full"  # set by the runner: smoke | quick | full
+settings = None  # None: "quick" without a GPU, "full" (this cell's values) on one; or set it
 results_dir = None  # set by the runner (None: a new folder under results/07_embeddings/)
 data_root = None  # None: $CELLUTILS_DATA, else the repo's data/
 seed = 0
@@ -53,6 +54,8 @@ batch_size = 32
 max_batches = None  # cap batches per epoch (smoke tests only)
 
 # %%
+import itertools
+
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
@@ -61,15 +64,13 @@ import torch
 from cellutils import catalog, display, embeddings, evaluate, models, splits, torchdata, train
 from cellutils.lesson import Claim, Lesson, Protocol
 from cellutils.paths import use_run_dir
-from cellutils.runtime import check_profile, pick_device, seed_everything
+from cellutils.runtime import apply_settings, pick_device, seed_everything
 from cellutils.torchdata import Labels
 
+device = pick_device()
+settings = apply_settings(globals(), notebook="07_embeddings", gpu_minutes=10, device=device)
 seed_everything(seed)
 run = use_run_dir(results_dir, "07_embeddings")
-device = pick_device()
-check_profile(
-    profile, device, gpu_minutes=10, notebook="07_embeddings"
-)  # estimate from benchmarks/gpu_check.py
 
 # %% [markdown]
 # ## 1 · Embeddings from frozen backbones
@@ -82,7 +83,7 @@ images = torchdata.decode(index, size=image_size, data_root=data_root)
 # the evaluation images first (section 2 explains them): the ImageNet scaling is fitted on
 # rows that every protocol trains on, so no evaluation image shapes it
 multi = splits.with_replicate_groups(index, label, "Metadata_Well")
-held = splits.holdout(multi, label, ["Metadata_Well"], groups_frac=0.25, keep=0.5, seed=seed)
+held = splits.holdout(multi, label, levels=["Metadata_Well"], groups_frac=0.25, keep=0.5, seed=seed)
 train_rows = {"images": held.train(None), "wells": held.train("Metadata_Well")}
 stats = torchdata.ChannelStats.imagenet(images, torchdata.positions(index, train_rows["wells"]))
 available = embeddings.available_backbones(backbones)
@@ -91,6 +92,16 @@ feats = {
     for name, (arch, pretrained) in available.items()
 }
 pd.Series({n: f"{f.shape[1]} features" for n, f in feats.items()}, name="embedding")
+
+# %% [markdown]
+# The report's feature extractor is ResNet-50 cut before its last layer: an image in, a
+# 2,048-number vector out. Its layers on one batch of these images (random weights here, for
+# the shapes: the trained weights change the numbers, not the shapes):
+
+# %%
+net, n_features, _ = models.backbone("resnet50", images.shape[1], pretrained=False)
+batch = torch.from_numpy(np.asarray(images[:4], dtype=np.float32))
+summary = models.describe(net, batch, depth=1)
 
 # %% [markdown]
 # ## 2 · Classical classifiers under both splits, on the same images
@@ -104,24 +115,26 @@ pd.Series({n: f"{f.shape[1]} features" for n, f in feats.items()}, name="embeddi
 # %%
 P = {
     "images": Protocol(
-        "split by image — shares wells",
-        None,
-        False,
-        "other sites of every evaluation well are in training",
+        name="split by image — shares wells",
+        split_by=None,
+        leak_free=False,
+        why="other sites of every evaluation well are in training",
     ),
-    "wells": Protocol("split by well", "well", True, "no evaluation well in training"),
+    "wells": Protocol(
+        name="split by well", split_by="well", leak_free=True, why="no evaluation well in training"
+    ),
 }
 lesson = Lesson(
-    "07_embeddings",
-    "003",
-    "Frozen ImageNet embeddings + classical classifiers",
-    Claim(
-        "accuracy",
-        0.2838,
-        "test",
-        384,
-        "ResNet-50 features + ridge; random split of images (384 classes = wells)",
-        {
+    notebook="07_embeddings",
+    report="003",
+    title="Frozen ImageNet embeddings + classical classifiers",
+    claim=Claim(
+        metric="accuracy",
+        value=0.2838,
+        split="test",
+        n_classes=384,
+        protocol="ResNet-50 features + ridge; random split of images (384 classes = wells)",
+        others={
             "ridge_resnet50_train_accuracy": 0.8248,
             "random_forest_effnetb0_test_accuracy": 0.1815,
             "bernoulli_nb_effnetb0_test_accuracy": 0.164,
@@ -132,35 +145,121 @@ lesson = Lesson(
 )
 encode = Labels.fit(multi[label]).encode
 y_eval, ev = encode(held.eval[label]), torchdata.positions(index, held.eval)
-res, train_acc = {}, {}
-for k, rows in train_rows.items():
-    tr = torchdata.positions(index, rows)
-    for backbone, x in feats.items():
-        for name, clf in embeddings.classifiers(seed).items():
-            clf.fit(x[tr], encode(rows[label]))
-            train_acc[k, backbone, name] = float((clf.predict(x[tr]) == encode(rows[label])).mean())
-            res[k, backbone, name] = lesson.record(
-                P[k],
-                y_eval,
-                clf.predict(x[ev]),
-                held.eval.Metadata_Well,
-                len(set(multi[label])),
-                encode(rows[label]),
-                split="test",
-                model=f"{backbone} + {name}",
-                rows=held.eval.index.to_numpy(),
-                selected_on=None,
-                imagenet=bool(available[backbone][1]),
-                train_accuracy=train_acc[k, backbone, name],
-            )
-for backbone in feats:
-    for name in embeddings.classifiers(seed):
-        lesson.compare(
-            f"003: sites of one well on both sides ({backbone} + {name})",
-            res["images", backbone, name],
-            res["wells", backbone, name],
+
+# %% [markdown]
+# Every (split, backbone, classifier) is fitted on its training rows and scored on the same
+# evaluation images; the training accuracy is kept beside it (the report's was far higher).
+
+# %%
+res = {}
+for (k, rows), (backbone, x) in itertools.product(train_rows.items(), feats.items()):
+    tr, y_tr = torchdata.positions(index, rows), encode(rows[label])
+    for name, clf in embeddings.classifiers(seed).items():
+        clf.fit(x[tr], y_tr)
+        res[k, backbone, name] = lesson.record(
+            P[k],
+            targets=y_eval,
+            pred=clf.predict(x[ev]),
+            units=held.eval.Metadata_Well,
+            n_classes=len(set(multi[label])),
+            train_targets=y_tr,
+            split="test",
+            model=f"{backbone} + {name}",
+            rows=held.eval.index.to_numpy(),
+            imagenet=bool(available[backbone][1]),
+            train_accuracy=float((clf.predict(x[tr]) == y_tr).mean()),
         )
+for backbone, name in itertools.product(feats, embeddings.classifiers(seed)):
+    lesson.compare(
+        f"003: sites of one well on both sides ({backbone} + {name})",
+        res["images", backbone, name],
+        res["wells", backbone, name],
+    )
 lesson.table()
+
+# %% [markdown]
+# ### Exercise 1 · The baselines every accuracy needs
+# For the split by well (`tr = held.train("Metadata_Well")`), compute `chance` (one over the
+# number of classes a model trained on `tr` can predict) and `majority` (the accuracy on
+# `held.eval` of always predicting `tr`'s most common class). Which classifiers beat both?
+
+# %%
+tr = held.train("Metadata_Well")  # the training rows of the split by well
+name = next(iter(feats))  # the backbone of exercises 2 and 3
+
+# %% tags=["solution"]
+chance = 1 / tr[label].nunique()
+majority = float((held.eval[label] == tr[label].value_counts().index[0]).mean())
+
+# %% tags=["exercise"]
+from cellutils import exercises
+from cellutils.exercises import nb07
+
+exercises.check_baselines(chance, majority, tr, held.eval, label)
+
+# %% [markdown]
+# ### Exercise 2 · A classifier by hand: nearest centroid
+# The simplest classifier on an embedding: one centroid per compound (the mean of its training
+# rows), and each evaluation image gets the compound of the nearest centroid. Compute its
+# accuracy `centroid_accuracy` on the embedding `feats[name]` for the split by well (`tr`),
+# with numpy only.
+
+# %% tags=["solution"]
+x_tr = feats[name][torchdata.positions(index, tr)]
+y_tr = encode(tr[label])
+classes = np.unique(y_tr)
+centroids = np.stack([x_tr[y_tr == c].mean(0) for c in classes])
+dist = ((feats[name][ev][:, None, :] - centroids[None]) ** 2).sum(-1)
+centroid_accuracy = float(np.mean(classes[dist.argmin(1)] == y_eval))
+
+# %% tags=["exercise"]
+nb07.check_nearest_centroid(
+    centroid_accuracy,
+    x_train=feats[name][torchdata.positions(index, tr)],
+    y_train=encode(tr[label]),
+    x_eval=feats[name][ev],
+    y_eval=y_eval,
+)
+
+# %% [markdown]
+# ### Exercise 3 · Whose neighbour is it?
+# Why does the split by image score higher? Look at the nearest neighbours. Under the split by
+# image (`train_rows["images"]`), for each evaluation image find its nearest training image
+# in the embedding `feats[name]` (Euclidean). What share of evaluation images have a nearest
+# neighbour **from their own well**? Call it `same_well_share`.
+
+# %% tags=["solution"]
+rows = train_rows["images"]
+x_tr = feats[name][torchdata.positions(index, rows)]
+d = ((feats[name][ev][:, None, :] - x_tr[None]) ** 2).sum(-1)
+nearest = rows.Metadata_Well.to_numpy()[d.argmin(1)]
+same_well_share = float(np.mean(nearest == held.eval.Metadata_Well.to_numpy()))
+
+# %% tags=["exercise"]
+nb07.check_neighbour_in_same_well(
+    same_well_share,
+    x_train=feats[name][torchdata.positions(index, train_rows["images"])],
+    train=train_rows["images"],
+    x_eval=feats[name][ev],
+    evaluation=held.eval,
+)
+
+# %% [markdown]
+# ### Exercise 4 · Why does a random network score at all?
+# The randomly initialised ResNet18 (the control) often beats chance under the split by image.
+# It has learned nothing. Why can it still "classify", and what do you expect for it under the
+# split by well?
+
+# %% [markdown] tags=["solution"]
+# **Model answer.** A random convolutional network is still a fixed, smooth function of the
+# pixels: images that look alike (same density, brightness, texture) land close together in
+# its output. Under the split by image the nearest training images of an evaluation image are
+# its sibling sites from the same well, which share the well's appearance and its compound
+# label, so any classifier that follows similarity gets the label right without knowing
+# anything about the compound. Under the split by well those siblings are gone; what remains is
+# similarity caused by the compound itself, which a random network captures only weakly, so
+# expect it to fall to about chance or the majority line. That is why the control belongs in the
+# table: a gain that a random network also shows is a leak, not learned biology.
 
 # %% [markdown]
 # Which backbone stands in for the report's ResNet-50? The headline takes ridge on the
@@ -257,46 +356,87 @@ labels = Labels.fit(multi[label])
 tr_ds = torchdata.subset(
     images, index, fit_rows, label, labels, stats, torchdata.augmentation("dihedral")
 )
+tr_ds.classes = labels.classes
 sets = {
     "val": torchdata.subset(images, index, val_rows, label, labels, stats),
     "test": torchdata.subset(images, index, held.eval, label, labels, stats),
 }
+torchdata.describe_item(tr_ds, 0, channels=["median image (ImageNet-scaled)"])
+x, y = torchdata.describe_batch(tr_ds, batch_size=8)
+
+# %% [markdown]
+# One step of phase 2, written out on that batch (a copy of the network, so the run below
+# starts from the same weights): forward, loss, backward, step.
+
+# %%
+import copy
+
+from torch import nn
+
 seed_everything(seed)
 model = models.build("efficientnet_lite0", len(labels), 1, pretrained="auto", dropout=0.2)
-phases = {}
-for phase, (frozen, ep, lr) in enumerate(
-    zip([True, False], finetune_epochs, finetune_lr, strict=True), start=1
-):
-    cfg = train.TrainConfig(
-        epochs=ep,
+net = copy.deepcopy(model).train()
+opt = torch.optim.AdamW(net.parameters(), lr=finetune_lr[1])
+loss = nn.functional.cross_entropy(net(x), y)  # forward + loss
+opt.zero_grad()
+loss.backward()  # gradients for every weight (phase 2: the backbone too)
+opt.step()  # one AdamW step
+print(f"loss {loss.item():.3f}; {models.count_parameters(net):,} weights updated")
+
+# %% [markdown]
+# The two phases: phase 1 runs the backbone once over the images and trains the head on its
+# features; phase 2 unfreezes every weight, starting from the head phase 1 left.
+
+# %%
+def phase_cfg(phase: int) -> train.TrainConfig:
+    return train.TrainConfig(
+        epochs=finetune_epochs[phase - 1],
         batch_size=batch_size,
-        lr=lr,
+        lr=finetune_lr[phase - 1],
         optimizer="adamw",
         scheduler="cosine",
         seed=seed,
         max_batches=max_batches,
     )
-    if frozen:  # phase 1: the backbone runs once, the head trains on its features
-        probe, feats_sets = train.frozen_features(model, {"train": tr_ds, **sets})
-        e = train.run_experiment(
-            "finetune_phase1", probe, feats_sets.pop("train"), feats_sets, cfg, run, labels.classes
-        )
-    else:  # phase 2: every weight, the head as phase 1 left it
-        models.freeze_backbone(model, False)
-        e = train.run_experiment("finetune_phase2", model, tr_ds, sets, cfg, run, labels.classes)
-    phases[phase] = e
+
+
+probe, feats_sets = train.frozen_features(model, {"train": tr_ds, **sets})
+phases = {
+    1: train.run_experiment(
+        name="finetune_phase1",
+        model=probe,
+        train_ds=feats_sets.pop("train"),
+        eval_sets=feats_sets,
+        cfg=phase_cfg(1),
+        run_dir=run,
+        classes=labels.classes,
+    )
+}
+models.freeze_backbone(model, False)  # phase 2: every weight, the head as phase 1 left it
+phases[2] = train.run_experiment(
+    name="finetune_phase2",
+    model=model,
+    train_ds=tr_ds,
+    eval_sets=sets,
+    cfg=phase_cfg(2),
+    run_dir=run,
+    classes=labels.classes,
+)
+
+# %%
+for phase, e in phases.items():
     res["phase", phase] = lesson.record_experiment(
-        Protocol(
-            f"split by well, fine-tuned Lite0, phase {phase} "
-            f"({'frozen backbone' if frozen else 'all weights'})",
-            "well",
-            True,
-            "no evaluation well in training; epoch chosen on validation wells",
+        protocol=Protocol(
+            name=f"split by well, fine-tuned Lite0, phase {phase} "
+            f"({'frozen backbone' if phase == 1 else 'all weights'})",
+            split_by="well",
+            leak_free=True,
+            why="no evaluation well in training; epoch chosen on validation wells",
         ),
-        e,
-        held.eval,
-        "Metadata_Well",
-        labels.encode(fit_rows[label]),
+        experiments=e,
+        rows=held.eval,
+        units="Metadata_Well",
+        train_targets=labels.encode(fit_rows[label]),
         split="test",
         model="efficientnet_lite0 (ImageNet)",
     )
@@ -310,7 +450,7 @@ lesson.write(
     trusted=res["wells", headline, "ridge"],
     trust=f"{P['wells'].name}, {headline} + ridge: {P['wells'].why}",
     data="synthetic" if catalog.is_synthetic(root) else "real",
-    profile=profile,
+    settings=settings,
     extra={
         "backbones": {n: a for n, (a, _) in available.items()},
         "image_size": image_size,
@@ -318,21 +458,3 @@ lesson.write(
     },
 )
 lesson.comparisons_table()
-
-# %% [markdown] tags=["exercise"]
-# ## Exercises
-#
-# Each exercise is a real analysis on this notebook's objects. Write your answer where the solution cell is (the student version has it removed), then run the check below it.
-
-# %% [markdown] tags=["exercise"]
-# **Exercise 1: The baselines every accuracy needs.** For the split by well (`tr = held.train("Metadata_Well")`), compute `chance` (one over the number of classes a model trained on `tr` can predict) and `majority` (the accuracy on `held.eval` of always predicting `tr`'s most common class). Which of the classifiers above beat both?
-
-# %% tags=["solution"]
-tr = held.train("Metadata_Well")
-chance = 1 / tr[label].nunique()
-majority = float((held.eval[label] == tr[label].value_counts().index[0]).mean())
-
-# %% tags=["exercise"]
-from cellutils import exercises
-
-exercises.check_baselines(chance, majority, tr, held.eval, label)

@@ -38,7 +38,7 @@
 # by majority, as reported, and by mean probability.
 
 # %% tags=["parameters"]
-profile = "full"  # set by the runner: smoke | quick | full
+settings = None  # None: "quick" without a GPU, "full" (this cell's values) on one; or set it
 results_dir = None  # set by the runner (None: a new folder under results/08_multi_input_cells/)
 data_root = None  # None: $CELLUTILS_DATA, else the repo's data/
 seed = 0
@@ -73,15 +73,15 @@ import pandas as pd
 from cellutils import catalog, cells, datasets, display, evaluate, models, segment, splits, train
 from cellutils.lesson import Claim, Lesson, Protocol
 from cellutils.paths import use_run_dir
-from cellutils.runtime import check_profile, pick_device, seed_everything
+from cellutils.runtime import apply_settings, pick_device, seed_everything
 from cellutils.torchdata import Labels
 
+device = pick_device()
+settings = apply_settings(
+    globals(), notebook="08_multi_input_cells", gpu_minutes=300, device=device
+)
 rng = seed_everything(seed)
 run = use_run_dir(results_dir, "08_multi_input_cells")
-device = pick_device()
-check_profile(
-    profile, device, gpu_minutes=300, notebook="08_multi_input_cells"
-)  # estimate from benchmarks/gpu_check.py
 
 # %% [markdown]
 # ## 1 · Images, DMSO downsampled, masks and flows
@@ -334,7 +334,7 @@ lesson.write(
     trusted=res["wells", "majority_vote"],
     trust=f"{P['wells'].name}, images by majority vote: {P['wells'].why}",
     data="synthetic" if catalog.is_synthetic(root) else "real",
-    profile=profile,
+    settings=settings,
     extra={
         "backend": backend,
         "crop_size": crop_size,

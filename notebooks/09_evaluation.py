@@ -37,14 +37,14 @@
 # made with the same profile.
 
 # %% tags=["parameters"]
-profile = "full"  # set by the runner: smoke | quick | full
+settings = None  # None: "quick" without a GPU, "full" (this cell's values) on one; or set it
 results_dir = None  # set by the runner (None: a new folder under results/09_evaluation/)
 results_root = None  # where notebooks 01-08 wrote (None: $CELLUTILS_RESULTS, else results/)
 data_root = None  # None: $CELLUTILS_DATA, else the repo's data/
 seed = 0
 real_rxrx1 = None  # the RxRx1 folder (None: the synthetic default)
 synthetic_rxrx1 = {}  # generator overrides for the synthetic RxRx1
-same_profile = True  # only runs made with this profile
+same_settings = True  # only runs made with these run settings
 embed_size = 128  # image size for the CNN embeddings of section 4
 map_methods = ["tsne", "umap"]
 
@@ -57,15 +57,16 @@ import pandas as pd
 
 from cellutils import catalog, display, embeddings, evaluate, summary, torchdata
 from cellutils.paths import use_run_dir
-from cellutils.runtime import seed_everything
+from cellutils.runtime import apply_settings, seed_everything
 
+settings = apply_settings(globals(), notebook="09_evaluation")
 seed_everything(seed)
 run = use_run_dir(results_dir, "09_evaluation")
 if (
     results_root is None and results_dir is not None
 ):  # the runner's layout: <root>/09_evaluation/<id>
     results_root = Path(results_dir).resolve().parents[1]
-metrics = summary.load(results_root, profile if same_profile else None)
+metrics = summary.load(results_root, settings if same_settings else None)
 print("runs found:", {nb: m["run"].rsplit("/", 1)[-1] for nb, m in metrics.items()})
 
 # %% [markdown]
@@ -234,7 +235,7 @@ evaluate.write_metrics(
     {},
     rows,
     trust="leak-free rows of each notebook",
-    profile=profile,
+    settings=settings,
     data=", ".join(sorted({str(m.get("data")) for m in metrics.values()})),
     extra={"headline": table.to_dict("records"), "models": scores.to_dict("records")},
 )

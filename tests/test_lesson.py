@@ -85,7 +85,7 @@ def test_lesson_writes_rows_comparisons_and_headline(tmp_path):
     comp = lesson.compare("the well leak", a, b)
     assert comp["diff"] > 0 and comp["ci"][0] > 0 and comp["excludes_zero"]
     path = lesson.write(
-        tmp_path, reported=a, trusted=b, trust="by well", data="synthetic", profile="quick"
+        tmp_path, reported=a, trusted=b, trust="by well", data="synthetic", settings="quick"
     )
     m = json.loads(path.read_text())
     row = m["results"][1]
@@ -95,7 +95,7 @@ def test_lesson_writes_rows_comparisons_and_headline(tmp_path):
     assert set(m["comparisons"][0]) >= {"lesson", "a", "b", "metric", "diff", "ci", "unit"}
     assert m["claim"]["value"] == 0.97 and m["claim"]["n_classes"] == 50
     with pytest.raises(FileExistsError):
-        lesson.write(tmp_path, reported=a, trusted=b, trust="", data="", profile="")
+        lesson.write(tmp_path, reported=a, trusted=b, trust="", data="", settings="")
 
 
 def test_lesson_refuses_new_leaks_and_unpaired_comparisons():
@@ -122,7 +122,7 @@ def test_lesson_refuses_new_leaks_and_unpaired_comparisons():
     with pytest.raises(ValueError, match="different rows"):
         lesson.compare("x", peek, half)
     with pytest.raises(LeakError, match="not leak-free"):
-        lesson.write("unused", reported=half, trusted=peek, trust="", data="", profile="")
+        lesson.write("unused", reported=half, trusted=peek, trust="", data="", settings="")
 
 
 def test_holdout_scores_every_protocol_on_the_same_rows_with_siblings_outside():

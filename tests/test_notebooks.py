@@ -1,4 +1,4 @@
-"""Notebook conventions, and every notebook executed with papermill in the smoke profile."""
+"""Notebook conventions, and every notebook executed with papermill in the smoke settings."""
 
 import json
 
@@ -69,34 +69,131 @@ def test_twins_are_in_sync_and_a_stale_twin_is_caught(tmp_path):
     assert "out of sync" in " ".join(nbs.check_notebook(tmp_path / book.name))
 
 
-def test_student_build_removes_the_solutions_only(tmp_path):
+def test_student_build_has_a_stub_for_every_solution(tmp_path):
+    """Every solution cell becomes a stub (``...`` with a TODO) in the student build; nothing
+    else changes; every lesson has exercises, at least 3 in 01-08 and 1 in 00 and 09."""
+    import ast
+
     written = nbs.build_student(tmp_path)
-    assert len(written) == len(BOOKS)
-    for path, book in zip(written, BOOKS, strict=True):
+    total = 0
+    for book, path in zip(BOOKS, written, strict=True):
         full, student = nbformat.read(book, 4), nbformat.read(path, 4)
-        tags = [c.metadata.get("tags", []) for c in student.cells]
-        n_solutions = sum("solution" in c.metadata.get("tags", []) for c in full.cells)
-        assert not any("solution" in t for t in tags)
-        assert len(student.cells) == len(full.cells) - n_solutions
+        assert len(student.cells) == len(full.cells)
+        n_tasks = 0
+        for a, b in zip(full.cells, student.cells, strict=True):
+            tags = a.metadata.get("tags", [])
+            if "solution" not in tags:
+                assert a.source == b.source
+                continue
+            assert "solution" not in b.metadata["tags"] and "task" in b.metadata["tags"]
+            if a.cell_type == "markdown":
+                assert a.source.startswith("**Model answer.**") and b.source == nbs.ANSWER_STUB
+                continue
+            n_tasks += 1
+            assert "TODO" in b.source and "..." in b.source
+            solved = {
+                n.id
+                for node in ast.parse(a.source).body
+                if isinstance(node, ast.Assign)
+                for t in node.targets
+                for n in ast.walk(t)
+                if isinstance(n, ast.Name)
+            }
+            stubbed = {
+                n.id
+                for node in ast.parse(b.source).body
+                if isinstance(node, ast.Assign)
+                for t in node.targets
+                for n in ast.walk(t)
+                if isinstance(n, ast.Name)
+            }
+            assert solved <= stubbed, (book.stem, solved - stubbed)
+        total += n_tasks
         if book.stem[:2] in nbs.LESSONS:
-            assert n_solutions >= 1 and any("exercise" in t for t in tags)
+            assert n_tasks >= 3, (book.stem, n_tasks)
+        else:
+            assert n_tasks >= 1, (book.stem, n_tasks)
+    assert total >= 30
 
 
-def test_profiles_only_set_declared_parameters():
+def test_stub_keeps_imports_names_and_signatures():
+    src = "import numpy as np\nx, y = 1, 2\nx += 1\ndef vote(labels, groups):\n    return 1\n"
+    out = nbs.stub(src)
+    ns: dict = {}
+    exec(out, ns)  # the stub runs
+    assert ns["x"] is ... and ns["y"] is ... and ns["vote"](1, 2) is None
+    assert "import numpy as np" in out and out.count("x = ...") == 1
+
+
+def test_settings_only_set_declared_parameters():
+    import papermill as pm
+
     for book in BOOKS:
-        for profile in ("smoke", "quick"):
-            params = nbs.load_profile(profile, book.stem)
-            import papermill as pm
+        declared = pm.inspect_notebook(str(book))
+        assert "settings" in declared and declared["settings"]["default"] == "None"
+        for name in ("smoke", "quick"):
+            params = nbs.load_settings(name, book.stem)
+            assert set(params) <= set(declared), (book.stem, name)
+    with pytest.raises(ValueError, match="unknown settings"):
+        nbs.load_settings("fast", "00_data")
 
-            declared = pm.inspect_notebook(str(book))
-            assert set(params) <= set(declared), (book.stem, profile)
-    with pytest.raises(ValueError, match="unknown profile"):
-        nbs.load_profile("fast", "00_data")
+
+def test_no_parameters_on_a_cpu_runs_the_quick_settings(tmp_path, monkeypatch):
+    """papermill with no parameters (as JupyterLab's Run All): on a machine without a GPU the
+    notebook runs the quick settings and says so, with the way to switch. Executed on the
+    notebook's own parameters and settings cells (the rest would run the whole lesson)."""
+    import papermill as pm
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is present: the rule gives the full settings")
+    monkeypatch.delenv("CELLPAINT_SETTINGS", raising=False)
+    book = nbs.notebooks_dir() / "05_cpjump1_mobilenet.ipynb"
+    nb = nbformat.read(book, 4)
+    first = next(i for i, c in enumerate(nb.cells) if "apply_settings(" in c.source)
+    nb.cells = nb.cells[: first + 1] + [
+        nbformat.v4.new_code_cell(
+            "import json; print('VALUES', json.dumps(dict(settings="
+            "settings, epochs=epochs, arch=arch, image_size=image_size)))"
+        )
+    ]
+    nb.cells[first].source = "\n".join(
+        line
+        for line in nb.cells[first].source.splitlines()
+        if "apply_settings" in line or line.startswith(("import", "from", "device ="))
+    )
+    small = tmp_path / "05_cpjump1_mobilenet.ipynb"
+    nbformat.write(nb, small)
+    out = tmp_path / "out.ipynb"
+    pm.execute_notebook(str(small), str(out), kernel_name=nbs.KERNEL_NAME, cwd=str(tmp_path))
+    text = "".join(
+        o.get("text", "") for c in nbformat.read(out, 4).cells for o in c.get("outputs", [])
+    )
+    assert "settings: quick (no GPU" in text and 'settings = "full"' in text
+    values = json.loads(text.split("VALUES ")[1].splitlines()[0])
+    quick = nbs.load_settings("quick", "05_cpjump1_mobilenet")
+    assert values["settings"] == "quick"
+    assert values["epochs"] == quick["epochs"] and values["arch"] == quick["arch"]
+
+
+def test_explicit_values_win_over_the_settings_file(monkeypatch, capsys):
+    from cellutils.runtime import apply_settings
+
+    monkeypatch.setenv("CELLPAINT_SETTINGS", "quick")
+    defaults = nbs.parameter_defaults("05_cpjump1_mobilenet")
+    ns = dict(defaults, epochs=3)  # edited in the cell, or passed by papermill
+    assert apply_settings(ns, notebook="05_cpjump1_mobilenet") == "quick"
+    quick = nbs.load_settings("quick", "05_cpjump1_mobilenet")
+    assert ns["epochs"] == 3 and ns["arch"] == quick["arch"]
+    assert "kept as set: epochs=3" in capsys.readouterr().out
+    ns = dict(defaults, settings="full")
+    assert apply_settings(ns, notebook="05_cpjump1_mobilenet") == "full"
+    assert ns["epochs"] == defaults["epochs"]
 
 
 @pytest.mark.notebook
 @pytest.mark.parametrize("book", BOOKS, ids=lambda p: p.stem)
-def test_notebook_runs_in_smoke_profile(book, tmp_path):
+def test_notebook_runs_in_smoke_settings(book, tmp_path):
     rec = nbs.run_notebook(
         book,
         "smoke",
@@ -108,7 +205,7 @@ def test_notebook_runs_in_smoke_profile(book, tmp_path):
     (folder,) = list(run.iterdir())
     assert (folder / book.name).exists()
     metrics = json.loads((folder / "metrics.json").read_text())
-    assert metrics["notebook"] == book.stem and metrics["profile"] == "smoke"
+    assert metrics["notebook"] == book.stem and metrics["settings"] == "smoke"
     if book.stem[:2] in LESSONS:
         _check_lesson(metrics)
     executed = nbformat.read(folder / book.name, as_version=4)

@@ -74,14 +74,25 @@ def test_seed_everything_repeats_numbers():
     assert os.environ["PYTHONHASHSEED"] == "7"
 
 
-def test_full_profile_on_a_cpu_says_how_long_and_how_to_switch(capsys):
-    from cellutils.runtime import check_profile
+def test_settings_rule_explicit_then_environment_then_device(monkeypatch):
+    from cellutils.runtime import resolve_settings
 
-    check_profile("quick", torch.device("cpu"), 30)
-    assert capsys.readouterr().out == ""
-    check_profile("full", torch.device("cpu"), 30)
+    monkeypatch.delenv("CELLPAINT_SETTINGS", raising=False)
+    assert resolve_settings(None, torch.device("cpu"))[0] == "quick"
+    assert resolve_settings(None, torch.device("cuda"))[0] == "full"
+    monkeypatch.setenv("CELLPAINT_SETTINGS", "full")
+    assert resolve_settings(None, torch.device("cpu")) == ("full", "from $CELLPAINT_SETTINGS")
+    assert resolve_settings("smoke", torch.device("cpu"))[0] == "smoke"
+    with pytest.raises(ValueError, match="choose one of"):
+        resolve_settings("fast", torch.device("cpu"))
+
+
+def test_full_settings_on_a_cpu_warn_and_say_how_to_switch(capsys):
+    from cellutils.runtime import warn_full_cost
+
+    warn_full_cost(torch.device("cpu"), 30, "05_cpjump1_mobilenet")
     out = capsys.readouterr().out
-    assert "WARNING" in out and "15 h" in out and "profile = 'quick'" in out
+    assert "WARNING" in out and 'settings = "quick"' in out and "--only 05" in out
 
 
 def test_conda_route_installs_what_make_setup_installs():

@@ -37,10 +37,11 @@ def real_meta(copy_of):
 def _expected(wells):
     pm = pd.read_csv(FIXTURES / f"{MAP}.tsv", sep="\t", dtype=str, keep_default_na=False)
     cm = pd.read_csv(FIXTURES / f"{META}.tsv", sep="\t", dtype=str, keep_default_na=False)
-    names = pm.set_index("well_position").broad_sample.map(
-        cm.drop_duplicates("broad_sample").set_index("broad_sample").pert_iname
-    )
-    return names.reindex(wells).fillna("DMSO")
+    samples = pm.set_index("well_position").broad_sample
+    names = samples.map(cm.set_index("broad_sample").pert_iname)
+    # DMSO only where the plate map has a row with no compound; a well without a row gets
+    # no label (NaN, which equals nothing), never DMSO
+    return names.where(samples != "", "DMSO").reindex(wells)
 
 
 def test_the_real_files_label_every_site_and_normalise_na(real_meta):

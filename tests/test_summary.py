@@ -32,7 +32,7 @@ def _write(root, nb, run_id, acc_free, profile="quick"):
     )
     lesson.compare("the leak", rep, free)
     lesson.write(
-        run, reported=rep, trusted=free, trust="by well", data="synthetic", profile=profile
+        run, reported=rep, trusted=free, trust="by well", data="synthetic", settings=profile
     )
     return run
 

@@ -471,3 +471,65 @@ def test_embeddings_and_classical_scores():
     scores = embeddings.classical_scores(feats, index, {"split": (tr, te)}, "label")
     assert set(scores.classifier) == {"ridge", "random forest", "Bernoulli naive Bayes"}
     assert scores.test_accuracy.max() == 1.0
+
+
+def test_checkpoints_hold_tensors_and_json_only(tmp_path, monkeypatch):
+    """Checkpoints load with ``weights_only=True`` (no pickled code), the resume point included."""
+    calls = {"n": 0}
+    real_predict = train.predict
+
+    def crash_in_epoch_2(*a, **k):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise KeyboardInterrupt
+        return real_predict(*a, **k)
+
+    monkeypatch.setattr(train, "predict", crash_in_epoch_2)
+    with pytest.raises(KeyboardInterrupt):
+        train.fit(_Tiny(), _toy(), _toy(32, 1), _cfg(), tmp_path, progress=False)
+    for name in ("model-last.pt", "model-best.pt"):
+        assert torch.load(tmp_path / name, weights_only=True)
+    assert (tmp_path / "model-last.json").exists() and (tmp_path / "model-best.json").exists()
+
+
+def _loop_from_notebook() -> dict:
+    """The function ``train_by_hand`` of notebook 04's cell tagged ``training-loop`` (its
+    imports and definitions only, not the calls on the notebook's own objects)."""
+    import ast
+
+    import nbformat
+
+    from cellutils.notebooks import notebooks_dir
+
+    nb = nbformat.read(notebooks_dir() / "04_cell_lines_densenet.ipynb", as_version=4)
+    (cell,) = [c for c in nb.cells if "training-loop" in c.metadata.get("tags", [])]
+    tree = ast.parse(cell.source)
+    keep = [n for n in tree.body if isinstance(n, (ast.Import, ast.ImportFrom, ast.FunctionDef))]
+    assert len(cell.source.splitlines()) <= 40, "the whole loop fits on one screen"
+    ns: dict = {}
+    exec(compile(ast.Module(keep, []), "training-loop", "exec"), ns)
+    return ns
+
+
+@pytest.mark.parametrize("optimizer", ["adamw"])
+def test_the_notebook_training_loop_gives_the_history_of_fit(tmp_path, optimizer):
+    """The loop a student reads in notebook 04 is the loop ``train.fit`` runs: same seed, data,
+    optimiser, loss and schedule give the same history."""
+    train_by_hand = _loop_from_notebook()["train_by_hand"]
+    cfg = _cfg(optimizer=optimizer, weight_decay=0.01, epochs=4, keep="last")
+    by_fit = train.fit(_Tiny(), _toy(), _toy(32, 1), cfg, tmp_path, progress=False).history
+    by_hand = train_by_hand(_Tiny(), _toy(), _toy(32, 1), cfg)
+    for col in ("train_loss", "val_accuracy"):
+        np.testing.assert_allclose(by_hand[col].to_numpy(), by_fit[col].to_numpy(), atol=1e-6)
+    assert list(by_hand.epoch) == [1, 2, 3, 4]
+
+
+def test_describe_prints_layers_parameters_and_shapes(capsys):
+    model = _Tiny(3)
+    x, y = torchdata.describe_batch(_toy(16), batch_size=4, channels=["DNA"])
+    info = models.describe(model, x)
+    out = capsys.readouterr().out
+    assert "(4, 1, 8, 8)" in out and "(4, 3)" in out and "DNA" in out
+    assert info.total_params == models.count_parameters(model) == 4 * 9 + 4 + 4 * 3 + 3
+    item = torchdata.describe_item(_toy(16), 1, channels=["DNA"])
+    assert item["target"] == 1 and item["inputs"][0]["shape"] == (1, 8, 8)

@@ -9,8 +9,12 @@ summarised in a warning, or raised with ``errors="raise"``.
 
 from __future__ import annotations
 
+import csv
+import fnmatch
 import gzip
+import io
 import os
+import re
 import warnings
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -61,15 +65,26 @@ def normalise_missing(df: pd.DataFrame) -> pd.DataFrame:
 
 def read_table(path: str | os.PathLike) -> pd.DataFrame:
     """A metadata table as text: CSV, or tab-separated (``.tsv``/``.txt``, or a tab in the
-    header), gzip allowed; missing values normalised (``normalise_missing``)."""
+    header), gzip allowed; missing values normalised (``normalise_missing``). Row ``i`` of the
+    result is line ``i + 2`` of the file (``lines``). Bytes that are not UTF-8 are an error
+    naming the file and the line."""
     path = Path(path)
-    opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rt") as f:
-        header = f.readline()
+    raw = path.read_bytes()
+    raw = gzip.decompress(raw) if path.suffix == ".gz" else raw
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        raise DatasetError(
+            f"{path}, line {line}: byte {raw[exc.start : exc.start + 1]!r} is not UTF-8 "
+            f"({exc.reason}). Save the file as UTF-8 (e.g. `iconv -f latin1 -t utf-8`, or "
+            "'CSV UTF-8' in a spreadsheet)."
+        ) from exc
+    header = text.split("\n", 1)[0]
     stem_suffix = Path(path.stem).suffix if path.suffix == ".gz" else path.suffix
     sep = "\t" if stem_suffix in (".tsv", ".txt") or "\t" in header else ","
     try:
-        df = pd.read_csv(path, sep=sep, dtype=str, keep_default_na=False)
+        df = pd.read_csv(io.StringIO(text), sep=sep, dtype=str, keep_default_na=False)
     except Exception as exc:
         raise DatasetError(
             f"cannot read {path} as a table ({type(exc).__name__}: {exc}); "
@@ -79,17 +94,133 @@ def read_table(path: str | os.PathLike) -> pd.DataFrame:
     return normalise_missing(df)
 
 
+def table_columns(path: str | os.PathLike) -> list[str]:
+    """The header of a metadata table (``read_table``'s rules), without reading its rows;
+    an unreadable file has no columns."""
+    path = Path(path)
+    try:
+        opener = gzip.open if path.suffix == ".gz" else open
+        with opener(path, "rt", encoding="utf-8-sig") as f:
+            header = f.readline().rstrip("\r\n")
+    except (OSError, UnicodeDecodeError, EOFError):
+        return []
+    return next(csv.reader([header], delimiter="\t" if "\t" in header else ","), [])
+
+
+def lines(df: pd.DataFrame, path: str | os.PathLike) -> pd.DataFrame:
+    """``df`` (fresh from ``read_table``) with ``_file`` and ``_line``: where each row is."""
+    return df.assign(_file=str(path), _line=np.arange(2, len(df) + 2))
+
+
+def _where(df: pd.DataFrame, i) -> str:
+    if "_file" in df:
+        return f"{df.at[i, '_file']}, line {df.at[i, '_line']}"
+    return f"row {i}"
+
+
+def parse_int(df: pd.DataFrame, column: str, source: str) -> pd.Series:
+    """Column ``column`` as whole numbers; ``1.0``, ``f01`` or an empty cell is an error naming
+    the file and the line (``_file``/``_line`` from ``lines``, else ``source``)."""
+    text = df[column].astype(str).str.strip()
+    bad = ~text.str.fullmatch(r"\+?\d+")
+    if bad.any():
+        i = bad.idxmax()
+        where = _where(df, i) if "_file" in df else f"{source}, line {i + 2}"
+        raise DatasetError(
+            f"{where}: {column} {df.at[i, column]!r} is not a whole number ({int(bad.sum())} "
+            f"such rows). Write it as a whole number (1, not 1.0 or f01) in that file."
+        )
+    return text.astype(int)
+
+
+def parse_label_id(df: pd.DataFrame, column: str, source: str) -> pd.Series:
+    """A numeric label column (``Int64``): empty cells are hidden labels (``<NA>``); anything
+    else must be a whole number, so that a typo is an error naming the line, never a lost
+    label."""
+    text = df[column].astype(str).str.strip()
+    given = text.notna() & ~text.isin(_MISSING_WORDS)
+    out = pd.Series(pd.NA, index=df.index, dtype="Int64")
+    if given.any():
+        out[given] = parse_int(df[given], column, source).astype("Int64")
+    return out
+
+
+_WELL = re.compile(r"^\s*([A-Za-z]{1,2})0*(\d{1,3})\s*$")
+
+
+def normalise_well(df: pd.DataFrame, column: str, source: str) -> pd.Series:
+    """Well names as ``A01``: ``A1``, ``a01`` and ``A001`` are one well. Anything else (``A``,
+    ``../x``) is an error naming the file and the line."""
+    text = df[column].astype(str)
+    spelling = {}  # a plate has a few hundred wells: parse each spelling once
+    for value in text.unique():
+        m = _WELL.match(value)
+        if m and int(m[2]):
+            spelling[value] = f"{m[1].upper()}{int(m[2]):02d}"
+    bad = ~text.isin(list(spelling))
+    if bad.any():
+        i = bad.idxmax()
+        where = _where(df, i) if "_file" in df else f"{source}, line {i + 2}"
+        raise DatasetError(
+            f"{where}: {column} {df.at[i, column]!r} is not a well name (a row letter and a "
+            "column number, like A01). Correct it in that file."
+        )
+    return text.map(spelling).astype(str)
+
+
+def unique_rows(
+    df: pd.DataFrame, key: Sequence[str], what: str, ignore: Sequence[str] = ()
+) -> pd.DataFrame:
+    """One row per ``key``: rows repeated exactly are collapsed; two rows with one key and any
+    other value different are an error naming both rows (file and line, from ``lines``).
+    Columns starting with ``_`` and those in ``ignore`` (spellings of the key) are not
+    compared."""
+    data = [c for c in df.columns if not c.startswith("_") and c not in ignore]
+    out = df.drop_duplicates(subset=list(dict.fromkeys([*key, *data])))
+    clash = out[out.duplicated(subset=list(key), keep=False)]
+    if len(clash):
+        first = clash.iloc[0]
+        same = clash[(clash[list(key)] == first[list(key)]).all(axis=1)]
+        a, b = same.index[0], same.index[1]
+        differ = [c for c in data if c not in key and out.at[a, c] != out.at[b, c]]
+        shown = {k: first[k] for k in key}
+        raise DatasetError(
+            f"{what}: two rows for {shown} that differ in {differ}: "
+            f"{_where(out, a)} ({ {c: out.at[a, c] for c in differ} }) and "
+            f"{_where(out, b)} ({ {c: out.at[b, c] for c in differ} }). Keep the right row "
+            "and delete the other (identical repeats are collapsed; conflicting ones never "
+            "are chosen between)."
+        )
+    return out
+
+
+def walk(root: str | os.PathLike, pattern: str = "*", dirs: bool = False) -> list[Path]:
+    """Files (or, with ``dirs``, folders) under ``root`` whose name matches ``pattern``,
+    following symlinked folders (``Path.rglob`` does not) and visiting each real folder once
+    (a link loop ends there). Sorted."""
+    seen: set[tuple[int, int]] = set()
+    out = []
+    for top, subdirs, files in os.walk(root, followlinks=True):
+        st = os.stat(top)
+        if (st.st_dev, st.st_ino) in seen:
+            subdirs[:] = []
+            continue
+        seen.add((st.st_dev, st.st_ino))
+        names = subdirs if dirs else files
+        out += [Path(top) / n for n in names if fnmatch.fnmatchcase(n, pattern)]
+    return sorted(out)
+
+
 def _find(
     root: Path, stem: str, what: str, fix: str, suffixes: tuple[str, ...] = (".tsv", ".txt", ".csv")
 ) -> Path:
     """The one file under ``root`` named ``stem`` + a table suffix (gzip allowed); two
     candidates are an error (never silently chosen), none is an error naming the fix."""
-    hits = sorted(
+    hits = [
         p
-        for p in root.rglob(f"{stem}.*")
-        if p.is_file()
-        and (p.suffix in suffixes or (p.suffix == ".gz" and Path(p.stem).suffix in suffixes))
-    )
+        for p in walk(root, f"{stem}.*")
+        if p.suffix in suffixes or (p.suffix == ".gz" and Path(p.stem).suffix in suffixes)
+    ]
     if not hits:
         raise DatasetError(
             f"{what} {stem!r} not found under {root} (looked for {stem}"

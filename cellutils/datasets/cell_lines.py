@@ -24,9 +24,12 @@ from cellutils.datasets._base import (
     _DiskFiles,
     _finish,
     _unclaimed,
+    lines,
     read_table,
     require_labels,
+    unique_rows,
 )
+from cellutils.paths import safe_key
 from cellutils.synthetic import Imaging, SiteJob, Staging, render_all, write_truth
 
 # File-name colour -> what it stains (HPA convention). The challenge ships blue, red, yellow.
@@ -92,7 +95,7 @@ def read_cell_lines(
         (root / n for n in (f"{split}.csv", f"y_{split}.csv") if (root / n).exists()), None
     )
     if table is not None:
-        md = read_table(table)
+        md = lines(read_table(table), table)
         idcol = next((c for c in ("filename", "file_id", "id", "ID") if c in md), None)
         if idcol is None or "cell_line" not in md:
             raise DatasetError(
@@ -100,6 +103,12 @@ def read_cell_lines(
                 f"cell_line; has {list(md.columns)}"
             )
         md = md.rename(columns={idcol: "filename"})
+        for i, sid in md.filename.items():  # ids name files: refuse '../x' and the like
+            safe_key(sid, "sample id", f"{table}, line {md.at[i, '_line']}")
+        # ``00026`` and ``26`` are one sample: repeats collapse, two labels are an error
+        md = md.assign(_key=md.filename.map(_sample_key))
+        md = unique_rows(md, ["_key"], str(table), ignore=["filename"])
+        md = md.drop(columns=["_key", "_file", "_line"])
     elif labels:
         raise DatasetError(
             f"no {split}.csv or y_{split}.csv in {root}: the {split} samples "

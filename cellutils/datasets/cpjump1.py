@@ -7,6 +7,7 @@ Layout facts: ``docs/datasets.md``. Terms: the Cell Painting Gallery's (CC0 1.0)
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import string
@@ -27,10 +28,17 @@ from cellutils.datasets._base import (
     _finish,
     _require,
     _unclaimed,
+    lines,
     normalise_missing,
+    normalise_well,
+    parse_int,
     read_table,
     require_labels,
+    table_columns,
+    unique_rows,
+    walk,
 )
+from cellutils.paths import safe_key
 from cellutils.synthetic import (
     SIM_STAIN,
     Imaging,
@@ -64,7 +72,8 @@ SIM = tuple(SIM_STAIN[v] for v in STAINS)  # the simulator's compartment per cha
 FILE = re.compile(
     r"^r(?P<row>\d{2})c(?P<col>\d{2})f(?P<field>\d{2})p(?P<plane>\d{2})-ch(?P<ch>\d)sk1fk1fl1\.tiff$"
 )
-GALLERY = "https://cellpainting-gallery.s3.amazonaws.com"
+BUCKET = "cellpainting-gallery"  # the Cell Painting Gallery's public S3 bucket
+FLUORESCENT = (1, 2, 3, 4, 5)  # what ``make data NAME=cpjump1`` fetches unless told otherwise
 PREFIX = "cpg0000-jump-pilot/source_4/"
 IMAGE_DIR = "images/2020_11_04_CPJUMP1/images"
 PLATEMAP = "metadata/platemaps/2020_11_04_CPJUMP1/platemap/JUMP-Target-1_compound_platemap.tsv"
@@ -93,9 +102,9 @@ def cpjump1_site_key(index: pd.DataFrame) -> pd.Series:
 def _plate_image_dirs(root: Path) -> dict[str, Path]:
     """``{plate: .../Images}`` for every Phenix measurement folder under root."""
     out = {}
-    for d in root.rglob("*__*"):
-        if d.is_dir() and (d / "Images").is_dir():
-            out[d.name.split("__")[0]] = d / "Images"
+    for d in walk(root, "*__*", dirs=True):  # follows a symlinked images/ folder
+        if (d / "Images").is_dir():
+            out[safe_key(d.name.split("__")[0], "plate", str(d))] = d / "Images"
     return out
 
 
@@ -106,6 +115,8 @@ def read_cpjump1(
     check_files: bool = True,
     labels: bool = True,
     compound_metadata: str | os.PathLike | None = None,
+    channels: Sequence[int] | None = None,
+    unlabelled: str = "error",
 ) -> pd.DataFrame:
     """Index CPJUMP1 sites: load_data tables (or, without them, the Phenix file names) joined to
     each plate's plate map (named by ``barcode_platemap.csv``) and the compound metadata.
@@ -113,24 +124,40 @@ def read_cpjump1(
     ``load_data.csv`` or ``load_data.csv.gz`` per plate, with ``FileName_Orig<stain>`` +
     ``PathName_Orig<stain>`` or ``URL_Orig<stain>`` columns (the Cell Painting Gallery's), all
     resolved to the local plate folder. Plate maps: ``.tsv``, ``.txt`` or ``.csv``, any name
-    the barcode file gives, extra columns ignored. Compound metadata with ``target``,
-    ``target_list`` and/or ``gene`` (see ``_targets``). Rows are sorted by plate, well, site.
+    the barcode file gives, extra columns ignored; wells written ``A1`` or ``A01`` alike.
+    Compound metadata: ``compound_metadata``, else the file named after the plate map
+    (``..._platemap`` -> ``..._metadata``), else the one table under a ``metadata*`` folder
+    with ``broad_sample`` and ``pert_iname`` columns (so a pilot plate map such as
+    ``C-7210-01-CMP-013.txt`` finds it); ``target``, ``target_list`` and/or ``gene`` (see
+    ``_targets``). Rows repeated exactly in a table are collapsed; conflicting ones are an
+    error naming both lines. Rows are sorted by plate, well, site.
 
     Columns: Metadata_Plate, Metadata_Well, Metadata_Site, Metadata_broad_sample,
     Metadata_pert_iname, Metadata_target, Metadata_target_list, Metadata_pert_type,
     Metadata_control_type, path_<stain> for the 8 channels (``CHANNELS``). Text
     columns use one missing value, ``MISSING``. ``labels`` (default): raise when no site has a
-    compound name; wells whose compound is not in the metadata are reported and left out.
+    compound name. A site whose well has no plate-map row, or whose compound has no metadata
+    row, is an error naming the file and the wells (``unlabelled="error"``); with
+    ``unlabelled="keep"`` it stays in the index with ``Metadata_pert_iname`` ``MISSING`` (and
+    is listed in ``problems``), never as DMSO. A plate-map row with an empty
+    ``broad_sample`` is a DMSO well (the real plate maps write them so).
+    ``channels``: the channel numbers to index (default: those ``make data`` fetched, named in
+    the folder's ``download.json``, else all eight); other channels' files are not looked for.
     """
+    if unlabelled not in ("error", "keep"):
+        raise ValueError(f"unlabelled must be 'error' or 'keep', got {unlabelled!r}")
     root = Path(root).expanduser()
     _require(root, "CPJUMP1 folder", "Pass the folder holding images/ and load_data_csv/.")
     image_dirs = _plate_image_dirs(root)
-    stains = list(CHANNELS.values())
+    stains = [CHANNELS[c] for c in (channels or _downloaded_channels(root))]
     load = _load_data_files(root)
     if load:
         ld = pd.concat(
-            [_load_data_columns(read_table(p), p, stains) for p in load], ignore_index=True
+            [_load_data_columns(lines(read_table(p), p), p, stains) for p in load],
+            ignore_index=True,
         )
+        keys = ["Metadata_Plate", "Metadata_Well", "Metadata_Site"]
+        ld = unique_rows(ld, keys, "load_data tables").drop(columns=["_file", "_line"])
     elif image_dirs:
         ld = _load_data_from_names(image_dirs)
     else:
@@ -139,7 +166,6 @@ def read_cpjump1(
             "('<plate>__<timestamp>-Measurement1/Images'). Run `make data NAME=cpjump1`."
         )
     ld["Metadata_Plate"] = ld.Metadata_Plate.astype(str)
-    ld["Metadata_Site"] = ld.Metadata_Site.astype(int)
     if plates is not None:
         ld = ld[ld.Metadata_Plate.isin(list(plates))].reset_index(drop=True)
     problems: list = []
@@ -158,6 +184,7 @@ def read_cpjump1(
             for plate, d in image_dirs.items()
             if plates is None or plate in plates
             for p in d.glob("*.tif*")
+            if not FILE.match(p.name) or CHANNELS.get(int(FILE.match(p.name)["ch"])) in stains
         ]
         found = _DiskFiles(disk)
         claimed = []
@@ -167,8 +194,9 @@ def read_cpjump1(
             )
             claimed += list(ld[c])
         _unclaimed(disk, claimed, problems, "add the site to load_data.csv")
+    unknown: list = []
     try:
-        ld = _join_platemap(root, ld, compound_metadata)
+        ld, unknown = _join_platemap(root, ld, compound_metadata)
     except DatasetError as exc:
         if labels:
             raise
@@ -182,6 +210,15 @@ def read_cpjump1(
             "control_type",
         ):
             ld[f"Metadata_{c}"] = MISSING
+    if unknown and unlabelled == "error":
+        shown = "\n".join(f"  {file}: {why}" for file, why in unknown[:10])
+        raise DatasetError(
+            f"CPJUMP1 at {root}: {len(unknown)} wells have no label, so their sites would be "
+            f"mislabelled or lost:\n{shown}\nAdd the missing rows to those files (or pass "
+            "unlabelled='keep' to index these sites with an empty label)."
+        )
+    for file, why in unknown:
+        problems.append(("no_label", file, why, "add the row; the sites are kept unlabelled"))
     if labels:
         require_labels(
             ld,
@@ -190,20 +227,6 @@ def read_cpjump1(
             "Put the plate maps, barcode_platemap.csv and the compound metadata under "
             "the folder (`make data NAME=cpjump1` fetches them).",
         )
-        unknown = ld[ld.Metadata_pert_iname == MISSING]
-        for (plate, well), _ in unknown.groupby(["Metadata_Plate", "Metadata_Well"]):
-            sample = ld.loc[
-                (ld.Metadata_Plate == plate) & (ld.Metadata_Well == well), "Metadata_broad_sample"
-            ].iloc[0]
-            problems.append(
-                (
-                    "no_label",
-                    f"{plate}/{well}",
-                    f"compound {sample} is not in the compound metadata",
-                    "use the metadata version of the plate map",
-                )
-            )
-        ld = ld[ld.Metadata_pert_iname != MISSING]
     meta = [c for c in ld.columns if c.startswith("Metadata_")]
     return _finish(
         ld[meta + cols],
@@ -215,9 +238,17 @@ def read_cpjump1(
     )
 
 
+def _downloaded_channels(root: Path) -> list[int]:
+    """The channels ``make data NAME=cpjump1 --channels ...`` fetched (its ``download.json``),
+    so that channels left out on purpose are not reported missing; all eight otherwise."""
+    record = root / "download.json"
+    chans = json.loads(record.read_text()).get("channels") if record.is_file() else None
+    return [int(c) for c in chans] if chans else list(CHANNELS)
+
+
 def _load_data_files(root: Path) -> list[Path]:
     """``load_data.csv`` or ``load_data.csv.gz`` of every plate; both in one folder is refused."""
-    files = sorted([*root.rglob("load_data.csv"), *root.rglob("load_data.csv.gz")])
+    files = sorted([*walk(root, "load_data.csv"), *walk(root, "load_data.csv.gz")])
     folders = [p.parent for p in files]
     twice = sorted({str(f) for f in folders if folders.count(f) > 1})
     if twice:
@@ -246,7 +277,11 @@ def _load_data_columns(ld: pd.DataFrame, path: Path, stains: list[str]) -> pd.Da
     for need in ("Metadata_Plate", "Metadata_Well", "Metadata_Site"):
         if need not in ld:
             raise DatasetError(f"{path} has no {need} column; expected a load_data table.")
-    return ld
+    for i, plate in ld.Metadata_Plate.items():  # plates name mask and part files
+        safe_key(plate, "Metadata_Plate", f"{path}, line {ld.at[i, '_line']}")
+    ld["Metadata_Well"] = normalise_well(ld, "Metadata_Well", str(path))
+    ld["Metadata_Site"] = parse_int(ld, "Metadata_Site", str(path))
+    return unique_rows(ld, ["Metadata_Plate", "Metadata_Well", "Metadata_Site"], str(path))
 
 
 def _resolve_folder(root: Path, path_name: str, plate: str, image_dirs: dict[str, Path]) -> Path:
@@ -300,23 +335,21 @@ def _targets(cm: pd.DataFrame) -> pd.DataFrame:
     return out.drop(columns=[c for c in ("gene",) if c in out])
 
 
+PERTURBATION = ("broad_sample", "pert_iname", "target", "target_list", "pert_type", "control_type")
+
+
 def _join_platemap(
     root: Path, ld: pd.DataFrame, compound_metadata: str | os.PathLike | None = None
-) -> pd.DataFrame:
+) -> tuple[pd.DataFrame, list[tuple[str, str]]]:
     """Add perturbation columns: plate -> plate map (``barcode_platemap.csv``) -> well ->
-    broad_sample -> compound metadata. Anything missing or ambiguous is an error naming the
-    file and the fix; labels are never left empty silently."""
+    broad_sample -> compound metadata. A missing or ambiguous file is an error naming it and
+    the fix. Returns the index and the wells left without a label, as (file, what is missing):
+    those are ``MISSING``, never filled."""
     fix = "Download the plate's metadata (`make data NAME=cpjump1`) into this folder."
-    barcodes = sorted(root.rglob("barcode_platemap.csv"))
+    barcodes = walk(root, "barcode_platemap.csv")
     if barcodes:
-        bc = pd.concat([read_table(p) for p in barcodes]).drop_duplicates()
-        clash = bc[bc.Assay_Plate_Barcode.duplicated(keep=False)]
-        if len(clash):
-            raise DatasetError(
-                f"{[str(p) for p in barcodes]} map plate "
-                f"{clash.Assay_Plate_Barcode.iloc[0]} to several plate maps; keep "
-                "one barcode_platemap.csv."
-            )
+        bc = pd.concat([lines(read_table(p), p) for p in barcodes])
+        bc = unique_rows(bc, ["Assay_Plate_Barcode"], "barcode_platemap.csv")
         names = dict(zip(bc.Assay_Plate_Barcode, bc.Plate_Map_Name, strict=True))
         unknown = sorted(set(ld.Metadata_Plate) - set(names))
         if unknown:
@@ -324,11 +357,11 @@ def _join_platemap(
                 f"plates {unknown} are not in {barcodes[0]}; add them with their plate map's name."
             )
     else:
-        maps = sorted(
+        maps = [
             p
-            for p in root.rglob("*platemap*")
-            if p.is_file() and p.name != "barcode_platemap.csv" and ".csv" not in p.name
-        )
+            for p in walk(root, "*platemap*")
+            if p.name != "barcode_platemap.csv" and ".csv" not in p.name
+        ]
         if len(maps) != 1:
             raise DatasetError(
                 f"no barcode_platemap.csv under {root} and {len(maps)} plate maps "
@@ -337,61 +370,125 @@ def _join_platemap(
             )
         names = {p: maps[0].name.split(".")[0] for p in ld.Metadata_Plate.unique()}
     ld = ld.assign(_map=ld.Metadata_Plate.map(names))
-    pm = []
+    pm, map_files = [], {}
     for name in sorted(ld._map.unique()):
-        t = read_table(_find(root, name, "plate map", fix))
+        path = _find(root, name, "plate map", fix)
+        t = lines(read_table(path), path)
         if not {"well_position", "broad_sample"} <= set(t.columns):
             raise DatasetError(
-                f"plate map {name} lacks well_position/broad_sample columns; has {list(t.columns)}"
+                f"plate map {path} lacks well_position/broad_sample columns; has "
+                f"{[c for c in t.columns if not c.startswith('_')]}"
             )
-        pm.append(t[["well_position", "broad_sample"]].assign(_map=name))
-    pm = pd.concat(pm)
-    if compound_metadata is None:
-        stems = {n.replace("platemap", "metadata") for n in ld._map.unique()}
-        found = [_find(root, st, "compound metadata", fix) for st in sorted(stems)]
-    else:
-        found = [_require(Path(compound_metadata), "compound metadata", fix)]
-    cm = _targets(pd.concat([read_table(p) for p in found]))
-    for need in ("broad_sample", "pert_iname"):
-        if need not in cm:
-            raise DatasetError(f"{found[0]} has no {need!r} column; is it compound metadata?")
-    cm = cm.drop_duplicates("broad_sample")
-    keep = [
-        c
-        for c in (
-            "broad_sample",
-            "pert_iname",
-            "target",
-            "target_list",
-            "pert_type",
-            "control_type",
-        )
-        if c in cm
-    ]
+        t = t[["well_position", "broad_sample", "_file", "_line"]]
+        t["well_position"] = normalise_well(t, "well_position", str(path))
+        pm.append(unique_rows(t, ["well_position"], f"plate map {path}").assign(_map=name))
+        map_files[name] = path
+    pm = pd.concat(pm).drop(columns=["_file", "_line"])
+    cm, cm_files = _compound_metadata(root, map_files, compound_metadata, fix)
+    keep = [c for c in PERTURBATION if c in cm]
     out = ld.merge(
-        pm, left_on=["_map", "Metadata_Well"], right_on=["_map", "well_position"], how="left"
-    ).merge(cm[keep], on="broad_sample", how="left")
-    out = normalise_missing(out.drop(columns=["_map", "well_position"]))
-    dmso = out.broad_sample.isin([MISSING, "DMSO"])
+        pm,
+        left_on=["_map", "Metadata_Well"],
+        right_on=["_map", "well_position"],
+        how="left",
+        indicator="_in_map",
+    )
+    no_row = out._in_map != "both"
+    out["broad_sample"] = out.broad_sample.fillna(MISSING)
+    dmso = ~no_row & out.broad_sample.isin([MISSING, "DMSO"])  # the plate maps' DMSO wells
+    out = out.merge(cm[keep], on="broad_sample", how="left", indicator="_in_meta")
+    out = normalise_missing(out.drop(columns=["well_position"]))
     out.loc[dmso, "pert_iname"] = "DMSO"
     out.loc[dmso, "pert_type"] = "control"
     out.loc[dmso, "control_type"] = "negcon"
-    for c in ("broad_sample", "pert_iname", "target", "target_list", "pert_type", "control_type"):
+    no_compound = ~no_row & ~dmso & (out._in_meta != "both")
+    for c in PERTURBATION:  # a well without a row is MISSING in every column, never DMSO
         out[f"Metadata_{c}"] = out.get(c, MISSING)
-    return out.drop(
-        columns=[
-            c
-            for c in (
-                "broad_sample",
-                "pert_iname",
-                "target",
-                "target_list",
-                "pert_type",
-                "control_type",
+        out.loc[no_row | no_compound, f"Metadata_{c}"] = MISSING
+    out.loc[no_compound, "Metadata_broad_sample"] = out.loc[no_compound, "broad_sample"]
+    unknown = []
+    wells = out[["Metadata_Plate", "Metadata_Well", "_map", "broad_sample"]]
+    for (plate, well, name), _ in wells[no_row].groupby(
+        ["Metadata_Plate", "Metadata_Well", "_map"]
+    ):
+        unknown.append((str(map_files[name]), f"plate {plate} well {well} has no row"))
+    for (plate, well, sample), _ in wells[no_compound].groupby(
+        ["Metadata_Plate", "Metadata_Well", "broad_sample"]
+    ):
+        unknown.append(
+            (
+                ", ".join(map(str, cm_files)),
+                f"compound {sample} (plate {plate} well {well}) has no row",
             )
-            if c in out
-        ]
-    )
+        )
+    drop = [c for c in (*PERTURBATION, "_map", "_in_map", "_in_meta") if c in out]
+    return out.drop(columns=drop), unknown
+
+
+def _compound_metadata(
+    root: Path,
+    map_files: dict[str, Path],
+    given: str | os.PathLike | None,
+    fix: str,
+) -> tuple[pd.DataFrame, list[Path]]:
+    """The compound metadata, one row per ``broad_sample``: the file given, else the one named
+    after the plate map (``..._platemap`` -> ``..._metadata``), else the one table under a
+    ``metadata*`` folder whose columns include ``broad_sample`` and ``pert_iname`` (found by
+    its columns, whatever its name)."""
+    need = {"broad_sample", "pert_iname"}
+    if given is not None:
+        found = [_require(Path(given), "compound metadata", fix)]
+    else:
+        stems = {n.replace("platemap", "metadata") for n in map_files} - set(map_files)
+        named = [p for st in sorted(stems) for p in walk(root, f"{st}.*") if _is_table(p)]
+        found = named if len(named) == len(stems) and stems else []
+        if not found:
+            maps = {p.resolve() for p in map_files.values()}
+            folders = walk(root, "metadata*", dirs=True) or [root]
+            tables = sorted(
+                {
+                    p
+                    for d in folders
+                    for p in walk(d)
+                    if _is_table(p)
+                    and p.resolve() not in maps
+                    and not p.name.startswith(("load_data", "barcode_platemap"))
+                }
+            )
+            found = [p for p in tables if need <= set(table_columns(p))]
+            if not found:
+                raise DatasetError(
+                    f"no compound metadata under {root}: looked for a file named "
+                    f"{sorted(stems) or 'after the plate map'} (.tsv/.txt/.csv) and for any "
+                    f"table under {[str(d) for d in folders]} with the "
+                    f"columns {sorted(need)} (the tables there have none: "
+                    f"{[p.name for p in tables][:6]}). Put the compound metadata (JUMP-Target's "
+                    f"..._compound_metadata.tsv) there or pass compound_metadata=. {fix}"
+                )
+            if len(found) > 1:
+                raise DatasetError(
+                    f"{len(found)} tables under {root} have the compound-metadata columns "
+                    f"{sorted(need)}: {[str(p) for p in found]}. Pass compound_metadata= the "
+                    "one to use (none is chosen for you)."
+                )
+    parts = []
+    for p in found:
+        t = read_table(p)
+        missing = need - set(t.columns)
+        if missing:
+            raise DatasetError(
+                f"{p} has no {sorted(missing)} column; is it compound metadata? (a plate map "
+                "has well_position and broad_sample; the compound metadata has broad_sample "
+                "and pert_iname)"
+            )
+        parts.append(lines(_targets(t), p))
+    cm = unique_rows(pd.concat(parts, ignore_index=True), ["broad_sample"], "compound metadata")
+    return cm.drop(columns=["_file", "_line"]), found
+
+
+def _is_table(p: Path) -> bool:
+    suffixes = (".tsv", ".txt", ".csv")
+    return p.suffix in suffixes or (p.suffix == ".gz" and Path(p.stem).suffix in suffixes)
 
 
 # --------------------------------------------------------------------------------------------
@@ -562,24 +659,38 @@ def write_cpjump1(
 
 
 def manifest(
-    plates: Sequence[str] | None = None, max_images: int | None = None, bucket: str = GALLERY, **_
+    plates: Sequence[str] | None = None,
+    channels: Sequence[int] | None = None,
+    max_images: int | None = None,
+    bucket: str = BUCKET,
+    **_,
 ) -> list:
-    """Images and load_data CSVs of ``plates`` (default BR00116991) plus the plate-map and
-    compound-metadata folder, listed from the Gallery's public bucket."""
-    from cellutils.download import DownloadError, Remote, list_s3
+    """What ``make data NAME=cpjump1`` mirrors from the Gallery's public bucket: the images of
+    ``plates`` (default BR00116991) in ``channels`` (default the five fluorescent ones,
+    ``FLUORESCENT``), their load_data tables, and the plate maps and compound metadata."""
+    from cellutils.download import S3Prefix
 
-    files: list[Remote] = []
+    chans = tuple(sorted(channels or FLUORESCENT))
+
+    def keep(key: str) -> bool:
+        m = FILE.match(key.rsplit("/", 1)[-1])
+        return m is None or int(m["ch"]) in chans
+
+    out = []
     for plate in plates or ("BR00116991",):
-        files += list_s3(
-            bucket, f"{PREFIX}images/2020_11_04_CPJUMP1/images/{plate}__", max_keys=max_images
+        out.append(
+            S3Prefix(bucket, f"{PREFIX}{IMAGE_DIR}/{plate}__", PREFIX, keep, max_images, chans)
         )
-        files += list_s3(bucket, f"{PREFIX}workspace/load_data_csv/2020_11_04_CPJUMP1/{plate}/")
-    files += list_s3(bucket, f"{PREFIX}workspace/metadata/")
-    if not files:
-        raise DownloadError(
-            f"the listing of {bucket}/{PREFIX} came back empty; check the plate names."
+        out.append(
+            S3Prefix(
+                bucket,
+                f"{PREFIX}workspace/load_data_csv/2020_11_04_CPJUMP1/{plate}/",
+                PREFIX,
+                required=False,
+            )
         )
-    return [Remote(f.url, f.dest[len(PREFIX) :], f.size, md5=f.md5) for f in files]
+    out.append(S3Prefix(bucket, f"{PREFIX}workspace/metadata/", PREFIX))
+    return out
 
 
 LAYOUT = Layout(

@@ -23,9 +23,14 @@ from cellutils.datasets._base import (
     _finish,
     _require,
     _unclaimed,
+    lines,
     normalise_missing,
+    normalise_well,
+    parse_int,
+    parse_label_id,
     read_table,
     require_labels,
+    unique_rows,
 )
 from cellutils.synthetic import (
     SIM_STAIN,
@@ -91,7 +96,7 @@ def read_rxrx1(
         root = root / "rxrx1"  # the release zips extract into rxrx1/
     form = "rxrx.ai"
     if (root / "metadata.csv").exists():
-        md = read_table(root / "metadata.csv")
+        md = lines(read_table(root / "metadata.csv"), root / "metadata.csv")
         need = {"experiment", "plate", "well", "site", "sirna_id", "well_type", "dataset"}
         if not need <= set(md.columns):
             raise DatasetError(
@@ -110,19 +115,20 @@ def read_rxrx1(
             " not an RxRx1 folder. Point root at the folder that holds them, or run "
             "`make data NAME=rxrx1` to download the release."
         )
-    md["sirna_id"] = pd.to_numeric(md.sirna_id.replace(MISSING, None), errors="coerce").astype(
-        "Int64"
-    )
+    md["sirna_id"] = parse_label_id(md, "sirna_id", str(root))
     if "sirna" not in md:
         md["sirna"] = md.sirna_id.astype(object).where(md.sirna_id.notna(), MISSING).astype(str)
-    md["plate"] = md.plate.astype(int)
-    md["site"] = md.site.astype(int)
+    md["plate"] = parse_int(md, "plate", str(root))
+    md["site"] = parse_int(md, "site", str(root))
+    md["well"] = normalise_well(md, "well", str(root))  # B2 = B02, the files' spelling
     bad = ~md.experiment.astype(str).str.match(EXPERIMENT)
     if bad.any():
         raise DatasetError(
             f"{root}: experiment names {sorted(md.experiment[bad].unique())[:5]} do not "
             "match 'HUVEC-01'-style names; is this RxRx1?"
         )
+    keys = ["experiment", "plate", "well", "site"]
+    md = unique_rows(md, keys, "RxRx1 metadata").drop(columns=["_file", "_line"], errors="ignore")
     if labels:
         require_labels(
             md[md.dataset == "train"],
@@ -174,16 +180,23 @@ def _read_kaggle(root: Path) -> pd.DataFrame:
             path = root / name
             if not path.exists():
                 continue
-            df = pd.read_csv(path)
+            df = lines(read_table(path), path)
             if well_type:
                 df["well_type"] = well_type
             df["dataset"] = dataset
             parts.append(df)
     wells = pd.concat(parts, ignore_index=True)
+    for need in ("id_code", "experiment", "plate", "well"):
+        if need not in wells:
+            raise DatasetError(f"{root}: the Kaggle CSVs have no {need!r} column; is it RxRx1?")
+    wells["plate"] = parse_int(wells, "plate", str(root))
+    wells["well"] = normalise_well(wells, "well", str(root))
+    wells = unique_rows(wells.fillna(MISSING), ["experiment", "plate", "well"], "RxRx1 CSVs")
     if "sirna" not in wells:
-        wells["sirna"] = pd.NA
-    wells["sirna_id"] = pd.to_numeric(wells.sirna, errors="coerce").astype("Int64")
-    wells = wells.drop(columns=["sirna"])  # rebuilt as text (MISSING where hidden)
+        wells["sirna"] = MISSING
+    wells["sirna_id"] = parse_label_id(wells, "sirna", str(root))
+    # sirna is rebuilt as text (MISSING where hidden)
+    wells = wells.drop(columns=["sirna", "_file", "_line"]).reset_index(drop=True)
     wells["cell_type"] = wells.experiment.str.split("-").str[0]
     wells["well_id"] = wells.id_code
     sites = wells.loc[wells.index.repeat(2)].copy()
@@ -398,7 +411,11 @@ def rxrx1_rgb(image: np.ndarray) -> np.ndarray:
 
 
 def manifest(images: bool = True, **_) -> list:
-    """The rxrx.ai release: metadata zip (small) and images zip (~46 GB)."""
+    """The rxrx.ai release: metadata zip (small) and images zip (~46 GB).
+
+    No MD5 of the zips is recorded here (none is known to the course): each is checked against
+    the MD5 the server states (``x-goog-hash``), which ``cellutils.download`` then records in
+    ``download_manifest.tsv`` and in the extraction marker. Put a published MD5 in ``md5=``."""
     from cellutils.download import Remote
 
     files = [Remote(f"{BASE_URL}/rxrx1-metadata.zip", "rxrx1-metadata.zip", unzip=True)]

@@ -1,0 +1,649 @@
+"""Bad input, one table-driven test per area: each case asserts a loud error that names the file
+(or folder) and the fix, or a correct result. Sections are independent; fixtures and helpers
+are prefixed with their area's name."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from cellutils import cluster, datasets, segment
+from cellutils.paths import UnsafePathError
+
+# ---- downloads ----
+# Real downloads (cellutils.download) against local stubs, and the course subset built from a
+# plate (cellutils.datasets.cpjump1_subset.build_cpjump1_subset). Each case gets the tiny
+# synthetic datasets, a private tmp folder and a loopback HTTP server serving a zip.
+
+
+@pytest.fixture
+def downloads_server(tiny):
+    """(base URL, zip bytes) of a loopback server serving an rxrx.ai-like zip."""
+    from download_stubs import make_zip, serve, stop
+
+    root = tiny["rxrx1"]
+    payload = make_zip(
+        {
+            f"rxrx1/{p.relative_to(root).as_posix()}": p.read_bytes()
+            for p in sorted(root.rglob("*"))
+            if p.is_file() and "ground_truth" not in p.parts and p.suffix != ".json"
+        }
+    )
+    url, httpd = serve(payload)
+    yield url, payload
+    stop(httpd)
+
+
+def _downloads_remote(url: str, md5: str | None = None):
+    from cellutils import download as dl
+
+    return dl.Remote(f"{url}/rxrx1-images.zip", "rxrx1-images.zip", md5=md5, unzip=True)
+
+
+def downloads_s3_disk_full(tiny, tmp_path, server, monkeypatch):
+    """Not enough disk for a CPJUMP1 plate: refused before any transfer, naming the folder."""
+    import moto
+    from download_stubs import Calls, fill_gallery
+
+    from cellutils import datasets
+    from cellutils import download as dl
+
+    with moto.mock_aws():
+        fill_gallery(dl.s3_client(), tiny["cpjump1"])
+        client = dl.s3_client(workers=2)
+        calls = Calls(client)
+        usage = dl.shutil.disk_usage(tmp_path)
+        monkeypatch.setattr(dl.shutil, "disk_usage", lambda p: usage._replace(free=1))
+        dest = tmp_path / "cpjump1"
+        with pytest.raises(dl.DownloadError, match=rf"not enough disk in {dest}.*--dest"):
+            dl.fetch_dataset(datasets.LAYOUTS["cpjump1"], dest, client=client, progress=False)
+    assert calls.ops["GetObject"] == 0 and not dest.exists()
+
+
+def downloads_http_disk_full(tiny, tmp_path, server, monkeypatch):
+    """Not enough disk for a zip and its extraction: refused before the GET, naming the folder."""
+    from download_stubs import gets
+
+    from cellutils import download as dl
+
+    usage = dl.shutil.disk_usage(tmp_path)
+    monkeypatch.setattr(dl.shutil, "disk_usage", lambda p: usage._replace(free=10))
+    with pytest.raises(dl.DownloadError, match=rf"not enough disk in {tmp_path}"):
+        dl.fetch_http([_downloads_remote(server[0])], tmp_path, progress=False)
+    assert gets("GET") == []
+
+
+def downloads_md5_mismatch(tiny, tmp_path, server, monkeypatch):
+    """A zip whose MD5 differs from the published one: an error naming the file, kept as .bad,
+    nothing extracted."""
+    from cellutils import download as dl
+
+    with pytest.raises(dl.DownloadError, match=rf"{tmp_path}/rxrx1-images\.zip: checksum mismatch"):
+        dl.fetch_http([_downloads_remote(server[0], md5="0" * 32)], tmp_path, progress=False)
+    assert (tmp_path / "rxrx1-images.zip.bad").read_bytes() == server[1]
+    assert not (tmp_path / "rxrx1").exists()
+
+
+def downloads_truncated_partial(tiny, tmp_path, server, monkeypatch):
+    """A truncated partial zip (interrupted run) is resumed with Range + If-Range, not restarted,
+    and the whole file passes its MD5."""
+    from download_stubs import Handler, gets
+
+    from cellutils import download as dl
+
+    Handler.cut_after = len(server[1]) // 2
+    with pytest.raises(dl.DownloadError, match="run the same command again to resume"):
+        dl.fetch_http([_downloads_remote(server[0])], tmp_path, progress=False, retries=1)
+    size = (tmp_path / "rxrx1-images.zip.part").stat().st_size
+    dl.fetch_http([_downloads_remote(server[0])], tmp_path, progress=False, retries=1)
+    assert gets("GET")[-1][2]["Range"] == f"bytes={size}-" and "If-Range" in gets("GET")[-1][2]
+    assert (tmp_path / "rxrx1-images.zip").read_bytes() == server[1]
+
+
+def downloads_rerun_after_extraction(tiny, tmp_path, server, monkeypatch):
+    """After extraction the zip is deleted: a rerun neither downloads nor extracts again."""
+    from download_stubs import Handler
+
+    from cellutils import datasets
+    from cellutils import download as dl
+
+    dl.fetch_http([_downloads_remote(server[0])], tmp_path, progress=False)
+    (tmp_path / "rxrx1-images.zip").unlink()
+    before = len(Handler.requests)
+    monkeypatch.setattr(dl, "_extract", lambda *a: pytest.fail("extracted again"))
+    dl.fetch_http([_downloads_remote(server[0])], tmp_path, progress=False)
+    assert len(Handler.requests) == before
+    assert len(datasets.read_rxrx1(tmp_path, errors="raise")) > 0
+
+
+def downloads_foreign_file(tiny, tmp_path, server, monkeypatch):
+    """A file in the download folder that the download did not write is never overwritten."""
+    import moto
+    from download_stubs import fill_gallery
+
+    from cellutils import datasets
+    from cellutils import download as dl
+
+    with moto.mock_aws():
+        keys = fill_gallery(dl.s3_client(), tiny["cpjump1"])
+        key = next(k for k in keys if k.endswith("-ch1sk1fk1fl1.tiff"))
+        mine = tmp_path / "cpjump1" / key[len(datasets.cpjump1.PREFIX) :]
+        mine.parent.mkdir(parents=True)
+        mine.write_bytes(b"mine")
+        with pytest.raises(dl.DownloadError, match=rf"not written by this download.*{mine.name}"):
+            dl.fetch_dataset(
+                datasets.LAYOUTS["cpjump1"], tmp_path / "cpjump1", client=dl.s3_client(2)
+            )
+    assert mine.read_bytes() == b"mine"
+
+
+def downloads_filtered_channels_read(tiny, tmp_path, server, monkeypatch):
+    """A plate downloaded with ch1-ch5 only is read without missing-file complaints."""
+    import moto
+    from download_stubs import fill_gallery
+
+    from cellutils import datasets
+    from cellutils import download as dl
+
+    with moto.mock_aws():
+        fill_gallery(dl.s3_client(), tiny["cpjump1"])
+        dest = dl.fetch_dataset(
+            datasets.LAYOUTS["cpjump1"], tmp_path / "c", client=dl.s3_client(2), progress=False
+        )
+    ix = datasets.read_cpjump1(dest, errors="raise")
+    assert len(ix) > 0 and "path_DNA" in ix and "path_Brightfield" not in ix
+    assert len(datasets.problems(ix)) == 0
+
+
+def downloads_subset_exists(tiny, tmp_path, server, monkeypatch):
+    """Building the course subset onto an existing subset is refused; the old one is intact."""
+    from cellutils.datasets.cpjump1_subset import build_cpjump1_subset
+
+    out = tiny["cpjump1_subset"]
+    before = sorted(p.relative_to(out) for p in out.rglob("*"))
+    with pytest.raises(FileExistsError, match=rf"{out} already exists.*--dest"):
+        build_cpjump1_subset(tiny["cpjump1"], out)
+    assert sorted(p.relative_to(out) for p in out.rglob("*")) == before
+
+
+def downloads_subset_channels_missing(tiny, tmp_path, server, monkeypatch):
+    """A plate folder without ch3 files: the subset build refuses, naming the folder."""
+    import shutil
+
+    from cellutils import datasets
+    from cellutils.datasets.cpjump1_subset import build_cpjump1_subset
+
+    root = shutil.copytree(tiny["cpjump1"], tmp_path / "cpjump1")
+    for p in root.rglob("*-ch3sk1fk1fl1.tiff"):
+        p.unlink()
+    folder = next(root.rglob("BR00116991__*")) / "Images"
+    with pytest.raises(datasets.DatasetError, match=rf"{folder} has no files of channel.*ch3"):
+        build_cpjump1_subset(root, tmp_path / "subset")
+    assert not (tmp_path / "subset").exists()
+
+
+def downloads_subset_incomplete_site(tiny, tmp_path, server, monkeypatch):
+    """One site's ch2 file is missing: the build stops naming the file (no silent skip)."""
+    import shutil
+
+    from cellutils import datasets
+    from cellutils.datasets.cpjump1_subset import build_cpjump1_subset
+
+    root = shutil.copytree(tiny["cpjump1"], tmp_path / "cpjump1")
+    victim = sorted(next(root.rglob("BR00116991__*")).rglob("*-ch2sk1fk1fl1.tiff"))[0]
+    victim.unlink()
+    with pytest.raises(datasets.DatasetError, match=rf"missing_file: {victim}"):
+        build_cpjump1_subset(root, tmp_path / "subset")
+    assert not (tmp_path / "subset").exists()
+
+
+DOWNLOAD_CASES = [
+    downloads_s3_disk_full,
+    downloads_http_disk_full,
+    downloads_md5_mismatch,
+    downloads_truncated_partial,
+    downloads_rerun_after_extraction,
+    downloads_foreign_file,
+    downloads_filtered_channels_read,
+    downloads_subset_exists,
+    downloads_subset_channels_missing,
+    downloads_subset_incomplete_site,
+]
+
+
+@pytest.mark.parametrize("case", DOWNLOAD_CASES, ids=lambda f: f.__name__)
+def test_downloads_bad_input(case, tiny, tmp_path, downloads_server, monkeypatch):
+    case(tiny, tmp_path, downloads_server, monkeypatch)
+
+
+# ---- readers ----
+
+READERS_FIXTURES = Path(__file__).parent / "fixtures" / "cpjump1"
+READERS_MAP = "JUMP-Target-1_compound_platemap"
+READERS_META = "JUMP-Target-1_compound_metadata"
+
+
+@dataclass(frozen=True)
+class Loud:
+    """The reader must raise ``error`` with every string of ``names`` in its message."""
+
+    error: type[Exception]
+    names: tuple[str, ...]
+
+
+def readers_cpjump1(copy_of) -> Path:
+    """The tiny synthetic CPJUMP1 plates with the real plate map, compound metadata and
+    barcode file (tests/fixtures/cpjump1) in place of the generator's."""
+    root = copy_of("cpjump1")
+    shutil.rmtree(root / "metadata")
+    meta = root / "metadata"
+    (meta / "platemap").mkdir(parents=True)
+    (meta / "external").mkdir()
+    shutil.copy(READERS_FIXTURES / "barcode_platemap.csv", meta / "barcode_platemap.csv")
+    shutil.copy(READERS_FIXTURES / f"{READERS_MAP}.tsv", meta / "platemap" / f"{READERS_MAP}.tsv")
+    shutil.copy(READERS_FIXTURES / f"{READERS_META}.tsv", meta / "external" / f"{READERS_META}.tsv")
+    return root
+
+
+def readers_truth(wells: pd.Series) -> list[str]:
+    """The real files' compound per well, worked out here without the reader: DMSO only where
+    the plate map has a row with no compound."""
+    pm = pd.read_csv(READERS_FIXTURES / f"{READERS_MAP}.tsv", sep="\t", dtype=str).fillna("")
+    cm = pd.read_csv(READERS_FIXTURES / f"{READERS_META}.tsv", sep="\t", dtype=str)
+    name = dict(zip(cm.broad_sample, cm.pert_iname, strict=True))
+    sample = dict(zip(pm.well_position, pm.broad_sample, strict=True))
+    return [name[sample[w]] if sample[w] else "DMSO" for w in wells]
+
+
+def _table(path: Path) -> pd.DataFrame:
+    sep = "," if path.suffix == ".csv" else "\t"
+    return pd.read_csv(path, sep=sep, dtype=str, keep_default_na=False)
+
+
+def _save(df: pd.DataFrame, path: Path) -> None:
+    df.to_csv(path, sep="," if path.suffix == ".csv" else "\t", index=False)
+
+
+def _load_data(root: Path) -> Path:
+    return sorted(root.rglob("load_data.csv"))[0]
+
+
+def _treated_well(root: Path) -> str:
+    """A well of the tiny plates that the real plate map fills with a compound."""
+    ld = _table(_load_data(root))
+    labels = readers_truth(ld.Metadata_Well)
+    return next(w for w, n in zip(ld.Metadata_Well, labels, strict=True) if n != "DMSO")
+
+
+def _map_path(root: Path) -> Path:
+    return root / "metadata" / "platemap" / f"{READERS_MAP}.tsv"
+
+
+def _meta_path(root: Path) -> Path:
+    return root / "metadata" / "external" / f"{READERS_META}.tsv"
+
+
+def _labelled_correctly(ix: pd.DataFrame) -> None:
+    assert len(ix) == 28, len(ix)  # 2 plates x 7 wells x 2 sites: no site lost
+    assert list(ix.Metadata_pert_iname) == readers_truth(ix.Metadata_Well)
+
+
+# Each case: (copy_of, tmp_path) -> (what to run, Loud(...) or a check of the result).
+
+
+def _missing_well(copy_of, tmp_path):
+    root = readers_cpjump1(copy_of)
+    well = _treated_well(root)
+    pm = _table(_map_path(root))
+    _save(pm[pm.well_position != well], _map_path(root))
+    return lambda: datasets.read_cpjump1(root), Loud(
+        datasets.DatasetError, (str(_map_path(root)), f"well {well} has no row")
+    )
+
+
+def _missing_well_kept(copy_of, tmp_path):
+    root = readers_cpjump1(copy_of)
+    well = _treated_well(root)
+    pm = _table(_map_path(root))
+    _save(pm[pm.well_position != well], _map_path(root))
+
+    def check(ix):
+        lost = ix[ix.Metadata_Well == well]
+        assert len(ix) == 28 and len(lost) == 4  # kept, on both plates
+        assert (lost.Metadata_pert_iname == datasets.MISSING).all()  # never DMSO
+        assert (lost.Metadata_pert_type == datasets.MISSING).all()
+        assert "no_label" in set(datasets.problems(ix).problem)
+
+    return lambda: datasets.read_cpjump1(root, unlabelled="keep", errors="ignore"), check
+
+
+def _wells_a1(copy_of, tmp_path):
+    root = readers_cpjump1(copy_of)
+    pm = _table(_map_path(root))
+    pm["well_position"] = pm.well_position.str[0] + pm.well_position.str[1:].astype(int).astype(
+        str
+    )  # A01 -> A1, as some exported plate maps write them
+    _save(pm, _map_path(root))
+    ld = _table(_load_data(root))
+    ld["Metadata_Well"] = ld.Metadata_Well.str.lower()  # a01 in one load_data table
+    _save(ld, _load_data(root))
+
+    def check(ix):
+        _labelled_correctly(ix)
+        assert ix.Metadata_Well.str.fullmatch(r"[A-P]\d{2}").all()  # one spelling: A01
+
+    return lambda: datasets.read_cpjump1(root, errors="raise"), check
+
+
+def _well_twice(copy_of, tmp_path):
+    root = readers_cpjump1(copy_of)
+    well = _treated_well(root)
+    pm = _table(_map_path(root))
+    other = pm[(pm.well_position != well) & (pm.broad_sample != "")].iloc[0].broad_sample
+    extra = pm[pm.well_position == well].assign(broad_sample=other)
+    _save(pd.concat([pm, extra]), _map_path(root))
+    line = int(pm.index[pm.well_position == well][0]) + 2
+    return lambda: datasets.read_cpjump1(root), Loud(
+        datasets.DatasetError, (str(_map_path(root)), f"line {line}", f"line {len(pm) + 2}", well)
+    )
+
+
+def _conflicting_compound(copy_of, tmp_path):
+    root = readers_cpjump1(copy_of)
+    cm = _table(_meta_path(root))
+    extra = cm.iloc[[3]].assign(pert_iname="a-different-name")
+    _save(pd.concat([cm, extra]), _meta_path(root))
+    sample = cm.broad_sample.iloc[3]
+    return lambda: datasets.read_cpjump1(root), Loud(
+        datasets.DatasetError, (str(_meta_path(root)), "line 5", f"line {len(cm) + 2}", sample)
+    )
+
+
+def _identical_repeats(copy_of, tmp_path):
+    root = readers_cpjump1(copy_of)
+    pm, cm = _table(_map_path(root)), _table(_meta_path(root))
+    _save(pd.concat([pm, pm.iloc[:50]]), _map_path(root))  # rows repeated exactly
+    _save(pd.concat([cm, cm.iloc[:50]]), _meta_path(root))
+    return lambda: datasets.read_cpjump1(root, errors="raise"), _labelled_correctly
+
+
+def _pilot_plate_map(copy_of, tmp_path):
+    root = readers_cpjump1(copy_of)
+    pilot = "C-7210-01-CMP-013"
+    pm = _table(_map_path(root))[["well_position", "broad_sample"]]  # no pert_iname
+    _map_path(root).unlink()
+    _save(pm, root / "metadata" / "platemap" / f"{pilot}.txt")
+    bc = root / "metadata" / "barcode_platemap.csv"
+    bc.write_text(bc.read_text().replace(READERS_MAP, pilot))
+    return lambda: datasets.read_cpjump1(root, errors="raise"), _labelled_correctly
+
+
+def _metadata_other_name(copy_of, tmp_path):
+    root = readers_cpjump1(copy_of)
+    _meta_path(root).rename(_meta_path(root).with_name("compounds_2024-v3.tsv"))
+    return lambda: datasets.read_cpjump1(root, errors="raise"), _labelled_correctly
+
+
+def _no_compound_metadata(copy_of, tmp_path):
+    root = readers_cpjump1(copy_of)
+    _meta_path(root).unlink()
+    (root / "metadata" / "external" / "notes.csv").write_text("broad_sample,comment\nx,y\n")
+    return lambda: datasets.read_cpjump1(root), Loud(
+        datasets.DatasetError, ("no compound metadata", "'broad_sample'", "'pert_iname'")
+    )
+
+
+def _symlinked_images(copy_of, tmp_path):
+    root = readers_cpjump1(copy_of)
+    elsewhere = tmp_path / "big-disk" / "images"
+    shutil.move(root / "images", elsewhere)
+    (root / "images").symlink_to(elsewhere, target_is_directory=True)
+    (elsewhere / "loop").symlink_to(elsewhere, target_is_directory=True)  # a link loop too
+    return lambda: datasets.read_cpjump1(root, errors="raise"), _labelled_correctly
+
+
+def _non_utf8(copy_of, tmp_path):
+    root = readers_cpjump1(copy_of)
+    raw = _map_path(root).read_bytes().split(b"\n")
+    raw[6] = raw[6].replace(b"DMSO", b"DMSO \xb5M")  # latin-1 micro sign on line 7
+    _map_path(root).write_bytes(b"\n".join(raw))
+    return lambda: datasets.read_cpjump1(root), Loud(
+        datasets.DatasetError, (str(_map_path(root)), "line 7", "UTF-8")
+    )
+
+
+def _site_float(copy_of, tmp_path):
+    root = readers_cpjump1(copy_of)
+    ld = _table(_load_data(root))
+    ld.loc[2, "Metadata_Site"] = "1.0"
+    _save(ld, _load_data(root))
+    return lambda: datasets.read_cpjump1(root), Loud(
+        datasets.DatasetError, (str(_load_data(root)), "line 4", "'1.0'", "whole number")
+    )
+
+
+def _escaped_well(copy_of, tmp_path):
+    root = readers_cpjump1(copy_of)
+    ld = _table(_load_data(root))
+    ld.loc[0, "Metadata_Well"] = "../../../../ESCAPED"
+    _save(ld, _load_data(root))
+    return lambda: datasets.read_cpjump1(root), Loud(
+        datasets.DatasetError, (str(_load_data(root)), "line 2", "ESCAPED")
+    )
+
+
+def _escaped_plate(copy_of, tmp_path):
+    root = readers_cpjump1(copy_of)
+    ld = _table(_load_data(root))
+    ld.loc[1, "Metadata_Plate"] = "../BR00116991"
+    _save(ld, _load_data(root))
+    return lambda: datasets.read_cpjump1(root), Loud(
+        UnsafePathError, (str(_load_data(root)), "line 3", "path separator")
+    )
+
+
+def _rxrx1_repeats(copy_of, tmp_path):
+    root = copy_of("rxrx1")
+    md = _table(root / "metadata.csv")
+    _save(pd.concat([md, md.iloc[:10]]), root / "metadata.csv")  # rows repeated exactly
+    expected = len(md)
+
+    def check(ix):
+        assert len(ix) == expected and ix.site_id.is_unique
+
+    return lambda: datasets.read_rxrx1(root, errors="raise"), check
+
+
+def _rxrx1_wells_b2(copy_of, tmp_path):
+    root = copy_of("rxrx1")
+    md = _table(root / "metadata.csv")
+    n = len(md)
+    md["well"] = md.well.str[0] + md.well.str[1:].astype(int).astype(str)  # B02 -> B2
+    _save(md, root / "metadata.csv")
+
+    def check(ix):
+        assert len(ix) == n and ix.well.str.fullmatch(r"[A-P]\d{2}").all()
+
+    return lambda: datasets.read_rxrx1(root, errors="raise"), check
+
+
+def _rxrx1_conflict(copy_of, tmp_path):
+    root = copy_of("rxrx1")
+    md = _table(root / "metadata.csv")
+    extra = md.iloc[[4]].assign(sirna_id="9999", sirna="s9999")
+    _save(pd.concat([md, extra]), root / "metadata.csv")
+    return lambda: datasets.read_rxrx1(root), Loud(
+        datasets.DatasetError, (str(root / "metadata.csv"), "line 6", f"line {len(md) + 2}")
+    )
+
+
+def _rxrx1_site_f01(copy_of, tmp_path):
+    root = copy_of("rxrx1")
+    md = _table(root / "metadata.csv")
+    md.loc[7, "site"] = "f01"
+    _save(md, root / "metadata.csv")
+    return lambda: datasets.read_rxrx1(root), Loud(
+        datasets.DatasetError, (str(root / "metadata.csv"), "line 9", "'f01'")
+    )
+
+
+def _rxrx1_plate_float(copy_of, tmp_path):
+    root = copy_of("rxrx1")
+    md = _table(root / "metadata.csv")
+    md.loc[0, "plate"] = "1.0"
+    _save(md, root / "metadata.csv")
+    return lambda: datasets.read_rxrx1(root), Loud(
+        datasets.DatasetError, (str(root / "metadata.csv"), "line 2", "'1.0'")
+    )
+
+
+def _rxrx1_label_typo(copy_of, tmp_path):
+    root = copy_of("rxrx1")
+    md = _table(root / "metadata.csv")
+    md.loc[5, "sirna_id"] = "1l2"  # a typo (l for 1): once silently a hidden label
+    _save(md, root / "metadata.csv")
+    return lambda: datasets.read_rxrx1(root), Loud(
+        datasets.DatasetError, (str(root / "metadata.csv"), "line 7", "'1l2'", "sirna_id")
+    )
+
+
+def _rxrx1_kaggle_conflict(copy_of, tmp_path):
+    root = tmp_path / "kaggle"
+    datasets.write_rxrx1(
+        root, form="kaggle", n_sirnas=4, n_positive=1, experiments={"HUVEC": 2}, size=16, seed=1
+    )
+    train = _table(root / "train.csv")
+    other = str(int(train.sirna.iloc[0]) + 1)
+    extra = train.iloc[[0]].assign(id_code="x", sirna=other)  # same well, another siRNA
+    _save(pd.concat([train, extra]), root / "train.csv")
+    return lambda: datasets.read_rxrx1(root), Loud(
+        datasets.DatasetError, (str(root / "train.csv"), "line 2", f"line {len(train) + 2}")
+    )
+
+
+def _cell_line_repeats(copy_of, tmp_path):
+    root = copy_of("cell_lines")
+    lab = _table(root / "train.csv")
+    n = len(lab)
+    _save(pd.concat([lab, lab.iloc[:5]]), root / "train.csv")  # rows repeated exactly
+
+    def check(ix):
+        assert len(ix) == n and ix.filename.is_unique
+        assert dict(zip(ix.filename, ix.cell_line, strict=True)) == dict(
+            zip(lab.filename, lab.cell_line, strict=True)
+        )
+
+    return lambda: datasets.read_cell_lines(root, errors="raise"), check
+
+
+def _cell_line_conflict(copy_of, tmp_path):
+    root = copy_of("cell_lines")
+    lab = _table(root / "train.csv")
+    other = next(c for c in lab.cell_line if c != lab.cell_line.iloc[2])
+    _save(pd.concat([lab, lab.iloc[[2]].assign(cell_line=other)]), root / "train.csv")
+    return lambda: datasets.read_cell_lines(root), Loud(
+        datasets.DatasetError, (str(root / "train.csv"), "line 4", f"line {len(lab) + 2}", other)
+    )
+
+
+def _cell_line_escape(copy_of, tmp_path):
+    root = copy_of("cell_lines")
+    lab = _table(root / "train.csv")
+    lab.loc[1, "filename"] = "../../secret"
+    _save(lab, root / "train.csv")
+    return lambda: datasets.read_cell_lines(root), Loud(
+        UnsafePathError, (str(root / "train.csv"), "line 3", "../../secret")
+    )
+
+
+def _subset_wells_a1(copy_of, tmp_path):
+    root = copy_of("cpjump1_subset")
+    path = root / datasets.cpjump1_subset.METADATA
+    md = pd.read_csv(path, dtype=str, keep_default_na=False)
+    md["Metadata_Well"] = md.Metadata_Well.str[0] + md.Metadata_Well.str[1:].astype(int).astype(str)
+    md.to_csv(path, index=False)
+
+    def check(ix):
+        assert len(ix) == len(md) and ix.Metadata_Well.str.fullmatch(r"[A-P]\d{2}").all()
+
+    return lambda: datasets.read_cpjump1_subset(root, errors="ignore"), check
+
+
+def _readers_site_table(row) -> pd.DataFrame:
+    return pd.DataFrame({"x": [1.0]})
+
+
+def _map_sites_slash(copy_of, tmp_path):
+    index = pd.DataFrame({"key": ["BR1_A01_1", "BR1_A01/2"], "Metadata_Plate": "BR1"})
+    out = tmp_path / "profiles"
+    run = lambda: cluster.map_sites(index, "key", _readers_site_table, out, progress=False)  # noqa: E731
+    return run, Loud(UnsafePathError, ("'BR1_A01/2'", "path separator"))
+
+
+def _segment_escape(copy_of, tmp_path):
+    root = copy_of("cpjump1_subset")
+    index = datasets.read_cpjump1_subset(root, errors="ignore").head(2)
+    index["key"] = ["BR00116991_A01_1", "../../../../ESCAPED"]
+    out = tmp_path / "segmentation" / "masks"
+    before = set(tmp_path.rglob("*"))
+
+    def run():
+        try:
+            segment.segment_index(
+                index, out, "key", "median", "median", "classical", progress=False
+            )
+        finally:  # nothing written anywhere, least of all outside the output folder
+            assert set(tmp_path.rglob("*")) - before <= {out}
+
+    return run, Loud(UnsafePathError, ("'../../../../ESCAPED'", "cannot name a file"))
+
+
+READER_CASES: dict[str, Callable] = {
+    "treated well missing from the plate map": _missing_well,
+    "missing well kept unlabelled, never DMSO": _missing_well_kept,
+    "A1 vs A01 (and a01) wells": _wells_a1,
+    "well listed twice with two compounds": _well_twice,
+    "conflicting compound entry": _conflicting_compound,
+    "identical duplicate rows collapsed": _identical_repeats,
+    "pilot broad_sample plate map joined": _pilot_plate_map,
+    "compound metadata under another name found by columns": _metadata_other_name,
+    "no compound metadata names the columns": _no_compound_metadata,
+    "symlinked images folder read fully": _symlinked_images,
+    "non-UTF-8 byte in a plate map": _non_utf8,
+    "load_data site 1.0": _site_float,
+    "Metadata_Well ../../../../ESCAPED": _escaped_well,
+    "Metadata_Plate with a path separator": _escaped_plate,
+    "RxRx1 identical rows collapsed": _rxrx1_repeats,
+    "RxRx1 wells B2 = B02": _rxrx1_wells_b2,
+    "RxRx1 conflicting rows": _rxrx1_conflict,
+    "RxRx1 site f01": _rxrx1_site_f01,
+    "RxRx1 plate 1.0": _rxrx1_plate_float,
+    "RxRx1 sirna_id typo, not a hidden label": _rxrx1_label_typo,
+    "RxRx1 Kaggle CSVs: one well, two siRNAs": _rxrx1_kaggle_conflict,
+    "cell-line identical labels collapsed": _cell_line_repeats,
+    "cell-line conflicting labels": _cell_line_conflict,
+    "cell-line sample id leaving the folder": _cell_line_escape,
+    "course subset wells A1 = A01": _subset_wells_a1,
+    "map_sites key with '/'": _map_sites_slash,
+    "segment_index never writes outside its folder": _segment_escape,
+}
+
+
+@pytest.mark.parametrize("case", list(READER_CASES))
+def test_readers_bad_input(case, copy_of, tmp_path):
+    run, expect = READER_CASES[case](copy_of, tmp_path)
+    if isinstance(expect, Loud):
+        with pytest.raises(expect.error) as info:
+            run()
+        for name in expect.names:
+            assert name in str(info.value), f"{name!r} not in: {info.value}"
+    else:
+        expect(run())
+
+
+# ---- end readers ----
