@@ -14,11 +14,10 @@
 
 # %% [markdown]
 # # 03 · RxRx1: which siRNA? EfficientNet-B3 with a 6-channel stem (report 000)
-# **quick: a head on the frozen ImageNet EfficientNet-Lite0 (64 px, a smaller RxRx1) · full:
-# the report's EfficientNet-B3, fine-tuned**
 #
 # > **Time** quick settings: a few minutes on 2 CPU cores (data already generated) · full settings: about half an hour on one GPU (an estimate: no GPU run recorded yet)  
 # > **Needs** full settings: a GPU, RxRx1 (46 GB) and ImageNet weights for EfficientNet-B3  
+# > **Trains** quick: a dropout + linear head on the frozen ImageNet EfficientNet-Lite0, 64 px, a smaller RxRx1 · full: the report's EfficientNet-B3 with a 6-channel stem, fine-tuned at 320 px  
 # > **You will learn**
 # > - report 000's EfficientNet-B3 with a 6-channel stem, AdamW and cosine schedule: its
 # >   layers, one 6-channel sample, one batch and one training step
@@ -534,7 +533,7 @@ display.save_figure(fig, run, "learning_curves")
 # end can instead learn to ignore the look of experiments it has seen, which a random split
 # rewards and a new experiment does not: on real RxRx1 that gap is the one RxRx1's held-out test
 # experiments were designed to expose. Measure it for the report's model with the full
-# profile on the real data. What reliably helps on new experiments is knowing the plate:
+# settings on the real data. What reliably helps on new experiments is knowing the plate:
 # restricting predictions to the plate's siRNA group, and, less here, normalising each plate
 # to its controls.
 
