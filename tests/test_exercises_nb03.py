@@ -23,7 +23,7 @@ def test_seen_images(split, capsys):
     with pytest.raises(NotYet) as e:
         nb03.check_seen_images({"A": 2, "C": 3}, train=train, evaluation=evaluation)
     assert "'D': 0" not in str(e.value) and "3" not in str(e.value)
-    assert nb03.check_seen_images(..., train=train, evaluation=evaluation) is False
+    assert not nb03.check_seen_images(..., train=train, evaluation=evaluation)
     assert "not answered yet" in capsys.readouterr().out
 
 
@@ -36,7 +36,7 @@ def test_cross_entropy():
     with pytest.raises(NotYet) as e:
         nb03.check_cross_entropy(wrong, logits=logits, targets=targets)
     assert f"{float(hand):.3f}" not in str(e.value)
-    assert nb03.check_cross_entropy(..., logits=logits, targets=targets) is False
+    assert not nb03.check_cross_entropy(..., logits=logits, targets=targets)
 
 
 def test_control_normalised():

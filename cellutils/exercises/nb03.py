@@ -15,7 +15,7 @@ from cellutils.torchdata import ControlNormalised
 
 def check_seen_images(
     answer, train: pd.DataFrame, evaluation: pd.DataFrame, column: str = "experiment"
-) -> bool:
+) -> exercises.Outcome:
     """``answer``: for each ``column`` value of the evaluation rows, how many training rows
     share it (a Series or dict; 0 where none) -- the leak of a split, read from its metadata."""
     counts = Counter(train[column].tolist())
@@ -40,7 +40,7 @@ def _as_counts(answer) -> dict[str, int] | None:
         return None
 
 
-def check_cross_entropy(answer, logits: torch.Tensor, targets: torch.Tensor) -> bool:
+def check_cross_entropy(answer, logits: torch.Tensor, targets: torch.Tensor) -> exercises.Outcome:
     """``answer``: the mean cross-entropy of ``logits`` (N, K) for the true ``targets`` (N,),
     written by hand; compared with ``torch.nn.functional.cross_entropy``."""
     expected = float(torch.nn.functional.cross_entropy(logits.detach().float(), targets))
@@ -58,7 +58,7 @@ def check_cross_entropy(answer, logits: torch.Tensor, targets: torch.Tensor) -> 
 
 def check_control_normalised(
     answer, images: np.ndarray, index: pd.DataFrame, controls, i: int
-) -> bool:
+) -> exercises.Outcome:
     """``answer``: image ``i`` (C, H, W) minus its plate's control images' per-channel mean,
     divided by their per-channel std; compared with ``torchdata.ControlNormalised``."""
     expected = ControlNormalised(images, index, controls)[i]
@@ -76,7 +76,9 @@ def check_control_normalised(
     )
 
 
-def check_group_accuracy(answer, logits: np.ndarray, targets: np.ndarray, allowed) -> bool:
+def check_group_accuracy(
+    answer, logits: np.ndarray, targets: np.ndarray, allowed
+) -> exercises.Outcome:
     """``answer``: accuracy when each row's prediction is the highest logit among its
     ``allowed`` classes (a boolean (N, K) mask; a row with none allowed predicts class 0, as
     ``argmax`` of all ``-inf`` does); recomputed row by row."""

@@ -16,7 +16,7 @@ from cellutils import exercises
 
 def check_majority(
     accuracy, balanced, train: pd.DataFrame, evaluation: pd.DataFrame, label: str
-) -> bool:
+) -> exercises.Outcome:
     """``accuracy`` and ``balanced``: plain and balanced accuracy on ``evaluation`` of always
     predicting the most common class of ``train``; recomputed with sklearn's DummyClassifier."""
     dummy = DummyClassifier(strategy="most_frequent").fit(np.zeros((len(train), 1)), train[label])
@@ -43,7 +43,7 @@ def check_majority(
     )
 
 
-def check_class_weights(answer, targets: np.ndarray, n_classes: int) -> bool:
+def check_class_weights(answer, targets: np.ndarray, n_classes: int) -> exercises.Outcome:
     """``answer``: the "balanced" weight of each class code 0..n_classes-1, n / (k * count)
     over the k classes present in ``targets`` (0 for absent ones); recomputed with sklearn."""
     targets = np.asarray(targets)
@@ -63,7 +63,7 @@ def check_class_weights(answer, targets: np.ndarray, n_classes: int) -> bool:
     )
 
 
-def check_balanced_accuracy(answer, targets: np.ndarray, pred: np.ndarray) -> bool:
+def check_balanced_accuracy(answer, targets: np.ndarray, pred: np.ndarray) -> exercises.Outcome:
     """``answer``: the mean over true classes of the share predicted right; recomputed from
     sklearn's confusion matrix (diagonal over row sums)."""
     classes = np.unique(targets)
@@ -82,7 +82,7 @@ def check_balanced_accuracy(answer, targets: np.ndarray, pred: np.ndarray) -> bo
 
 def check_epoch_choice(
     answer, history: pd.DataFrame, metric: str = "val_balanced_accuracy"
-) -> bool:
+) -> exercises.Outcome:
     """``answer``: how much the best epoch's ``metric`` exceeds the last epoch's (the gain of
     choosing the epoch on the scored set); recomputed from the history sorted by epoch."""
     values = history.sort_values("epoch")[metric].to_numpy(float)

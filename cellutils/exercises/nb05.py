@@ -17,7 +17,7 @@ def _copied(train: pd.DataFrame, evaluation: pd.DataFrame) -> np.ndarray:
     return (hit["_merge"] == "both").to_numpy()
 
 
-def check_copies(answer, train: pd.DataFrame, evaluation: pd.DataFrame) -> bool:
+def check_copies(answer, train: pd.DataFrame, evaluation: pd.DataFrame) -> exercises.Outcome:
     """``answer``: how many evaluation rows have an exact copy (the same row id) in ``train``."""
     expected = int(_copied(train, evaluation).sum())
     return exercises.check(
@@ -30,7 +30,9 @@ def check_copies(answer, train: pd.DataFrame, evaluation: pd.DataFrame) -> bool:
     )
 
 
-def check_grouped_split(answer, pool: pd.DataFrame, group: str = "Metadata_Well") -> bool:
+def check_grouped_split(
+    answer, pool: pd.DataFrame, group: str = "Metadata_Well"
+) -> exercises.Outcome:
     """``answer``: ``(train, evaluation)``, two DataFrames that split ``pool`` by ``group``:
     every row on exactly one side, no ``group`` value on both, neither side empty."""
     expected = {"groups on both sides": 0, "rows missing": 0, "rows twice": 0, "empty side": 0}
@@ -63,7 +65,7 @@ def check_well_vote(
     pred: np.ndarray,
     targets: np.ndarray,
     well: str = "Metadata_Well",
-) -> bool:
+) -> exercises.Outcome:
     """``answer``: the share of evaluation wells whose majority vote over their sites'
     predicted labels (ties: the smallest label) is the well's true label."""
     df = pd.DataFrame({"well": evaluation[well].to_numpy(), "pred": pred, "target": targets})
@@ -85,7 +87,7 @@ def check_well_vote(
 
 def check_copy_gain(
     answer, train: pd.DataFrame, evaluation: pd.DataFrame, pred: np.ndarray, targets: np.ndarray
-) -> bool:
+) -> exercises.Outcome:
     """``answer``: ``(accuracy on evaluation rows with a copy in training, accuracy on those
     without)``; nan for a side with no rows."""
     copied = pd.Series(_copied(train, evaluation))
