@@ -10,7 +10,7 @@ STAMP      := $(VENV)/.setup-done
 PIP_FLAGS  ?= -q
 
 .DEFAULT_GOAL := help
-.PHONY: help setup weights test lint reproduce lab bench data data-rxrx1 data-cpjump1 strip student hooks clean distclean
+.PHONY: help setup weights test lint reproduce lab bench calibrate data data-rxrx1 data-cpjump1 strip student hooks clean distclean
 
 help: ## list the targets (this text)
 	@echo "cellpaint-course -- usage: make <target> [SETTINGS=quick|smoke|full]"
@@ -50,6 +50,9 @@ lab: setup ## open JupyterLab (a notebook run there uses the quick settings with
 
 bench: setup ## benchmarks: ratios against a baseline measured in the same run (ONLY=fullscale: some; JSON in results/bench/)
 	$(PY) -m benchmarks $(ONLY)
+
+calibrate: setup ## coverage and null rate of each lesson's primary statistic on simulator draws (~30 min on 2 cores; JSON + figure in results/calibration/)
+	$(PY) -m cellutils.calibrate $(ARGS)
 
 data: setup ## synthetic default data; NAME=rxrx1|cpjump1: download the real one; NAME=cpjump1_subset: build it from data/cpjump1
 ifdef NAME

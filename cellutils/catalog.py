@@ -1,6 +1,6 @@
 """One entry point per dataset: use the real data when given, else the synthetic default.
 
->>> root = locate("rxrx1")              # data/synthetic/rxrx1, generated on first use
+>>> root = locate("rxrx1")              # data/synthetic/rxrx1-v2, generated on first use
 >>> index = read_index("rxrx1", root)
 """
 
@@ -38,8 +38,9 @@ def locate(
     whose kernel runs in ``notebooks/``). Without ``real``, a real dataset where
     ``make data NAME=<name>`` puts it (``<data root>/<name>``, holding one of ``MARKERS``) is
     used, and the code says so. Otherwise the synthetic default, generated once under
-    ``<data root>/synthetic/<name>``; generator ``overrides`` get their own folder
-    (``<name>-<hash>``), so a small test set never collides with the default one.
+    ``<data root>/synthetic/<name>-v<simulator version>``; generator ``overrides`` get their own
+    folder (``<name>-v<version>-<hash>``), so a small test set never collides with the default
+    one and data of an older simulator is never read as this one's.
     """
     layout = _layout(name)
     if real:
@@ -62,11 +63,7 @@ def locate(
                 "synthetic overrides or move it to use the synthetic default"
             )
         return fetched
-    folder = name
-    if overrides:
-        digest = hashlib.sha1(json.dumps(overrides, sort_keys=True).encode()).hexdigest()[:8]
-        folder = f"{name}-{digest}"
-    base = _data_root(data_root) / "synthetic" / folder
+    base = _data_root(data_root) / "synthetic" / synthetic_folder(name, overrides)
     existed = (base / synthetic.MANIFEST).exists()
     root = layout.write(base, seed=seed, **(overrides or {}))
     if verbose:
@@ -96,6 +93,16 @@ def fetch(name: str, dest: str | os.PathLike | None = None, **kw) -> Path:
     return fetch_dataset(layout, dest, **kw)
 
 
+def synthetic_folder(name: str, overrides: dict | None = None) -> str:
+    """The synthetic dataset's folder name: ``<name>-v<simulator version>``, plus a hash of the
+    generator ``overrides`` when there are any (a new simulator version: a new folder)."""
+    folder = f"{name}-v{synthetic.VERSION}"
+    if overrides:
+        digest = hashlib.sha1(json.dumps(overrides, sort_keys=True).encode()).hexdigest()[:8]
+        folder = f"{folder}-{digest}"
+    return folder
+
+
 def make_default_data(
     root: str | os.PathLike | None = None,
     which: tuple[str, ...] | None = None,
@@ -105,16 +112,18 @@ def make_default_data(
 ) -> dict[str, Path]:
     """Write (or find, when already written) the default synthetic datasets (``make data``).
 
-    They live in ``<data root>/synthetic/<name>``. ``overrides`` maps a dataset name to keyword
-    arguments for its writer, e.g. ``rxrx1={"size": 64}``.
+    They live in ``<data root>/synthetic/<name>-v<version>`` (:func:`synthetic_folder`).
+    ``overrides`` maps a dataset name to keyword arguments for its writer, e.g.
+    ``rxrx1={"size": 64}``.
     """
     base = _data_root(root) / "synthetic"
     out = {}
     for name in which or tuple(LAYOUTS):
         layout = _layout(name)
         t0 = time.perf_counter()
-        existed = (base / name / synthetic.MANIFEST).exists()
-        out[name] = layout.write(base / name, seed=seed, n_jobs=n_jobs, **overrides.get(name, {}))
+        folder = base / synthetic_folder(name, overrides.get(name))
+        existed = (folder / synthetic.MANIFEST).exists()
+        out[name] = layout.write(folder, seed=seed, n_jobs=n_jobs, **overrides.get(name, {}))
         what = "found" if existed else f"written in {time.perf_counter() - t0:.1f} s"
         print(f"synthetic {name}: {what} -> {out[name]}")
     return out

@@ -361,45 +361,146 @@ def select_features(
     )
 
 
+SPHERE_FITS = ("all", "held_out", "other_plates", "leave_one_out")
+
+
+def sphering_wells(
+    profiles_df: pd.DataFrame,
+    control: str,
+    frac: float = 0.5,
+    seed: int = 0,
+    position: str = "Metadata_Well",
+) -> np.ndarray:
+    """Which control wells fit the sphering (True) and which stay negatives (False), for
+    ``spherize(fit="held_out")``: a share ``frac`` of the control *positions* (the same
+    positions on every plate, so a position's wells are either all spent on the fit or all
+    negatives), drawn with ``seed``."""
+    is_ctrl = profiles_df.eval(control).to_numpy(bool)
+    where = profiles_df[position].to_numpy() if position in profiles_df else np.arange(len(is_ctrl))
+    positions = np.array(sorted(set(where[is_ctrl].tolist())))
+    rng = np.random.default_rng(seed)
+    n_fit = int(round(frac * len(positions)))
+    if not 2 <= n_fit < len(positions):
+        raise ValueError(
+            f"{len(positions)} control positions cannot be split into >= 2 to fit the sphering "
+            "and >= 1 to stay negatives; use more control wells or fit='all'"
+        )
+    chosen = set(rng.choice(positions, n_fit, replace=False).tolist())
+    return is_ctrl & np.isin(where, list(chosen))
+
+
 def spherize(
-    profiles_df: pd.DataFrame, control: str, epsilon: float = 1e-6, method: str = "ZCA-cor"
+    profiles_df: pd.DataFrame,
+    control: str,
+    epsilon: float = 1e-6,
+    method: str = "ZCA-cor",
+    fit: str = "all",
+    plate: str = "Metadata_Plate",
+    fit_wells: np.ndarray | None = None,
+    seed: int = 0,
 ) -> pd.DataFrame:
-    """Batch correction by sphering (pycytominer): a whitening transform fitted on the control
-    wells of every plate together, so the directions along which DMSO wells vary (plate,
-    position, staining) are scaled down for every well. One of the corrections JUMP's
-    benchmark rates highest; it needs many control wells (the covariance of the features is
-    estimated from them; ``epsilon`` regularises it when there are fewer wells than features)."""
-    import pycytominer
+    """Batch correction by sphering (pycytominer's ``Spherize``): a whitening transform fitted
+    on control wells, so the directions along which DMSO wells vary (plate, position,
+    staining) are scaled down for every well. One of the corrections JUMP's benchmark rates
+    highest; it needs many control wells (the covariance of the features is estimated from
+    them; ``epsilon`` regularises it when there are fewer wells than features).
+
+    Which control wells the transform is fitted on (``fit``):
+
+    - ``"all"``: every plate's controls, applied to every well (pycytominer's ``normalize``).
+      Circular when the controls are then the retrieval negatives: with fewer control wells
+      than features the transform all but removes the controls' span, so the controls shrink
+      to nothing and every treated well is whitened *orthogonal* to them; as negatives they
+      rank behind any replicate, and replicate mAP rises on features of pure noise.
+    - ``"held_out"``: the control wells marked in ``fit_wells`` (default: half the control
+      positions, ``sphering_wells``) fit the transform and *leave the table*; every remaining
+      well, treated or control, is whitened by the same transform, fitted on none of them, so
+      under no signal positives and negatives stay exchangeable. Score unsphered profiles on
+      the same remaining wells (``profiles_df[~fit_wells]``) to compare like with like.
+    - ``"other_plates"``: cross-fit by ``plate``: each plate's wells by a transform fitted on
+      the other plates' controls (needs two plates or more). Not circular within a plate,
+      but replicates on another plate are whitened by another transform.
+    - ``"leave_one_out"``: each control well by a transform fitted on the other controls,
+      treated wells by the one fitted on all: each control is out of sample, but treated
+      wells are still whitened orthogonal to the negatives' span (``tests`` show it inflates
+      like ``"all"``); kept to show why held-out wells are needed.
+    """
+    if fit not in SPHERE_FITS:
+        raise ValueError(f"fit={fit!r}; choose one of {SPHERE_FITS}")
+    feats = feature_columns(profiles_df)
+    is_ctrl = profiles_df.eval(control).to_numpy(bool)
+    if is_ctrl.sum() < 2:
+        raise ValueError(
+            f"spherize: {int(is_ctrl.sum())} wells match {control!r}; sphering needs the "
+            "control wells (two or more) to estimate what does not change"
+        )
+    x = profiles_df[feats].to_numpy(float)
+    out = np.empty_like(x)
+    if fit == "held_out":
+        spent = sphering_wells(profiles_df, control, seed=seed) if fit_wells is None else fit_wells
+        spent = np.asarray(spent, bool)
+        if (spent & ~is_ctrl).any():
+            raise ValueError("fit_wells marks wells that are not controls; only controls fit")
+        kept = profiles_df[~spent]
+        sphered = _sphere_fit(x[spent], epsilon, method)(x[~spent])
+        out_df = kept.assign(**dict(zip(feats, sphered.T, strict=True))).reset_index(drop=True)
+        out_df.attrs["sphering_wells"] = int(spent.sum())
+        return out_df
+    if fit == "all":
+        out[:] = _sphere_fit(x[is_ctrl], epsilon, method)(x)
+    elif fit == "other_plates":
+        plates = profiles_df[plate].to_numpy()
+        if len(set(plates)) < 2:
+            raise ValueError(f"spherize(fit='other_plates') needs two or more {plate} values")
+        for p in pd.unique(plates):
+            here = plates == p
+            if not (is_ctrl & ~here).sum() >= 2:
+                raise ValueError(f"spherize: the plates other than {p!r} have < 2 control wells")
+            out[here] = _sphere_fit(x[is_ctrl & ~here], epsilon, method)(x[here])
+    else:
+        out[~is_ctrl] = _sphere_fit(x[is_ctrl], epsilon, method)(x[~is_ctrl])
+        ctrl_rows = np.flatnonzero(is_ctrl)
+        for i in ctrl_rows:
+            others = ctrl_rows[ctrl_rows != i]
+            out[i] = _sphere_fit(x[others], epsilon, method, quiet=True)(x[i : i + 1])[0]
+    return profiles_df.assign(**dict(zip(feats, out.T, strict=True)))
+
+
+def _sphere_fit(ctrl: np.ndarray, epsilon: float, method: str, quiet: bool = False):
+    """A whitening transform fitted on the control rows ``ctrl``: pycytominer's ``Spherize``,
+    or, for control sets it cannot decompose (fewer distinct wells than features), ZCA-cor by
+    hand: features standardised by the controls, then whitened by the controls' correlation
+    matrix with ``epsilon`` (at least 0.1) added to its eigenvalues (unseen directions are
+    damped, not blown up)."""
+    from pycytominer.operations import Spherize
 
     try:
-        return pycytominer.normalize(
-            profiles_df,
-            features=feature_columns(profiles_df),
-            samples=control,
-            method="spherize",
-            spherize_method=method,
-            spherize_epsilon=epsilon,
-            spherize_center=True,
-            output_type=None,
-        )
+        model = Spherize(epsilon=epsilon, center=True, method=method, return_numpy=True)
+        model.fit(pd.DataFrame(ctrl))
+        return lambda rows: np.asarray(model.transform(pd.DataFrame(rows)), float)
     except ValueError as err:  # too few distinct control wells for pycytominer's SVD
-        print(f"spherize: pycytominer refused ({err}); regularised ZCA on the controls instead")
-        return _zca(profiles_df, control, max(epsilon, 0.1))
+        if not quiet:
+            print(f"spherize: pycytominer refused ({err}); regularised ZCA on the controls")
+    return _zca_fit(ctrl, max(epsilon, 0.1))
 
 
-def _zca(profiles_df: pd.DataFrame, control: str, epsilon: float) -> pd.DataFrame:
-    """ZCA-cor sphering by hand, for control sets pycytominer cannot decompose: features
-    standardised by the controls, then whitened by the controls' correlation matrix with
-    ``epsilon`` added to its eigenvalues (so unseen directions are damped, not blown up)."""
-    feats = feature_columns(profiles_df)
-    x = profiles_df[feats].to_numpy(float)
-    ctrl = x[profiles_df.eval(control).to_numpy()]
+def _zca_fit(ctrl: np.ndarray, epsilon: float):
+    """ZCA-cor by hand: standardise by the controls, whiten by their correlation matrix with
+    ``epsilon`` added to its eigenvalues. Returns the transform (rows -> sphered rows)."""
     mu, sd = ctrl.mean(0), ctrl.std(0)
     sd[sd == 0] = 1.0
     z = (ctrl - mu) / sd
     values, vectors = np.linalg.eigh(z.T @ z / max(len(z) - 1, 1))
     w = vectors @ np.diag(1 / np.sqrt(np.clip(values, 0, None) + epsilon)) @ vectors.T
-    return profiles_df.assign(**dict(zip(feats, (((x - mu) / sd) @ w).T, strict=True)))
+    return lambda rows: ((rows - mu) / sd) @ w
+
+
+def _zca(profiles_df: pd.DataFrame, control: str, epsilon: float) -> pd.DataFrame:
+    """``_zca_fit`` on the ``control`` rows, applied to every row (in-sample, like ``"all"``)."""
+    feats = feature_columns(profiles_df)
+    x = profiles_df[feats].to_numpy(float)
+    out = _zca_fit(x[profiles_df.eval(control).to_numpy(bool)], epsilon)(x)
+    return profiles_df.assign(**dict(zip(feats, out.T, strict=True)))
 
 
 def make_profiles(
@@ -471,11 +572,17 @@ def replicate_map(
     control: str | None = None,
     null_size: int = 2000,
     seed: int = 0,
+    position: str | None = None,
 ) -> pd.DataFrame:
     """Replicate retrieval with copairs: for each profile, the average precision of retrieving
     the other profiles of its own perturbation (``label``) against the negative ``control``
     profiles (or all other perturbations), then the mean per perturbation with a permutation
     p-value. Replicates in another ``batch`` (e.g. plate) are the harder, honest positives.
+    ``position`` (e.g. ``"Metadata_Well"``): position-aware pairing, no pair of profiles at
+    the same plate position counts, neither as positives nor as negatives, so a shared
+    well-position effect cannot make replicates find each other (CPJUMP1's confound). When
+    every replicate shares its position (one plate map for all plates) nothing is left to
+    retrieve, and that is an error that says so.
     Returns one row per perturbation: label, mean_average_precision, p-value, below_p."""
     from copairs import map as cmap
 
@@ -485,7 +592,7 @@ def replicate_map(
         print(f"replicate_map: one {batch} only; replicates are taken within it")
         batch = None
     counts = df[label].value_counts()
-    if (counts.drop(control, errors="ignore") < 2).all():
+    if ((counts.drop(control, errors="ignore") if control else counts) < 2).all():
         raise ValueError(
             f"no {label} has two profiles: nothing to retrieve. Replicate "
             "retrieval needs replicate wells (or plates) per perturbation."
@@ -495,6 +602,19 @@ def replicate_map(
     pos_diffby = [batch] if batch else []
     neg_sameby: list[str] = []
     neg_diffby = [label, "_ctrl"] if control else [label]
+    if position:
+        if position not in df:
+            raise ValueError(f"no {position!r} column for position-aware pairing")
+        pos_diffby, neg_diffby = [*pos_diffby, position], [*neg_diffby, position]
+        treated = meta if not control else meta[~meta._ctrl]
+        other = treated.groupby(label)[position].nunique() > 1
+        if not other.any():
+            raise ValueError(
+                f"position-aware pairing: every {label} has all its replicates at one "
+                f"{position} (one plate map for every plate), so nothing is left to retrieve. "
+                "Same-position replicates cannot separate the perturbation from its position; "
+                "use plates with shuffled layouts, or read the DMSO wells (position_map)."
+            )
     # with a control: negatives must differ in label AND control status, so a treated
     # profile's negatives are the control profiles only (copairs' phenotypic activity)
     ap = cmap.average_precision(
@@ -515,6 +635,69 @@ def replicate_map(
     maps = maps.sort_values("mean_average_precision", ascending=False).reset_index(drop=True)
     maps.attrs["n_features"] = len(feats)
     return maps
+
+
+def position_map(
+    profiles_df: pd.DataFrame,
+    control: str = "Metadata_pert_iname == 'DMSO'",
+    position: str = "Metadata_Well",
+    batch: str = "Metadata_Plate",
+    null_size: int = 2000,
+    seed: int = 0,
+) -> pd.DataFrame:
+    """How well a control well finds the control well *at its own position* on another
+    plate, against the controls at other positions: replicate mAP with the position as the
+    label, control wells only. Nothing but the position is shared, so above the no-signal
+    line this is a position effect (CPJUMP1: same-position DMSO replicates are 53.1% percent
+    replicating, 17.2% after sphering; Chandrasekaran et al. 2024). One row per position."""
+    ctrl = profiles_df[profiles_df.eval(control).to_numpy(bool)]
+    return replicate_map(ctrl, position, batch, None, null_size, seed)
+
+
+def profile_maps(
+    profiles_df: pd.DataFrame,
+    sphere: str | None = None,
+    *,
+    spend: bool | None = None,
+    control: str = "Metadata_pert_iname == 'DMSO'",
+    label: str = "Metadata_pert_iname",
+    control_name: str | None = "DMSO",
+    batch: str | None = "Metadata_Plate",
+    position: str | None = None,
+    null_size: int = 2000,
+    seed: int = 0,
+) -> pd.DataFrame:
+    """The scoring half of the profile pipeline on normalised, selected profiles: sphering
+    (``sphere``: a ``spherize`` fit, or None) then replicate mAP against the controls.
+    ``spend`` (default: when ``sphere="held_out"``) removes the control wells that fit the
+    sphering (``sphering_wells``, fixed by the plate layout and ``seed``) *also* when not
+    sphering, so sphered and unsphered panels are scored on the same wells and negatives."""
+    spend = sphere == "held_out" if spend is None else spend
+    spent = sphering_wells(profiles_df, control, seed=seed) if spend else None
+    if sphere:
+        profiles_df = spherize(profiles_df, control, fit=sphere, fit_wells=spent, seed=seed)
+    elif spend:
+        profiles_df = profiles_df[~spent].reset_index(drop=True)
+    return replicate_map(
+        profiles_df, label, batch, control_name, null_size, seed, position=position
+    )
+
+
+def noise_maps(
+    table: pd.DataFrame,
+    sphere: str | None = None,
+    *,
+    noise_seed: int = 0,
+    make=make_profiles,
+    **kw,
+) -> pd.DataFrame:
+    """The no-signal line of one panel: ``table`` (per-cell or per-site features, the
+    pipeline's input) with every feature replaced by Gaussian noise, sent through exactly
+    the same pipeline (``make``: aggregate, normalise, select; then ``profile_maps`` with
+    the same ``sphere`` and keywords). Same wells, plates, controls and replicates, so it is
+    what this layout scores when the features carry nothing; read each panel's mean against
+    its own line. Returns the per-perturbation mAP table of the noise."""
+    return profile_maps(make(noise_like(table, noise_seed)), sphere, **kw)
 
 
 FEATURE_SETS = ("regionprops", "cellprofiler")

@@ -223,19 +223,26 @@ def context_shift(
     experiment_sd: float = 0.0,
     plate_sd: float = 0.0,
     well_sd: float = 0.0,
+    position_sd: float = 0.0,
 ) -> np.ndarray:
     """Shift of the cells' latent morphology by where they grew, in units of ``EFFECT_SD``.
 
     Real screens show it: cells of one experiment (a batch of cells, a day's staining) differ
-    from another's, and a well's position and handling change density, size and staining (in
-    CPJUMP1, DMSO wells at the same position retrieve each other far above chance). These
-    shifts are what a split that shares wells or experiments lets a model memorise.
+    from another's, and a well's position and handling change density, size and staining.
+    ``well_sd`` is drawn per (experiment, plate, well): one well's own handling. ``position_sd``
+    is keyed by the well's *position* only, so the same well on every plate (and in every
+    experiment) shares it: CPJUMP1's well-position effect, where DMSO wells at one position
+    retrieve each other across plates (53.1% percent replicating; 17.2% after sphering).
+    These shifts are what a split that shares wells or experiments lets a model memorise,
+    and what makes replicates of one plate map find each other. ``docs/simulator.md`` lists
+    the magnitudes each layout uses and the real figures they stand in for.
     """
     shift = np.zeros(len(LATENT))
     for sd, key in (
         (experiment_sd, ("ctx-exp", experiment)),
         (plate_sd, ("ctx-plate", experiment, plate)),
         (well_sd, ("ctx-well", experiment, plate, well)),
+        (position_sd, ("ctx-position", well)),
     ):
         if sd:
             shift += key_rng(seed, *key).normal(0, sd, len(LATENT)) * EFFECT_SD

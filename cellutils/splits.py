@@ -119,6 +119,15 @@ def overlap(train: pd.DataFrame, val: pd.DataFrame, by: str | Sequence[str]) -> 
     return float(_groups(val, by).isin(seen).mean()) if len(val) else 0.0
 
 
+def size_matched(train: pd.DataFrame, like: pd.DataFrame, seed: int = 0) -> pd.DataFrame:
+    """A random subset of the rows ``train`` as large as ``like``: a leaky protocol trained on
+    as many rows as the leak-free one, so that the leak is not confounded with training-set
+    size (more rows alone raise accuracy). Raises when ``train`` is the smaller."""
+    if len(train) < len(like):
+        raise ValueError(f"cannot match {len(like)} rows with {len(train)}: nothing to remove")
+    return train.sample(n=len(like), random_state=seed).sort_index()
+
+
 def oversample(train: pd.DataFrame, label: str, seed: int = 0) -> pd.DataFrame:
     """Random oversampling of the training rows (imbalanced-learn) to the largest class."""
     from imblearn.over_sampling import RandomOverSampler

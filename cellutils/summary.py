@@ -61,6 +61,7 @@ def headline_table(metrics: dict[str, dict]) -> pd.DataFrame:
             "claimed_metric": claim.get("metric"),
             "claimed_classes": claim.get("n_classes"),
             "claimed_split": claim.get("split"),
+            "claimed_majority": claim.get("majority"),
         }
         for prefix, r in (("reported", rep), ("trusted", tr)):
             row |= {
@@ -187,7 +188,8 @@ def write_summary(
         "",
         "## Claimed vs reproduced vs the number to trust",
         "",
-        "| report | notebook | metric | claimed (classes) | ours, report's protocol "
+        "| report | notebook | metric | claimed (classes; majority on the report's data) "
+        "| ours, report's protocol "
         "[95% CI] | classes / chance / majority | **trust this** [95% CI] | classes / "
         "chance / majority | evaluated | protocol to trust | ImageNet weights |",
         "|---|---|---|---|---|---|---|---|---|---|---|",
@@ -195,7 +197,8 @@ def write_summary(
     for r in table.itertuples(index=False):
         lines.append(
             f"| {r.report} | `{r.notebook}` | {r.metric.replace('_', ' ')} | {_fmt(r.claimed)} "
-            f"({r.claimed_classes}) | {_ci(r, 'reported')} | {r.reported_n_classes} / "
+            f"({r.claimed_classes}; {_fmt(getattr(r, 'claimed_majority', None))}) | "
+            f"{_ci(r, 'reported')} | {r.reported_n_classes} / "
             f"{_fmt(r.reported_chance)} / {_fmt(r.reported_majority)} | **{_ci(r, 'trusted')}** "
             f"| {r.trusted_n_classes} / {_fmt(r.trusted_chance)} / {_fmt(r.trusted_majority)} | "
             f"{r.trusted_n_eval} rows, {r.trusted_n_units} {r.trusted_unit}s | "

@@ -31,6 +31,10 @@ from tqdm.auto import tqdm
 from cellutils import simulate as sim
 
 GENERATOR_VERSION = 1
+# The simulator's version: bump it when what the generator draws or renders changes (v2: the
+# CPJUMP1 position effect), so that data of an older simulator gets its own folder.
+VERSION = 2
+
 MANIFEST = "synthetic.json"
 
 # Each real channel's stain -> the simulator's compartment (AGP = actin + Golgi/membrane).
@@ -102,6 +106,7 @@ class Imaging:
     experiment_sd: float = 0.0
     plate_sd: float = 0.0
     well_sd: float = 0.0
+    position_sd: float = 0.0  # keyed by well position: shared by that well on every plate
 
 
 def _channel(spec: str, site: sim.Site, rng: np.random.Generator, protein: str) -> np.ndarray:
@@ -134,6 +139,7 @@ def _run_job(
         imaging.experiment_sd,
         imaging.plate_sd,
         imaging.well_sd,
+        imaging.position_sd,
     )
     site = sim.render_site(rng, line, effects[job.pert] + shift, imaging.size, imaging.scale, dens)
     protein = sim.STAINS[int(rng.integers(1, len(sim.STAINS)))]

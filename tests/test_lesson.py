@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from cellutils import splits, stats
-from cellutils.lesson import Claim, Lesson, Protocol
+from cellutils.lesson import Claim, Lesson, Protocol, rows_hash
 from cellutils.splits import LeakError
 
 
@@ -83,6 +83,9 @@ def test_lesson_writes_rows_comparisons_and_headline(tmp_path):
     a = lesson.record(leaky, t, np.where(units < 25, t, pred), units, 4, t)
     b = lesson.record(free, t, pred, units, 4, t, selected_on="val")
     comp = lesson.compare("the well leak", a, b)
+    with pytest.raises(ValueError, match="no primary comparison"):
+        lesson.write(tmp_path, reported=a, trusted=b, trust="", data="", profile="")
+    lesson.declare_primary("the well leak")
     assert comp["diff"] > 0 and comp["ci"][0] > 0 and comp["excludes_zero"]
     path = lesson.write(
         tmp_path, reported=a, trusted=b, trust="by well", data="synthetic", settings="quick"
@@ -93,6 +96,9 @@ def test_lesson_writes_rows_comparisons_and_headline(tmp_path):
         assert key in row
     assert row["headline"] == "trusted" and m["results"][0]["headline"] == "reported"
     assert set(m["comparisons"][0]) >= {"lesson", "a", "b", "metric", "diff", "ci", "unit"}
+    assert sum(c["primary"] is True for c in m["comparisons"]) == 1
+    for key in ("seeds", "unit", "n_units", "p_holm"):
+        assert key in m["comparisons"][0] and key in row or key == "p_holm"
     assert m["claim"]["value"] == 0.97 and m["claim"]["n_classes"] == 50
     with pytest.raises(FileExistsError):
         lesson.write(tmp_path, reported=a, trusted=b, trust="", data="", settings="")
@@ -170,3 +176,176 @@ def test_nothing_to_score_is_an_error_not_a_nan():
             4,
             np.array([0, 1]),
         )
+
+
+# ---- issue 23: seeds, units, the guard by row identity, multiplicity, baselines ----
+
+
+def _seeded(n_seeds, spread, seed=0):
+    """Per-seed predictions of two protocols on the same clustered rows: protocol a rescues
+    a seed-dependent share of the rows protocol b gets wrong (``spread`` sets how much the
+    seeds disagree)."""
+    rng = np.random.default_rng(seed)
+    t, base, units = _clustered(seed=seed)
+    a, b = [], []
+    for _ in range(n_seeds):
+        share = 0.15 + spread * rng.normal()
+        fix = rng.random(len(t)) < max(share, 0.0)
+        a.append(np.where(fix, t, base))
+        b.append(base)
+    return t, np.stack(a), np.stack(b), units
+
+
+def test_two_stage_bootstrap_adds_training_variance():
+    t, a, b, units = _seeded(5, spread=0.12)
+    fixed = stats.paired_difference(t, a, b, units, two_stage=False)
+    both = stats.paired_difference(t, a, b, units)  # several seeds: two-stage by default
+    assert both.two_stage and not fixed.two_stage and both.seeds == 5
+    assert both.diff == pytest.approx(fixed.diff)
+    assert (both.ci_high - both.ci_low) > 1.3 * (fixed.ci_high - fixed.ci_low)
+    e1, e2 = stats.estimate(t, a, units, two_stage=False), stats.estimate(t, a, units)
+    assert (e2.ci_high - e2.ci_low) > (e1.ci_high - e1.ci_low) and e2.two_stage
+    one = stats.estimate(t, a[:1], units)
+    assert not one.two_stage  # one run: nothing to resample, and the table says so
+
+
+def test_bootstrap_p_and_holm():
+    assert stats.bootstrap_p(np.ones(999)) == pytest.approx(1 / 1000)
+    assert stats.bootstrap_p(np.r_[-np.ones(500), np.ones(500)]) == 1.0
+    assert stats.bootstrap_p(np.r_[-np.ones(100), np.ones(900)]) == pytest.approx(0.2)
+    adj = stats.holm([0.01, 0.04, 0.03, np.nan])
+    assert adj[:3] == pytest.approx([0.03, 0.06, 0.06]) and np.isnan(adj[3])
+    assert stats.holm([0.5, 0.9]).tolist() == [1.0, 1.0]  # monotone: never below a smaller p
+
+
+def test_identical_predictions_are_said_so_not_reported_as_a_finding():
+    t, pred, units = _clustered()
+    lesson = _lesson()
+    p1 = lesson.record(Protocol("by well", "well", True, "ok"), t, pred, units, 4, t)
+    p2 = lesson.record(Protocol("by well again", "well", True, "ok"), t, pred, units, 4, t)
+    c = lesson.compare("same", p1, p2, primary=True)
+    assert c["identical"] and not c["excludes_zero"] and c["p"] == 1.0
+    assert "identical predictions" in lesson.conclusion("same")
+    assert lesson.comparisons_table().loc["same", "95% interval"] == "identical predictions"
+
+
+def test_comparisons_carry_unit_seeds_holm_and_a_computed_conclusion(tmp_path):
+    t, a, b, units = _seeded(3, spread=0.02)
+    lesson = _lesson()
+    lesson.declare_primary("the fix")
+    leaky = Protocol("split images", None, False, "siblings")
+    ra = lesson.record(Protocol("fixed", "well", True, "ok"), t, list(a), units, 4, t)
+    rb = lesson.record(Protocol("base", "well", True, "ok"), t, list(b), units, 4, t)
+    rc = lesson.record(leaky, t, b[0], units, 4, t)
+    rd = lesson.record(Protocol("noisy", "well", True, "ok"), t, a[0], units, 4, t)
+    main = lesson.compare("the fix", ra, rb)
+    lesson.compare("one run", rd, rc)
+    assert main["primary"] and main["seeds"] == 3 and main["two_stage"]
+    assert main["unit"] == "well" and main["n_units"] == 30
+    text = lesson.conclusion("the fix")
+    assert text.startswith("fixed scores higher accuracy than base: +0.")
+    assert "primary; Holm p=" in text and "3 seeds, 30 wells" in text
+    assert "one training run" in lesson.conclusion("one run")
+    assert lesson.comparisons_table().loc["one run", "training runs"] == "one training run"
+    with pytest.raises(ValueError, match="already"):
+        lesson.declare_primary("one run")
+    m = json.loads(
+        lesson.write(tmp_path, reported=rc, trusted=rb, trust="", data="", profile="").read_text()
+    )
+    assert [c["primary"] for c in m["comparisons"]] == [True, False] and m["primary"] == "the fix"
+    ps = [c["p"] for c in m["comparisons"]]
+    assert [c["p_holm"] for c in m["comparisons"]] == pytest.approx(
+        stats.holm(ps).round(4), abs=1e-4
+    )
+    assert all(c["p_holm"] >= c["p"] for c in m["comparisons"])
+    assert {"unit", "n_units", "seeds"} <= set(m["results"][0])
+
+
+def test_a_declared_primary_that_is_never_made_is_an_error(tmp_path):
+    t, pred, units = _clustered()
+    lesson = _lesson()
+    lesson.declare_primary("planned")
+    r = lesson.record(Protocol("by well", "well", True, "ok"), t, pred, units, 4, t)
+    lesson.compare("other", r, r)
+    with pytest.raises(ValueError, match="'planned' was declared but never made"):
+        lesson.write(tmp_path, reported=r, trusted=r, trust="", data="", profile="")
+
+
+def test_guard_compares_row_sets_not_names():
+    t, pred, units = _clustered()
+    rows = np.arange(len(t)) + 1000
+    free = Protocol("by well", "well", True, "ok")
+    lesson = _lesson()
+    # a set named "eval" that is the evaluation set: refused by its rows
+    with pytest.raises(LeakError, match="holds 300 of the 300 rows it is scored on"):
+        lesson.record(free, t, pred, units, 4, t, rows=rows, selected_on="eval", selected_rows=rows)
+    # the same through a registered set, partly overlapping
+    lesson.register_set("holdout-ish", np.r_[rows[:5], np.arange(50)])
+    with pytest.raises(LeakError, match="holds 5 of the 300"):
+        lesson.record(free, t, pred, units, 4, t, rows=rows, selected_on="holdout-ish")
+    # carved from the training rows: accepted, with the set's fingerprint kept
+    carved = np.arange(200)
+    lesson.register_set("carved", carved)
+    r = lesson.record(free, t, pred, units, 4, t, rows=rows, selected_on="carved")
+    assert r.row["selection_checked"] and r.row["selected_rows_hash"] == rows_hash(carved[::-1])
+    # a leaky protocol may be selected on anything (it is shown as leaky)
+    peek = Protocol("peek", "well", False, "chosen on the evaluation set")
+    lesson.record(peek, t, pred, units, 4, t, rows=rows, selected_rows=rows)
+    # a name-only selection is kept but marked unchecked
+    lesson2 = _lesson()
+    r2 = lesson2.record(free, t, pred, units, 4, t, selected_on="val")
+    assert r2.row["selection_checked"] is False
+
+
+def test_cell_count_baseline_predicts_from_density_alone():
+    rng = np.random.default_rng(0)
+    wells = np.repeat(np.arange(40), 4)
+    y = (np.arange(40) % 2)[wells]  # class 1 is toxic: fewer cells
+    counts = rng.poisson(np.where(y == 1, 30, 60))
+    train, ev = wells < 24, wells >= 24
+    est = stats.cell_count_baseline(
+        counts[train], y[train], counts[ev], y[ev], wells[ev], "balanced_accuracy"
+    )
+    assert est.value > 0.9 and est.n_units == 16
+    flat = stats.cell_count_baseline(
+        np.full(train.sum(), 50), y[train], np.full(ev.sum(), 50), y[ev], wells[ev],
+        "balanced_accuracy",
+    )  # fmt: skip
+    assert flat.value == pytest.approx(0.5)
+    lesson = _lesson()
+    r = lesson.record(
+        Protocol("by well", "well", True, "ok"), y[ev], y[ev], wells[ev], 2, y[train],
+        cell_counts=(counts[train], counts[ev]),
+    )  # fmt: skip
+    assert r.row["cell_count"] == pytest.approx(est.value, abs=0.02)
+    assert "cell_count" in lesson.table().columns
+    with pytest.raises(ValueError, match="one entry per row"):
+        stats.cell_count_baseline(counts[:3], y, counts, y, wells)
+
+
+def test_cell_counts_from_truth_or_masks(tmp_path):
+    import tifffile
+
+    masks = np.zeros((8, 8), np.uint16)
+    masks[1:3, 1:3], masks[5:7, 5:7] = 1, 7
+    tifffile.imwrite(tmp_path / "m.tif", masks)
+    index = pd.DataFrame({"key": ["a", "b"], "path_masks": [tmp_path / "m.tif"] * 2})
+    assert stats.cell_counts(index).tolist() == [2, 2]
+    truth = pd.DataFrame({"key": ["b", "a"], "n_cells": [5, 9]})
+    assert stats.cell_counts(index, truth).tolist() == [9, 5]
+    with pytest.raises(ValueError, match="first: 'c'"):
+        stats.cell_counts(index.assign(key=["a", "c"]), truth)
+
+
+def test_size_matched_keeps_the_leak_and_removes_the_size_difference():
+    import pandas as pd
+
+    from cellutils import splits
+
+    big = pd.DataFrame({"well": list("aabbccdd") * 3, "y": range(24)})
+    small = big.iloc[:10]
+    matched = splits.size_matched(big, small, seed=1)
+    assert len(matched) == len(small) and matched.index.isin(big.index).all()
+    assert matched.index.is_monotonic_increasing
+    with pytest.raises(ValueError, match="nothing to remove"):
+        splits.size_matched(small, big)

@@ -25,8 +25,13 @@ def _check_lesson(metrics: dict) -> None:
     assert set(heads) == {"reported", "trusted"} and heads["trusted"]["leak_free"]
     assert metrics["comparisons"]
     for c in metrics["comparisons"]:
-        assert {"lesson", "a", "b", "metric", "diff", "ci", "unit"} <= set(c)
+        assert {"lesson", "a", "b", "metric", "diff", "ci", "unit", "n_units", "seeds"} <= set(c)
+        assert "p_holm" in c or "ci_holm" in c, c["lesson"]
         assert c["ci"][0] <= c["diff"] <= c["ci"][1]
+    assert sum(bool(c.get("primary")) for c in metrics["comparisons"]) == 1
+    assert any("cell_count" in r or "cell count" in r["label"] for r in metrics["results"]), (
+        "a cell-count baseline beside the lesson's results"
+    )
 
 
 def test_there_are_notebooks():

@@ -30,7 +30,7 @@ def _write(root, nb, run_id, acc_free, profile="quick"):
     free = lesson.record(
         Protocol("split by well", "well", True, "no shared well"), t, free_pred, units, 4, t
     )
-    lesson.compare("the leak", rep, free)
+    lesson.compare("the leak", rep, free, primary=True)
     lesson.write(
         run, reported=rep, trusted=free, trust="by well", data="synthetic", settings=profile
     )

@@ -78,9 +78,11 @@ PREFIX = "cpg0000-jump-pilot/source_4/"
 IMAGE_DIR = "images/2020_11_04_CPJUMP1/images"
 PLATEMAP = "metadata/platemaps/2020_11_04_CPJUMP1/platemap/JUMP-Target-1_compound_platemap.tsv"
 COMPOUNDS = "metadata/external_metadata/JUMP-Target-1_compound_metadata.tsv"
-# Latent shifts (``simulate.context_shift``): CPJUMP1's well-position effect is large (percent
-# replicating of DMSO wells at one position: 53%), its plates differ less.
-NUISANCE = {"experiment_sd": 0.0, "plate_sd": 0.2, "well_sd": 0.5}
+# Latent shifts (``simulate.context_shift``; chosen, not fitted: docs/simulator.md): CPJUMP1's
+# well-position effect is large (same-position DMSO wells: 53.1% percent replicating), shared by
+# a position on every plate (``position_sd``), beside each well's own handling (``well_sd``);
+# together as large as the former per-well 0.5 (0.3^2 + 0.4^2 = 0.5^2). Its plates differ less.
+NUISANCE = {"experiment_sd": 0.0, "plate_sd": 0.2, "well_sd": 0.3, "position_sd": 0.4}
 
 
 def cpjump1_site_key(index: pd.DataFrame) -> pd.Series:

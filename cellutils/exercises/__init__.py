@@ -211,3 +211,48 @@ def check_missed(answer: Iterable[str], maps: pd.DataFrame) -> bool:
         "below_corrected_p",
         explain=f"{len(truth)} of {int(active.sum())} truly active compounds are missed by mAP",
     )
+
+
+def check_step(key: str, training_step, model, x, y, lr: float) -> Outcome:
+    """``training_step(model, x, y, optimizer, loss_fn) -> float``: one forward, loss,
+    backward and optimiser step, returning the loss. Run on a copy of ``model`` with Adam and
+    compared with a reference step on another copy (same dropout draws): the loss returned and
+    the weights after. ``x`` may be a tuple (a multi-input model: ``model(*x)``)."""
+    import copy
+
+    import torch
+    from torch import nn
+
+    if training_step is Ellipsis:
+        return check(key, ..., None, "")
+    hint = (
+        "forward (logits = model(x), or model(*x) for several inputs), loss = loss_fn(logits, "
+        "y), optimizer.zero_grad(), loss.backward(), optimizer.step(); return loss.item()"
+    )
+    mine, ref = copy.deepcopy(model).train(), copy.deepcopy(model).train()
+    loss_fn = nn.CrossEntropyLoss()
+    trainable = [p for p in mine.parameters() if p.requires_grad]
+    torch.manual_seed(0)
+    got = training_step(mine, x, y, torch.optim.Adam(trainable, lr=lr), loss_fn)
+    opt = torch.optim.Adam([p for p in ref.parameters() if p.requires_grad], lr=lr)
+    torch.manual_seed(0)
+    loss = loss_fn(ref(*x) if isinstance(x, (tuple, list)) else ref(x), y)
+    opt.zero_grad()
+    loss.backward()
+    opt.step()
+    if not isinstance(got, (int, float)):
+        return check(key, "no number returned", "the loss", hint)
+    check(key, float(got), loss.item(), hint, tol=1e-5)
+    moved = max(
+        float((a.detach() - b.detach()).abs().max())
+        for a, b in zip(mine.parameters(), ref.parameters(), strict=True)
+    )
+    return check(
+        f"{key} weights",
+        moved,
+        0.0,
+        "the loss is right but the weights after the step differ: call zero_grad before "
+        "backward, and step once",
+        tol=1e-5,
+        explain=f"loss {loss.item():.4f}; the step moved the weights as the reference did",
+    )
