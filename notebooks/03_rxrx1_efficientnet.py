@@ -303,6 +303,7 @@ lesson = Lesson(
     nuisance="experiment",
     unit="well",
 )
+lesson.declare_primary("000: random split vs held-out experiment")  # before any result
 
 # %%
 def run_protocol(name, tr, data=images, aug=augment):

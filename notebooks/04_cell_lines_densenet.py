@@ -374,6 +374,7 @@ lesson = Lesson(
     nuisance="sample",
     unit="sample",
 )
+lesson.declare_primary("001: normalisation statistics from all data")  # before any result
 
 # %%
 P = {

@@ -320,6 +320,7 @@ lesson = Lesson(
     nuisance="well",
     unit="well",
 )
+lesson.declare_primary("002: oversampling before the split")  # before any result
 
 # %%
 def run_protocol(name, tr, ev, n_seeds=seeds):
