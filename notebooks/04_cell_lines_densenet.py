@@ -374,7 +374,7 @@ lesson = Lesson(
     nuisance="sample",
     unit="sample",
 )
-lesson.declare_primary("001: normalisation statistics from all data")  # before any result
+lesson.declare_primary("001: normalisation statistics from all data (val)")  # before any result
 
 # %%
 P = {
@@ -457,11 +457,14 @@ final = "test" if len(test) else "val"
 
 # %%
 lesson.compare(
-    "001: normalisation statistics from all data", res["all", "val"], res["train", "val"]
+    "001: normalisation statistics from all data (val)", res["all", "val"], res["train", "val"]
 )
-lesson.compare(
-    "001: normalisation statistics from all data", res["all", final], res["train", final]
-)
+if final != "val":
+    lesson.compare(
+        f"001: normalisation statistics from all data ({final})",
+        res["all", final],
+        res["train", final],
+    )
 if try_class_weights:
     lesson.compare("001: class-weighted loss", res["weights", final], res["train", final])
     # the report's worry: the rare lines. The same comparison on their samples only
