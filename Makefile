@@ -8,9 +8,10 @@ REAL       ?=
 KERNEL     := cellpaint
 STAMP      := $(VENV)/.setup-done
 PIP_FLAGS  ?= -q
+MYST       := node_modules/.bin/myst
 
 .DEFAULT_GOAL := help
-.PHONY: help setup weights test lint reproduce lab bench calibrate data data-rxrx1 data-cpjump1 strip student hooks clean distclean
+.PHONY: help setup weights test lint reproduce lab bench calibrate data data-rxrx1 data-cpjump1 strip student hooks site clean distclean
 
 help: ## list the targets (this text)
 	@echo "cellpaint-course -- usage: make <target> [SETTINGS=quick|smoke|full]"
@@ -32,7 +33,7 @@ $(STAMP): pyproject.toml constraints.txt
 weights: setup ## (re)build the offline cellpose model from the registry's cellpose 0.0.1.6 wheel (GPL-3, not committed)
 	$(PY) -m cellutils.cellpose_weights weights --force
 
-test: setup ## set up, then lint and run the tests (notebooks run in the smoke settings)
+test: setup $(if $(shell command -v npm 2>/dev/null),$(MYST)) ## set up, then lint and run the tests (notebooks run in the smoke settings; with npm, the site too)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(PY) -m pytest
@@ -44,9 +45,18 @@ lint: setup ## ruff (check + format) on code and notebooks, plus the notebook co
 
 reproduce: setup ## set up, then run every notebook headlessly (SETTINGS=quick|full; REAL=real.yml for real data)
 	$(PY) -m cellutils.notebooks run --settings $(SETTINGS) $(if $(REAL),--real $(REAL))
+	$(PY) -m cellutils.summary readme
 
-lab: setup ## open JupyterLab (a notebook run there uses the quick settings without a GPU, the full ones on a GPU)
-	$(VENV)/bin/jupyter lab --notebook-dir=.
+lab: setup ## open JupyterLab on the start page (a notebook run there uses the quick settings without a GPU, the full ones on a GPU)
+	$(VENV)/bin/jupyter lab --notebook-dir=. docs/start.md
+
+$(MYST): package.json package-lock.json
+	@command -v npm >/dev/null || { echo "make site needs node >= 18 and npm (e.g. apt-get install nodejs npm)"; exit 1; }
+	npm ci --no-audit --no-fund
+	@touch $@
+
+site: setup $(MYST) ## HTML course site (MyST, pinned in package.json) from the newest executed notebooks into build/site/ (SITE_TEMPLATE=<folder>: a built theme, offline)
+	$(PY) -m cellutils.site $(if $(SITE_TEMPLATE),--template $(SITE_TEMPLATE)) $(ARGS)
 
 bench: setup ## benchmarks: ratios against a baseline measured in the same run (ONLY=fullscale: some; JSON in results/bench/)
 	$(PY) -m benchmarks $(ONLY)

@@ -3,12 +3,20 @@ or ``~/.cellpose/models``), or build the ``cyto`` model of cellpose 0.0.1.6 from
 wheel (MXNet arrays converted to cellpose 3's PyTorch network, checksum-verified; GPL-3: built
 on your machine, never committed). ``make weights`` runs ``python -m cellutils.cellpose_weights``.
 
+Every model file the course builds or installs is pinned by SHA-256 (``verify_sha256``): the
+wheel's ``cyto_0`` and size model, the converted network (by a digest of its tensors, which
+does not depend on torch's file format), and, in ``cellutils.models``, EfficientNet-Lite0's
+weights and torchvision's (the hash prefix in their file names). The size model is a pickle
+that cellpose loads with ``allow_pickle``; any size model (yours too) must first pass
+``check_size_model``, which refuses a pickle that calls anything but numpy's array builders.
+
 Segmenting is ``cellutils.segment``'s job; this module only provides the weights it uses.
 """
 
 from __future__ import annotations
 
 import hashlib
+import io
 import os
 import struct
 import sys
@@ -24,12 +32,125 @@ from cellutils.paths import atomic_write_bytes
 CYTO0_WHEEL = "cellpose==0.0.1.6"
 CYTO0_SHA256 = "dfc4dd843199e9aacb57cfa81f260b957e0b3e1cef92566db18b93c22a0967cb"
 SIZE0_MEMBER = "cellpose/models/size_cyto_A.npy"
+SIZE0_SHA256 = "87f6102b50859c945461febba7e6611218761afa47a2761274870f4c3e8d4e57"
+# digest of the converted network's tensors (``state_digest``): names, dtypes, shapes, values
+CONVERTED_STATE_SHA256 = "79451f060605b60097cd0ec160667c8f351618b152bc517672a563ce3ae27a91"
 CONVERTED = "cyto0_torch"  # file names in the cellpose model folder
 CONVERTED_SIZE = "size_cyto0_torch.npy"
 
 
 class WeightsError(RuntimeError):
     """The weights cannot be read, verified or built; the message has the fix."""
+
+
+# Pinned hashes
+# --------------------------------------------------------------------------------------------
+
+_VERIFIED: dict[tuple[str, int, int, str], bool] = {}  # (path, size, mtime, digest) checked
+
+
+def _stamp(path: Path, expected: str) -> tuple[str, int, int, str]:
+    st = path.stat()
+    return str(path.resolve()), st.st_size, st.st_mtime_ns, expected
+
+
+def verify_sha256(path: str | os.PathLike, expected: str, fix: str) -> Path:
+    """Check ``path``'s SHA-256 against its pinned value; a mismatch is a ``WeightsError``
+    naming the file and ``fix``. Checked once per file version (size, mtime) per process."""
+    path = Path(path)
+    stamp = _stamp(path, expected)
+    if stamp in _VERIFIED:
+        return path
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(2**20), b""):
+            h.update(block)
+    if h.hexdigest() != expected:
+        raise WeightsError(
+            f"{path} has SHA-256 {h.hexdigest()}, expected {expected}: the file is damaged "
+            f"or not the one the course pins, so it is not loaded. {fix}"
+        )
+    _VERIFIED[stamp] = True
+    return path
+
+
+def state_digest(path: str | os.PathLike) -> str:
+    """SHA-256 of a state-dict file's tensors (sorted names, dtypes, shapes, values), loaded
+    with ``weights_only=True``: the same for every torch version that wrote the file."""
+    import torch
+
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    h = hashlib.sha256()
+    for name in sorted(state):
+        t = state[name].detach().cpu().contiguous()
+        h.update(f"{name}|{t.dtype}|{tuple(t.shape)}\n".encode())
+        h.update(t.numpy().tobytes())
+    return h.hexdigest()
+
+
+def verify_converted(path: str | os.PathLike) -> Path:
+    """The converted cyto network, checked against ``CONVERTED_STATE_SHA256``."""
+    path = Path(path)
+    stamp = _stamp(path, CONVERTED_STATE_SHA256)
+    if stamp not in _VERIFIED:
+        digest = state_digest(path)
+        if digest != CONVERTED_STATE_SHA256:
+            raise WeightsError(
+                f"{path}: its tensors' SHA-256 is {digest}, expected {CONVERTED_STATE_SHA256}; "
+                "not the network converted from cellpose 0.0.1.6. Rebuild it: `make weights`."
+            )
+        _VERIFIED[stamp] = True
+    return path
+
+
+_NUMPY_BUILDERS = {
+    (m, n)
+    for m in ("numpy.core.multiarray", "numpy._core.multiarray")
+    for n in ("_reconstruct", "scalar")
+} | {
+    ("numpy", "ndarray"),
+    ("numpy", "dtype"),
+    ("numpy.core.numeric", "_frombuffer"),
+    ("numpy._core.numeric", "_frombuffer"),
+}
+
+
+def check_size_model(path: str | os.PathLike) -> Path:
+    """Refuse a cellpose size model (a pickled dict in a ``.npy``) whose pickle calls anything
+    but numpy's array builders: cellpose loads it with ``allow_pickle=True``."""
+    import pickle
+
+    path = Path(path)
+
+    class _Numpy(pickle.Unpickler):
+        def find_class(self, module: str, name: str):
+            if (module, name) not in _NUMPY_BUILDERS:
+                raise WeightsError(
+                    f"{path}: the size model's pickle calls {module}.{name}; a size model "
+                    "holds only numpy arrays, so it is not loaded. Replace the file with "
+                    "cellpose's own (or delete it: sizes then come from the diameter you pass)."
+                )
+            return super().find_class(module, name)
+
+    try:
+        with open(path, "rb") as f:
+            version = np.lib.format.read_magic(f)
+            read_header = (
+                np.lib.format.read_array_header_1_0
+                if version == (1, 0)
+                else np.lib.format.read_array_header_2_0
+            )
+            _, _, dtype = read_header(f)
+            if dtype.hasobject:
+                _Numpy(f).load()
+    except WeightsError:
+        raise
+    except Exception as exc:
+        raise WeightsError(
+            f"cannot read the size model {path} ({type(exc).__name__}: {exc}). Replace it "
+            "with cellpose's own, or `make weights` for the converted model's."
+        ) from exc
+    return path
 
 
 # Weights
@@ -113,9 +234,9 @@ def convert_cyto0(src: str | os.PathLike, dest: str | os.PathLike, diam_mean: fl
     net.load_state_dict(state, strict=True)  # raises on any missing/unexpected/mis-shaped key
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dest.with_name(dest.name + f".{os.getpid()}.partial")
-    torch.save(net.state_dict(), tmp)
-    os.replace(tmp, dest)
+    buf = io.BytesIO()
+    torch.save(net.state_dict(), buf)
+    atomic_write_bytes(dest, buf.getvalue(), overwrite=True)
     return dest
 
 
@@ -148,15 +269,20 @@ def install_cellpose_weights(
         with zipfile.ZipFile(wheel) as z:
             data = z.read("cellpose/models/cyto_0")
             size = z.read(SIZE0_MEMBER)
-        digest = hashlib.sha256(data).hexdigest()
-        if digest != CYTO0_SHA256:
-            raise WeightsError(
-                f"cyto_0 in {wheel} has SHA-256 {digest}, expected "
-                f"{CYTO0_SHA256}; refusing to convert an unknown file."
-            )
+        for member, blob, expected in (
+            ("cyto_0", data, CYTO0_SHA256),
+            (SIZE0_MEMBER, size, SIZE0_SHA256),
+        ):
+            digest = hashlib.sha256(blob).hexdigest()
+            if digest != expected:
+                raise WeightsError(
+                    f"{member} in {wheel} has SHA-256 {digest}, expected "
+                    f"{expected}; refusing to use an unknown file."
+                )
         raw = Path(tmp) / "cyto_0"
         raw.write_bytes(data)
         convert_cyto0(raw, dest)
+        verify_converted(dest)
         atomic_write_bytes(size_dest, size, overwrite=True)
     return dest
 
@@ -169,15 +295,24 @@ class CellposeWeights:
 
 
 def find_cellpose_weights() -> CellposeWeights | None:
-    """The best cellpose weights on this machine: your cyto3, else the converted cyto model."""
+    """The best cellpose weights on this machine: your cyto3, else the converted cyto model
+    (verified against its pinned hashes). Size models are checked by ``check_size_model``;
+    cellpose loads the networks with ``weights_only=True``."""
     d = model_dir()
     if (d / "cyto3").exists():
         size = d / "size_cyto3.npy"
-        return CellposeWeights(d / "cyto3", size if size.exists() else None, "cyto3")
+        return CellposeWeights(
+            d / "cyto3", check_size_model(size) if size.exists() else None, "cyto3"
+        )
     if (d / CONVERTED).exists():
         size = d / CONVERTED_SIZE
+        if size.exists():
+            verify_sha256(size, SIZE0_SHA256, "Rebuild it: `make weights`.")
+            check_size_model(size)
         return CellposeWeights(
-            d / CONVERTED, size if size.exists() else None, "cyto (cellpose 0.0.1.6, converted)"
+            verify_converted(d / CONVERTED),
+            size if size.exists() else None,
+            "cyto (cellpose 0.0.1.6, converted)",
         )
     return None
 

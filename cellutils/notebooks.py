@@ -277,6 +277,7 @@ def run_notebook(
     stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
     run_dir = new_run_dir(stem, results, run_id=f"{stamp}-{profile}")
     params.update(settings=profile, results_dir=str(run_dir))
+    save_environment(run_dir)
     executed = run_dir / path.name
     start = time.perf_counter()
     try:
@@ -299,6 +300,33 @@ def run_notebook(
         raise NotebookFailed(message) from exc
     seconds = time.perf_counter() - start
     return RunRecord(stem, profile, round(seconds, 2), str(run_dir), str(executed), True)
+
+
+def save_environment(run_dir: str | Path) -> Path:
+    """Write ``environment.txt`` into a run folder: Python, platform, torch and its CUDA/cuDNN,
+    the device a run picks, and ``pip freeze``, so a result can be traced to its environment."""
+    import platform
+
+    import torch
+
+    from cellutils.runtime import pick_device
+
+    cuda = torch.cuda.is_available()
+    lines = [
+        f"python: {sys.version.split()[0]} ({sys.executable})",
+        f"platform: {platform.platform()}",
+        f"torch: {torch.__version__}",
+        f"torch CUDA: {torch.version.cuda} (cuDNN {torch.backends.cudnn.version()})",
+        f"CUDA available: {cuda}" + (f" ({torch.cuda.get_device_name(0)})" if cuda else ""),
+        f"device: {pick_device(verbose=False)}",
+    ]
+    freeze = subprocess.run(
+        [sys.executable, "-m", "pip", "freeze"], capture_output=True, text=True, check=False
+    )
+    lines += ["", "pip freeze:", freeze.stdout.strip() or f"(pip freeze failed: {freeze.stderr})"]
+    target = Path(run_dir) / "environment.txt"
+    atomic_write_text(target, "\n".join(lines) + "\n")
+    return target
 
 
 def _source_cell(source: Path, executed: Path, index: int, count) -> str:

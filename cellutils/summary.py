@@ -95,53 +95,68 @@ def comparisons_table(metrics: dict[str, dict]) -> pd.DataFrame:
 
 
 def plot_headline(table: pd.DataFrame):
-    """One panel per report, each on its own task: ours under the report's protocol and the
-    number to trust, with 95% intervals and that task's chance (grey bar) and majority-class
-    (x) baselines; the claim as a red dashed line, its class count in the title."""
+    """One panel per report, three rows kept apart: the report's claim (real data, its own
+    metric and class count, red outline), then our synthetic results under the report's
+    protocol and the number to trust (each with its 95% interval, metric and class count), with
+    that row's chance (grey bar) and majority-class (x) baselines; a legend says which is which."""
     import matplotlib.pyplot as plt
+    from matplotlib.lines import Line2D
+    from matplotlib.patches import Patch
 
-    fig, axes = plt.subplots(len(table), 1, figsize=(10, 1.3 * len(table) + 0.8), squeeze=False)
+    colours = {"reported": "#c2a5cf", "trusted": "#1b7837"}
+    fig, axes = plt.subplots(len(table), 1, figsize=(10, 1.6 * len(table) + 1.2), squeeze=False)
     for ax, r in zip(axes[:, 0], table.itertuples(index=False), strict=True):
-        for y, (prefix, colour) in enumerate((("reported", "#c2a5cf"), ("trusted", "#1b7837"))):
+        claimed_metric = str(r.claimed_metric or r.metric).replace("_", " ")
+        if r.claimed is not None and not pd.isna(r.claimed):
+            ax.barh(0, r.claimed, color="white", edgecolor="#b2182b", lw=1.5, hatch="..")
+            ax.text(
+                1.01,
+                0,
+                f"{claimed_metric}, {r.claimed_classes} classes",
+                va="center",
+                fontsize=7,
+                color="#b2182b",
+                transform=ax.get_yaxis_transform(),
+            )
+        claim_majority = getattr(r, "claimed_majority", None)  # on the report's own data
+        if claim_majority is not None and not pd.isna(claim_majority):
+            ax.plot(claim_majority, 0, "x", color="#b2182b")
+        for y, prefix in ((1, "reported"), (2, "trusted")):
             v = getattr(r, f"{prefix}_value")
             if v is None or pd.isna(v):
                 continue
             err = [[v - getattr(r, f"{prefix}_ci_low")], [getattr(r, f"{prefix}_ci_high") - v]]
-            ax.barh(
-                y,
-                v,
-                xerr=err,
-                color=colour,
-                edgecolor="black",
-                capsize=3,
-                hatch="//" if prefix == "reported" else None,
-            )
+            ax.barh(y, v, xerr=err, color=colours[prefix], edgecolor="black", capsize=3)
             ax.plot([getattr(r, f"{prefix}_chance")] * 2, [y - 0.4, y + 0.4], color="grey", lw=3)
             ax.plot(getattr(r, f"{prefix}_majority"), y, "kx")
             ax.text(
                 1.01,
                 y,
-                f"{getattr(r, f'{prefix}_n_classes')} classes",
+                f"{r.metric.replace('_', ' ')}, {getattr(r, f'{prefix}_n_classes')} classes",
                 va="center",
                 fontsize=7,
                 transform=ax.get_yaxis_transform(),
             )
-        if r.claimed is not None and not pd.isna(r.claimed):
-            ax.plot([r.claimed] * 2, [-0.5, 1.5], color="#b2182b", ls="--", lw=1.5)
-        ax.set_yticks([0, 1], ["report's protocol", "trust this"], fontsize=8)
+        ax.axhline(0.5, color="black", lw=0.6)
+        ax.set_yticks(
+            [0, 1, 2], ["claim (real data)", "ours: report's protocol", "ours: trust this"]
+        )
+        ax.tick_params(axis="y", labelsize=8)
         ax.invert_yaxis()
         ax.set_xlim(0, 1)
-        ax.set_title(
-            f"report {r.report} ({r.notebook}): {r.metric.replace('_', ' ')}; claimed "
-            f"{r.claimed:.2f} on {r.claimed_classes} classes (red)",
-            fontsize=9,
-            loc="left",
-        )
-    axes[-1, 0].set_xlabel(
-        "score with 95% interval; grey bar: chance, x: majority class, "
-        "each for that row's own classes"
-    )
-    fig.tight_layout()
+        ax.set_title(f"report {r.report} ({r.notebook})", fontsize=9, loc="left")
+    axes[-1, 0].set_xlabel("score (each row on its own metric and classes; bars: 95% interval)")
+    handles = [
+        Patch(facecolor="white", edgecolor="#b2182b", hatch="..", label="claim: real data"),
+        Patch(
+            facecolor=colours["reported"], edgecolor="black", label="synthetic: report's protocol"
+        ),
+        Patch(facecolor=colours["trusted"], edgecolor="black", label="synthetic: trust this"),
+        Line2D([], [], color="grey", lw=3, label="chance (1 / classes)"),
+        Line2D([], [], color="black", marker="x", ls="", label="majority class (red: the claim's)"),
+    ]
+    fig.legend(handles=handles, loc="upper center", ncol=3, fontsize=8, frameon=False)
+    fig.tight_layout(rect=(0, 0, 1, 1 - 0.9 / fig.get_figheight()))
     return fig
 
 
@@ -284,3 +299,45 @@ def predictions_table(preds: dict[tuple[str, str, str], dict]) -> pd.DataFrame:
             }
         )
     return pd.DataFrame(rows)
+
+
+README_START, README_END = "<!-- results:start -->", "<!-- results:end -->"
+
+
+def update_readme(
+    summary: str | os.PathLike | None = None, readme: str | os.PathLike | None = None
+) -> Path:
+    """Copy ``SUMMARY.md``'s tables (not its figures, which stay in results/) into the README
+    between ``README_START`` and ``README_END``, so the README quotes the last run instead of
+    typed numbers. ``make reproduce`` calls it; only the text between the markers changes."""
+    from cellutils.paths import repo_root
+
+    summary = Path(summary) if summary else results_root() / "SUMMARY.md"
+    readme = Path(readme) if readme else repo_root() / "README.md"
+    if not summary.exists():
+        raise FileNotFoundError(f"{summary} does not exist; run `make reproduce` first.")
+    text = readme.read_text()
+    if text.count(README_START) != 1 or text.count(README_END) != 1:
+        raise ValueError(
+            f"{readme} must hold {README_START} and {README_END} once each (the generated "
+            "results block); put them back around the results section."
+        )
+    body = summary.read_text().split("\n## Figures")[0].splitlines()[1:]  # drop the title
+    body = [("#" + line) if line.startswith("## ") else line for line in body]
+    block = "\n".join(
+        [README_START, f"<!-- generated from {summary.name}: edit cellutils.summary -->"]
+        + body
+        + ["", f"Every table, with the figures: `results/{summary.name}`.", README_END]
+    )
+    head, rest = text.split(README_START, 1)
+    new = head + block + rest.split(README_END, 1)[1]
+    atomic_write_text(readme, new, overwrite=True)
+    return readme
+
+
+if __name__ == "__main__":
+    import sys
+
+    if sys.argv[1:] != ["readme"]:
+        sys.exit("usage: python -m cellutils.summary readme  (refresh the README's results)")
+    print(f"results block refreshed: {update_readme()}")

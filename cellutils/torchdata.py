@@ -8,6 +8,10 @@ on the training split, and augmentation that treats every channel alike.
 ``decode`` writes a memory-mapped ``.npy`` under ``<data root>/cache/decoded/`` keyed by the
 files, their sizes and modification times, the channels and the output size, so training reads
 arrays instead of decoding six PNGs per sample per epoch; ``cache=False`` keeps them in memory.
+Every file's values are kept (the array's dtype holds every file exactly, see
+``cellutils.images``); the first unreadable file stops the run, naming it, and leaves no
+partial file; an interrupted run continues where it stopped. ``ChannelStats.fit`` streams
+batches, so its memory does not grow with the number of images.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ import json
 import os
 import shutil
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,6 +34,7 @@ from torchvision.transforms import v2
 from tqdm.auto import tqdm
 
 from cellutils.datasets import load_site, path_columns
+from cellutils.images import ImageError, common_dtype, note_mixed_dtypes, probe
 from cellutils.paths import data_root as _data_root
 
 # --------------------------------------------------------------------------------------------
@@ -51,12 +56,113 @@ def resize(image: np.ndarray, size: int | None) -> np.ndarray:
     return out.astype(image.dtype)
 
 
-def _cache_key(files: list[str], channels, size, dtype: str) -> str:
-    h = hashlib.sha1(json.dumps([channels, size, dtype]).encode())
+_CACHE_VERSION = "v2"  # v2: one dtype for all files (images.common_dtype); v1 caches may wrap
+
+
+def _cache_key(files: list[str], channels, size) -> str:
+    h = hashlib.sha1(json.dumps([_CACHE_VERSION, channels, size]).encode())
     for f in files:
-        st = os.stat(f)
+        try:
+            st = os.stat(f)
+        except FileNotFoundError:
+            raise ImageError(
+                f"missing image file: {f}. Check the data root (CELLUTILS_DATA) and that the "
+                "download finished, or read the index again."
+            ) from None
         h.update(f"{f}|{st.st_size}|{st.st_mtime_ns}\n".encode())
     return h.hexdigest()[:16]
+
+
+def _plan(rows: list[dict], channels, size, jobs: int) -> tuple[np.dtype, tuple[int, ...]]:
+    """The dtype and (C, H, W) shape of every decoded site, from the files' headers: one
+    dtype that holds every file exactly (``images.common_dtype``), one shape for all sites."""
+    cols = [f"path_{c}" for c in channels] if channels else list(rows[0])
+    files = [r[c] for r in rows for c in cols]
+    with ThreadPoolExecutor(jobs) as pool:
+        probed = list(pool.map(probe, files))
+    examples: dict[np.dtype, str] = {}
+    for f, (d, _) in zip(files, probed, strict=True):
+        examples.setdefault(d, str(f))
+    dtype = common_dtype(examples)
+    if len(examples) > 1:
+        note_mixed_dtypes(examples, dtype)
+    n_channels = 3 if cols == ["path_rgb"] else len(cols)
+    hw = {shape[:2] for _, shape in probed}
+    if size is None and len(hw) > 1:
+        odd, shape = next(
+            (f, s) for f, (_, s) in zip(files, probed, strict=True) if s[:2] != probed[0][1][:2]
+        )
+        raise ImageError(
+            f"sites differ in size: {odd} is {shape[:2]}, {files[0]} is "
+            f"{probed[0][1][:2]}. Pass size=... to resize every site to one size."
+        )
+    h, w = (size, size) if size is not None else probed[0][1][:2]
+    return dtype, (n_channels, h, w)
+
+
+def _fill(
+    out: np.ndarray,
+    rows: list[dict],
+    todo: np.ndarray,
+    channels,
+    size,
+    jobs: int,
+    done: np.ndarray | None = None,
+    verbose: bool = True,
+) -> None:
+    """Decode the sites ``todo`` into ``out`` in chunks; the first failure stops the run (no
+    further sites are started). With ``done`` (flags on disk), each finished chunk is flushed
+    and then flagged, so an interrupted run continues where it stopped."""
+
+    def work(i: int) -> None:
+        site = resize(load_site(rows[i], channels), size)
+        if site.shape != out.shape[1:] or not np.can_cast(site.dtype, out.dtype, "safe"):
+            raise ImageError(
+                f"{next(iter(rows[i].values()))} and siblings decode to {site.shape} "
+                f"{site.dtype}, not the {out.shape[1:]} {out.dtype} their headers promised. "
+                "Re-export the site's files."
+            )
+        out[i] = site
+
+    chunk = max(64, 16 * jobs)
+    bar = tqdm(
+        total=len(todo),
+        desc="decode",
+        unit="site",
+        leave=False,
+        disable=not verbose or None,
+        mininterval=2.0,
+    )
+    try:
+        with ThreadPoolExecutor(jobs) as pool:  # PNG/TIFF decoding releases the GIL
+            for start in range(0, len(todo), chunk):
+                part = todo[start : start + chunk]
+                futures = [pool.submit(work, int(i)) for i in part]
+                try:
+                    for f in as_completed(futures):
+                        f.result()  # raises the first failure
+                except BaseException:
+                    for f in futures:
+                        f.cancel()
+                    raise
+                if done is not None:
+                    out.flush()
+                    done[part] = 1
+                    done.flush()
+                bar.update(len(part))
+    finally:
+        bar.close()
+
+
+def _lock(path: Path):
+    """An exclusive lock on ``path`` (blocking) where the OS has ``fcntl``; None elsewhere."""
+    try:
+        import fcntl
+    except ImportError:  # Windows: no lock, two processes on one cache are your call
+        return None
+    fh = open(path, "a")  # noqa: SIM115 - released in decode's finally
+    fcntl.flock(fh, fcntl.LOCK_EX)
+    return fh
 
 
 def decode(
@@ -70,31 +176,62 @@ def decode(
 ) -> np.ndarray:
     """All images of ``index`` as one (N, C, size, size) array, rows in index order.
 
-    With ``cache`` the array is a memory-mapped file reused while the files are unchanged.
+    Every file's values are kept: the array's dtype holds every file exactly
+    (``cellutils.images``' rule for mixed bit depths, from the headers before decoding). The
+    first unreadable file stops the run with an error naming it. With ``cache`` the array is
+    a memory-mapped file reused while the files are unchanged; it is filled in place
+    (``<key>.npy.partial``, finished sites flagged in ``<key>.done.partial``), so an
+    interrupted decode continues where it stopped, and a failed one leaves nothing behind.
     """
     cols = [f"path_{c}" for c in channels] if channels else path_columns(index)
-    first = load_site(index.iloc[0], channels)
-    first = resize(first, size)
-    shape = (len(index), *first.shape)
-    target = None
-    if cache:
-        files = [str(p) for c in cols for p in index[c]]
-        key = _cache_key(files, cols, size, str(first.dtype))
-        folder = _data_root(data_root) / "cache" / "decoded"
-        target = folder / f"{key}.npy"
-        if target.exists():
-            arr = np.load(target, mmap_mode="r")
-            if arr.shape == shape:
-                if verbose:
-                    print(f"decoded images: cache hit {target} {arr.shape}")
-                return arr
-        folder.mkdir(parents=True, exist_ok=True)
-        need = int(np.prod(shape)) * first.dtype.itemsize
+    rows = [dict(r) for _, r in index[cols].iterrows()]
+    jobs = jobs or min(4, os.cpu_count() or 1)
+    if not cache:
+        dtype, site = _plan(rows, channels, size, jobs)
+        out = np.empty((len(rows), *site), dtype=dtype)
+        _fill(out, rows, np.arange(len(rows)), channels, size, jobs, verbose=verbose)
+        return out
+
+    files = [str(p) for c in cols for p in index[c]]
+    key = _cache_key(files, cols, size)
+    folder = _data_root(data_root) / "cache" / "decoded"
+    target = folder / f"{key}.npy"
+    if target.exists():
+        arr = np.load(target, mmap_mode="r")
+        if len(arr) == len(rows):
+            if verbose:
+                print(f"decoded images: cache hit {target} {arr.shape}")
+            return arr
+    folder.mkdir(parents=True, exist_ok=True)
+    partial = folder / f"{key}.npy.partial"
+    flags = folder / f"{key}.done.partial"
+    lock = _lock(folder / f"{key}.lock")
+    try:
+        if target.exists():  # another process finished it while we waited for the lock
+            return np.load(target, mmap_mode="r")
+        dtype, site = _plan(rows, channels, size, jobs)
+        shape = (len(rows), *site)
+        out = done = None
+        if partial.exists() and flags.exists():
+            try:
+                out = np.lib.format.open_memmap(partial, mode="r+")
+                done = np.lib.format.open_memmap(flags, mode="r+")
+            except (ValueError, OSError):
+                out = done = None
+            if out is not None and (
+                out.shape != shape or out.dtype != dtype or len(done) != len(rows)
+            ):
+                out = done = None
+        todo = np.arange(len(rows)) if done is None else np.flatnonzero(done[:] == 0)
+        need = len(todo) * int(np.prod(site)) * dtype.itemsize
         free = shutil.disk_usage(folder).free
         if verbose:
+            resumed = (
+                f", continuing: {len(rows) - len(todo)} sites done" if done is not None else ""
+            )
             print(
-                f"decoded images: writing a {need / 2**30:.2f} GiB cache {shape} to {folder} "
-                f"({free / 2**30:.0f} GiB free)"
+                f"decoded images: writing a {need / 2**30:.2f} GiB cache {shape} {dtype} to "
+                f"{folder} ({free / 2**30:.0f} GiB free{resumed})"
             )
         if need > free - 2**30:  # keep a GiB for everything else
             raise OSError(
@@ -102,39 +239,35 @@ def decode(
                 f"only {free / 2**30:.1f} GiB are free. Free space, set CELLUTILS_DATA "
                 "to a larger disk, or decode fewer sites / a smaller image_size."
             )
-        partial = target.with_suffix(f".{os.getpid()}.partial")
-        out = np.lib.format.open_memmap(partial, mode="w+", dtype=first.dtype, shape=shape)
-    else:
-        out = np.empty(shape, dtype=first.dtype)
-
-    rows = [dict(r) for _, r in index[cols].iterrows()]
-
-    def work(i: int) -> None:
-        out[i] = resize(load_site(rows[i], channels), size)
-
-    out[0] = first  # decoded above to learn the shape and dtype
-    jobs = jobs or min(4, os.cpu_count() or 1)
-    with ThreadPoolExecutor(jobs) as pool:  # PNG/TIFF decoding releases the GIL
-        done = pool.map(work, range(1, len(rows)))
-        list(
-            tqdm(
-                done,
-                "decode",
-                len(rows) - 1,
-                unit="site",
-                leave=False,
-                disable=not verbose or None,
-                mininterval=2.0,
-            )
-        )
-    if target is not None:
+        if out is None:
+            out = np.lib.format.open_memmap(partial, mode="w+", dtype=dtype, shape=shape)
+            done = np.lib.format.open_memmap(flags, mode="w+", dtype=np.uint8, shape=(len(rows),))
+        try:
+            _fill(out, rows, todo, channels, size, jobs, done, verbose)
+        except Exception:
+            del out, done
+            partial.unlink(missing_ok=True)
+            flags.unlink(missing_ok=True)
+            raise
+        except BaseException:  # interrupted: keep what is done for the next call
+            out.flush()
+            if verbose:
+                print(
+                    f"decoded images: interrupted with {int(done[:].sum())} of {len(rows)} "
+                    "sites done; the next call continues from there"
+                )
+            raise
         out.flush()
-        del out
+        del out, done
         os.replace(partial, target)
-        if verbose:
-            print(f"decoded images: wrote cache {target} {shape}")
-        return np.load(target, mmap_mode="r")
-    return out
+        flags.unlink()
+    finally:
+        if lock is not None:  # a process waiting on it re-checks the target when it gets it
+            (folder / f"{key}.lock").unlink(missing_ok=True)
+            lock.close()
+    if verbose:
+        print(f"decoded images: wrote cache {target} {shape}")
+    return np.load(target, mmap_mode="r")
 
 
 # --------------------------------------------------------------------------------------------
@@ -164,6 +297,34 @@ class Labels:
         return len(self.classes)
 
 
+def channel_moments(
+    images: np.ndarray, rows: Sequence[int] | np.ndarray, batch_bytes: int = 2**26
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per-channel mean and (population) standard deviation of ``images[rows]`` (N, C, H, W),
+    streamed: batches of about ``batch_bytes`` as float64, combined with Chan's parallel
+    update, so memory stays at one batch whatever the number of rows (a memory-mapped cache
+    is read batch by batch)."""
+    rows = np.asarray(rows)
+    per_image = int(np.prod(images.shape[1:])) * 8
+    step = max(1, batch_bytes // per_image)
+    n = 0
+    mean = np.zeros(images.shape[1])
+    m2 = np.zeros(images.shape[1])
+    for start in range(0, len(rows), step):
+        x = np.asarray(images[rows[start : start + step]], dtype=np.float64)
+        k = x.shape[0] * x.shape[2] * x.shape[3]
+        b_mean = x.mean(axis=(0, 2, 3))
+        b_m2 = ((x - b_mean[:, None, None]) ** 2).sum(axis=(0, 2, 3))
+        delta = b_mean - mean
+        total = n + k
+        mean = mean + delta * (k / total)
+        m2 = m2 + b_m2 + delta**2 * (n * k / total)
+        n = total
+    if n == 0:
+        raise ValueError("no rows to compute channel statistics on")
+    return mean, np.sqrt(m2 / n)
+
+
 @dataclass
 class ChannelStats:
     """Per-channel mean and standard deviation, fitted on the rows you give (training only)."""
@@ -182,9 +343,7 @@ class ChannelStats:
         rows = np.unique(np.asarray(rows))
         if len(rows) > max_images:
             rows = np.sort(np.random.default_rng(seed).choice(rows, max_images, replace=False))
-        x = np.asarray(images[rows], dtype=np.float64)
-        mean = x.mean(axis=(0, 2, 3))
-        std = x.std(axis=(0, 2, 3))
+        mean, std = channel_moments(images, rows)
         return cls([float(m) for m in mean], [float(max(s, 1e-6)) for s in std])
 
     def transform(self) -> v2.Normalize:
@@ -375,9 +534,9 @@ class ControlNormalised:
                     f"plate {key} has no control images to normalise to; keep the "
                     "control wells in the index passed to ControlNormalised"
                 )
-            x = np.asarray(images[np.sort(ctrl)], np.float64)
-            self.mean[g] = x.mean(axis=(0, 2, 3))
-            self.std[g] = np.maximum(x.std(axis=(0, 2, 3)), 1e-6)
+            mean, std = channel_moments(images, np.sort(ctrl))
+            self.mean[g] = mean
+            self.std[g] = np.maximum(std, 1e-6)
 
     def __len__(self) -> int:
         return self.shape[0]

@@ -15,7 +15,8 @@
 # %% [markdown]
 # # 00 · The data: four real layouts, one synthetic stand-in
 #
-# > **Time** quick profile: about 2 min on 2 CPU cores (the run's timing, data already generated) · full profile: on one GPU, not yet timed  
+# > **Time** a few minutes (quick settings, 2 CPU cores, data already generated; the first run also generates it) · full settings: the same work, on one GPU  
+# > **Settings** quick and full read the same data: nothing here trains  
 # > **Needs** nothing (synthetic data; real folders optional)  
 # > **You will learn**
 # > - the four real on-disk layouts (RxRx1, CPJUMP1, the course subset, the cell lines) and how one index reads them all
@@ -83,7 +84,9 @@ print("results ->", run)
 
 # %%
 roots = {
-    name: catalog.locate(name, real[name], data_root, synthetic.get(name), seed)
+    name: catalog.locate(
+        name, real=real[name], data_root=data_root, overrides=synthetic.get(name), seed=seed
+    )
     for name in catalog.LAYOUTS
 }
 index = {name: catalog.read_index(name, root) for name, root in roots.items()}
@@ -151,7 +154,7 @@ fig = display.show_images(
     suptitle=f"CPJUMP1 {row.Metadata_Plate} {row.Metadata_Well} site {row.Metadata_Site}: "
     f"{row.Metadata_pert_iname}",
 )
-display.channel_key(fig, stains[:5], datasets.cpjump1.COLOURS, "composite channels")
+display.channel_key(fig, stains[:5], datasets.cpjump1.COLOURS, title="composite channels")
 display.save_figure(fig, run, "cpjump1_channels")
 
 # %%
@@ -175,9 +178,14 @@ display.channel_key(
     fig,
     list(datasets.cell_lines.CHANNELS.values())[:3],
     datasets.cell_lines.COLOURS,
-    "HPA-style channels",
+    title="HPA-style channels",
 )
 display.save_figure(fig, run, "subset_and_cell_lines")
+
+# %% [markdown] tags=["checkpoint"]
+# > **Checkpoint.** You can now read each of the four layouts into one table of sites and show
+# > a site channel by channel. Before going on: in each index, which column is the label, and
+# > which columns name a batch (plate, well, experiment) that a model could learn instead?
 
 # %% [markdown]
 # ## 3 · Plate maps: where the controls sit
@@ -205,13 +213,42 @@ display.plate_map(
 if catalog.is_synthetic(roots["cpjump1_subset"]):  # cell counts: the generator's ground truth
     counts = synth.read_truth(roots["cpjump1_subset"])["sites"]
     display.plate_heatmap(
-        counts.well, counts.n_cells, axes[2], title="Course subset: cells per site, well mean"
+        counts.well, counts.n_cells, ax=axes[2], title="Course subset: cells per site, well mean"
     )
 else:
     axes[2].set_axis_off()
     axes[2].set_title("cell counts need masks: run notebook 01 on the real subset")
 fig.tight_layout()
 display.save_figure(fig, run, "plate_maps")
+
+# %% [markdown] tags=["exercise"]
+# **Exercise 00.1 · Compounds with one well.** Read the course subset's metadata (`sub`): which
+# compounds have all their images in **one well**? Answer with a set of names, `one_well`.
+# (Count the distinct wells per compound.)
+
+# %% tags=["solution"]
+wells_per_compound = sub.groupby("Metadata_pert_iname")["Metadata_Well"].nunique()
+one_well = set(wells_per_compound.index[wells_per_compound == 1])
+
+# %% tags=["exercise"]
+from cellutils.exercises import nb00
+
+nb00.check_one_well(one_well, index=sub)
+
+# %% [markdown] tags=["exercise"]
+# **Question 00.2 · What a split by well costs.** A split that keeps every well on one side is
+# leak-free. What happens under it to the compounds you found above, and what could a lesson do
+# about them?
+
+# %% [markdown] tags=["solution"]
+# **Model answer.** All images of a one-well compound fall on the same side of the split: on
+# the training side the model learns a class it is never scored on; on the evaluation side it
+# must name a class it never saw, which it cannot. So a split by well cannot score these
+# compounds at all, and a random split of images scores them only by letting the model
+# recognise the well (its position, density and staining). Honest options: score only the
+# compounds with two or more wells; use replicate plates (CPJUMP1 has them) and split by
+# plate, so each compound is trained on one plate and evaluated on another; or change the
+# question to one that needs no unseen class, such as "does this well differ from DMSO?"
 
 # %% [markdown]
 # ## 4 · Class balance: what "accuracy" means here
@@ -224,17 +261,36 @@ display.save_figure(fig, run, "plate_maps")
 fig, axes = plt.subplots(1, 4, figsize=(20, 6.5))
 display.class_balance(
     rx[rx.well_type == "treatment"].sirna.where(rx.cell_type == "HUVEC").dropna(),
-    axes[0],
+    ax=axes[0],
     top=25,
     title="RxRx1 HUVEC siRNAs (sites)",
 )
-display.class_balance(cp.Metadata_pert_iname, axes[1], top=25, title="CPJUMP1 compounds (sites)")
-display.class_balance(sub.Metadata_pert_iname, axes[2], top=25, title="Course subset (images)")
+display.class_balance(cp.Metadata_pert_iname, ax=axes[1], top=25, title="CPJUMP1 compounds (sites)")
+display.class_balance(sub.Metadata_pert_iname, ax=axes[2], top=25, title="Course subset (images)")
 display.class_balance(
-    hpa.cell_line, axes[3], top=None, title="Cell lines (samples)", highlight=("HeLa", "U-2 OS")
+    hpa.cell_line, ax=axes[3], top=None, title="Cell lines (samples)", highlight=("HeLa", "U-2 OS")
 )
 fig.tight_layout()
 display.save_figure(fig, run, "class_balance")
+
+# %% [markdown] tags=["exercise"]
+# **Exercise 00.3 · The majority baseline, by hand.** A model that always predicts the most
+# common cell line of `hpa.cell_line`: what is its accuracy (`majority_accuracy`) and its
+# balanced accuracy (`majority_balanced`: the mean over cell lines of the share of that line
+# predicted right)? Compute both with pandas or numpy, without scikit-learn.
+
+# %% tags=["solution"]
+shares = hpa.cell_line.value_counts(normalize=True)
+majority_accuracy = float(shares.iloc[0])
+majority_balanced = 1 / len(shares)  # 1 for the majority line, 0 for every other: mean = 1/k
+
+# %% tags=["exercise"]
+nb00.check_majority(majority_accuracy, majority_balanced, labels=hpa.cell_line)
+
+# %% [markdown] tags=["checkpoint"]
+# > **Checkpoint.** You know the layouts, the batches each dataset carries, the compounds a
+# > split by well cannot score, and the baseline every accuracy must beat. The last section
+# > shows what only the simulator has: the true masks that notebook 01 scores against.
 
 # %% [markdown]
 # ## 5 · Ground truth (synthetic only) and real cells

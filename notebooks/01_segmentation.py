@@ -15,7 +15,8 @@
 # %% [markdown]
 # # 01 · Segmentation: cellpose and a classical watershed, checked against ground truth
 #
-# > **Time** quick profile: about 1.5 min on 2 CPU cores (the run's timing, data already generated) · full profile: on one GPU, not yet timed  
+# > **Time** a few minutes (quick settings, 2 CPU cores, data already generated) · full settings: on one GPU, not yet timed  
+# > **Settings** quick: the classical backend for the whole dataset, 4 sites scored against the truth · full: the backend the machine supports (cellpose on a GPU), 12 sites scored  
 # > **Needs** cellpose weights from `make setup` (else the classical backend only)  
 # > **You will learn**
 # > - how cellpose and a classical watershed segment cells, with one output (masks + flows)
@@ -39,8 +40,10 @@
 #   noise from its median and MAD, the nucleus diameter from its bright objects, smoothing and
 #   seed spacing from that diameter; seeds at maxima of log-intensity plus distance to the
 #   background; each nucleus cut at half its own peak; cells grown from the nuclei inside the
-#   cytoplasm foreground. No per-image settings, always there, over 20x faster than cellpose on
-#   a CPU (`make bench`), which is why `backend="auto"` picks it on a CPU and cellpose on a GPU.
+#   cytoplasm foreground. No per-image settings, always there, many times faster than
+#   cellpose on a CPU (`make bench` measures the ratio), which is why `backend="auto"` picks it
+#   on a CPU and cellpose on a GPU. Exercises 01.1-01.3 rebuild three of its pieces by hand:
+#   the threshold, the object size and the score.
 
 # %% tags=["parameters"]
 settings = None  # None: "quick" without a GPU, "full" (this cell's values) on one; or set it
@@ -86,17 +89,24 @@ print(
 # centre, as a colour wheel. The classical backend gets the same flows from its masks.
 
 # %%
-root = catalog.locate("cpjump1", real_cpjump1, data_root, synthetic or None, seed)
+root = catalog.locate(
+    "cpjump1", real=real_cpjump1, data_root=data_root, overrides=synthetic or None, seed=seed
+)
 index = catalog.read_index("cpjump1", root)
 index["key"] = datasets.cpjump1_site_key(index)
 has_truth = catalog.is_synthetic(root)
 site = index[index.Metadata_pert_iname != "DMSO"].iloc[0]
-image = datasets.load_site(site, [cyto_channel, nucleus_channel])
-truth = synth.read_truth_masks(root, site.key)[0] if has_truth else None
-settings = dict(flow_threshold=flow_threshold, cellprob_threshold=cellprob_threshold)
+image = datasets.load_site(site, [cyto_channel, nucleus_channel])  # (2, H, W): cyto, nucleus
+truth, truth_nuclei = synth.read_truth_masks(root, site.key) if has_truth else (None, None)
+cp_settings = dict(flow_threshold=flow_threshold, cellprob_threshold=cellprob_threshold)
 segs = {
-    b: segment.segment(image, 0, 1, b, **(settings if b == "cellpose" else {})) for b in backends
+    b: segment.segment(
+        image, cyto=0, nucleus=1, backend=b, **(cp_settings if b == "cellpose" else {})
+    )
+    for b in backends
 }
+
+# %%
 fig, axes = plt.subplots(1, 2 * len(segs) + 1, figsize=(4 * (2 * len(segs) + 1), 4.2))
 display.outlines(
     image[1],
@@ -119,6 +129,64 @@ for i, (b, s) in enumerate(segs.items()):
 display.save_figure(fig, run, "one_site")
 
 # %% [markdown]
+# ### Where a threshold comes from
+# Every classical segmentation starts by splitting pixels into background and object. Below:
+# the histogram of the nucleus channel of this site. The background is the tall peak of dim
+# pixels; nuclei are the long tail of bright ones. A good threshold sits in the valley between.
+
+# %%
+fig, ax = plt.subplots(figsize=(7, 2.6))
+ax.hist(image[1].ravel(), bins=256, log=True, color="grey")
+ax.set(xlabel=f"{nucleus_channel} intensity", ylabel="pixels (log scale)", title="One site")
+display.save_figure(fig, run, "nucleus_histogram")
+
+# %% [markdown] tags=["exercise"]
+# **Exercise 01.1 · A threshold read from the histogram (Otsu's method).** Write
+# `otsu_by_hand(x, nbins=256)`: histogram `x` into `nbins` bins (`np.histogram`); for each bin
+# centre `t`, split the pixels into those at or below `t` (count `w0`, mean `m0`) and above it
+# (`w1`, `m1`); return the centre where the between-class variance `w0 * w1 * (m0 - m1) ** 2`
+# is largest. Then `threshold = otsu_by_hand(image[1])`. Where does it fall on the histogram?
+
+# %% tags=["solution"]
+def otsu_by_hand(x, nbins=256):
+    counts, edges = np.histogram(np.asarray(x, float), bins=nbins)
+    centres = (edges[:-1] + edges[1:]) / 2
+    w0 = np.cumsum(counts)[:-1]  # pixels at or below each centre (the last has none above)
+    w1 = counts.sum() - w0
+    mass = np.cumsum(counts * centres)[:-1]
+    m0, m1 = mass / w0, ((counts * centres).sum() - mass) / w1
+    return float(centres[np.argmax(w0 * w1 * (m0 - m1) ** 2)])
+
+
+threshold = otsu_by_hand(image[1])
+
+# %% tags=["exercise"]
+from cellutils.exercises import nb01
+
+nb01.check_threshold(threshold, image=image[1])
+
+# %% [markdown] tags=["exercise"]
+# **Exercise 01.2 · How big is a nucleus?** The classical backend estimated the nucleus
+# diameter from the image (`segs["classical"].diameter`). Measure it from the ground truth
+# instead: the median, over the true nuclei of `truth_nuclei`, of the diameter of a disc with
+# the nucleus's area, `nucleus_diameter` (in pixels). Use `np.bincount` for the areas, not
+# `regionprops`. (Synthetic data only: real images have no ground truth.)
+
+# %% tags=["solution"]
+areas = np.bincount(truth_nuclei.ravel())[1:]  # pixels per label; label 0 is background
+nucleus_diameter = float(np.median(np.sqrt(4 * areas[areas > 0] / np.pi)))
+
+# %% tags=["exercise"]
+nb01.check_nucleus_diameter(
+    nucleus_diameter, nuclei=truth_nuclei, estimate=segs["classical"].diameter
+)
+
+# %% [markdown] tags=["checkpoint"]
+# > **Checkpoint.** You have seen both backends' masks and flows on one site, and rebuilt two
+# > of the classical backend's steps: the threshold and the object size. Next: how to score
+# > masks against the truth.
+
+# %% [markdown]
 # ## 2 · Accuracy against the simulator's ground truth
 # Cells of `n_eval_images` sites, both backends; cellpose also with the default cell
 # probability threshold (0, also report 003's) next to report 004's −5, to see what that setting does.
@@ -129,13 +197,13 @@ if has_truth:
     picks = index.iloc[rng.choice(len(index), min(n_eval_images, len(index)), replace=False)]
     variants = {"classical": ("classical", {})}
     if weights:
-        variants["cellpose (report 004: cellprob -5)"] = ("cellpose", settings)
-        variants["cellpose (cellprob 0)"] = ("cellpose", {**settings, "cellprob_threshold": 0.0})
+        variants["cellpose (report 004: cellprob -5)"] = ("cellpose", cp_settings)
+        variants["cellpose (cellprob 0)"] = ("cellpose", {**cp_settings, "cellprob_threshold": 0.0})
     for _, r in picks.iterrows():
         img = datasets.load_site(r, [cyto_channel, nucleus_channel])
         cells, nuclei = synth.read_truth_masks(root, r.key)
         for name, (b, kw) in variants.items():
-            s = segment.segment(img, 0, 1, b, **kw)
+            s = segment.segment(img, cyto=0, nucleus=1, backend=b, **kw)
             rows.append(
                 {
                     "backend": name,
@@ -149,6 +217,33 @@ synthetic_ap.groupby("backend")[
     ["AP@0.5", "AP@0.75", "true objects", "found objects", "seconds"]
 ].mean().round(3) if rows else "no ground truth for real data"
 
+# %% [markdown] tags=["exercise"]
+# **Exercise 01.3 · Average precision by hand.** Write `ap_by_hand(truth, masks)`: AP at IoU
+# 0.5, cellpose's TP / (TP + FP + FN). Number the objects of both label images 1..n
+# (`skimage.segmentation.relabel_sequential`); count the pixels shared by every (true, found)
+# pair in one table (`np.add.at`); IoU = overlap / (true area + found area - overlap); a pair
+# with IoU ≥ 0.5 (cellpose's convention) is a true positive: an object can have at most one
+# partner that good, so no matching is needed; FP and FN are the found and true objects left
+# over. The check calls it on this site's masks and
+# compares with `segment.average_precision`.
+
+# %% tags=["solution"]
+def ap_by_hand(truth, masks):
+    from skimage.segmentation import relabel_sequential
+
+    truth, masks = relabel_sequential(truth)[0], relabel_sequential(masks)[0]
+    overlap = np.zeros((truth.max() + 1, masks.max() + 1))
+    np.add.at(overlap, (truth.ravel(), masks.ravel()), 1)
+    union = overlap.sum(axis=1, keepdims=True) + overlap.sum(axis=0, keepdims=True) - overlap
+    tp = int((overlap[1:, 1:] / union[1:, 1:] >= 0.5).sum())
+    return tp / (truth.max() + masks.max() - tp)
+
+# %% tags=["exercise"]
+if has_truth:
+    nb01.check_ap_by_hand(ap_by_hand, pairs=[(truth, s.masks) for s in segs.values()])
+else:
+    print("real data: no ground truth to score against (run on the synthetic data)")
+
 # %% [markdown]
 # ## 3 · A real image: nuclei with expert masks
 # stardist's 2018 Data Science Bowl sample (512 × 512, 125 nuclei, BSD-3), fetched by
@@ -160,11 +255,11 @@ if realdata.available()["stardist"]:
     img, gt = realdata.stardist_nuclei()
     variants = {"classical": ("classical", {})}
     if weights:
-        variants["cellpose (report 004: cellprob -5)"] = ("cellpose", settings)
-        variants["cellpose (cellprob 0)"] = ("cellpose", {**settings, "cellprob_threshold": 0.0})
+        variants["cellpose (report 004: cellprob -5)"] = ("cellpose", cp_settings)
+        variants["cellpose (cellprob 0)"] = ("cellpose", {**cp_settings, "cellprob_threshold": 0.0})
     fig, axes = plt.subplots(1, len(variants), figsize=(5 * len(variants), 5))
     for ax, (name, (b, kw)) in zip(np.atleast_1d(axes), variants.items(), strict=True):
-        s = segment.segment(img[None], None, 0, b, **kw)
+        s = segment.segment(img[None], cyto=None, nucleus=0, backend=b, **kw)
         ap = segment.average_precision(gt, s.masks)
         real_rows.append({"backend": name, "seconds": s.seconds, **ap})
         display.outlines(img, s.masks, ax, f"{name}: AP@0.5 {ap['AP@0.5']:.2f}", truth=gt)
@@ -174,26 +269,46 @@ else:
 pd.DataFrame(real_rows).round(3)
 
 # %% [markdown]
-# **What to take away.** On the real nuclei the classical backend, with nothing set by hand,
-# scores about 0.8 AP@0.5 in a tenth of a second; cellpose with its default cell probability
-# threshold is close behind, at a hundred times the CPU time. Report 004's threshold of −5
-# lets cellpose's masks grow into the background: on sparse real nuclei that costs most of the
-# AP (each mask swells past IoU 0.5); on densely packed synthetic cells it costs little,
-# because there is little background to grow into. On the synthetic cells cellpose's flows
-# still split touching cells best. A setting of the segmentation is a hyper-parameter of every
-# later result: check your masks before you build on them.
+# **What to take away** (the tables above hold this run's numbers). On the real nuclei the
+# classical backend, with nothing set by hand, scores close to cellpose with its default cell
+# probability threshold, in a small fraction of its CPU time. On the synthetic cells
+# cellpose's flows split touching cells best. A setting of the segmentation is a
+# hyper-parameter of every later result: check your masks before you build on them.
 #
 # What you ask for is a setting too. The course subset (notebooks 05-08) has one channel, the
 # median of DNA, ER and RNA, in which whole cells show with their texture. Asked for nuclei in
-# it (`segment(image, None, 0)`), the classical backend seeds one object per bright speckle and
-# scores AP@0.5 of about 0 against the true cells; asked for cells of that channel
-# (`segment(image, 0, 0)`: the same channel as cytoplasm and nucleus) it smooths the texture
-# away at the cell's scale and scores about 0.6-0.7 (06 and 08 print it; cellpose about 0.87).
+# it (`segment(image, cyto=None, nucleus=0)`), the classical backend seeds one object per
+# bright speckle and finds almost none of the true cells; asked for cells of that channel
+# (`segment(image, cyto=0, nucleus=0)`: the same channel as cytoplasm and nucleus) it smooths
+# the texture away at the cell's scale and finds most of them (06 and 08 print the AP).
 #
 # One correction to how AP is usually computed here: cellpose's metric counts `max(label)` as
-# the number of true objects, so a ground truth numbered with gaps (stardist's sample: 125
-# nuclei numbered up to 183) would count 58 phantom misses. `segment.average_precision`
-# renumbers both masks first; before that fix the same masks scored 0.40 instead of 0.82.
+# the number of true objects, so a ground truth numbered with gaps (stardist's sample has
+# them) counts phantom misses. `segment.average_precision` renumbers both masks first, as
+# your `ap_by_hand` does.
+
+# %% [markdown] tags=["exercise"]
+# **Question 01.4 · What the cell probability threshold decides.** Report 004 runs cellpose
+# with a cell probability threshold of −5 instead of its default 0. What does that threshold
+# decide, and why should −5 cost more AP on sparse nuclei than on densely packed cells?
+# (Without cellpose weights here, answer from how the threshold works.)
+
+# %% [markdown] tags=["solution"]
+# **Model answer.** cellpose predicts, for every pixel, a cell probability (as a logit) and a
+# flow; pixels whose logit is above the threshold are followed along their flows to a centre,
+# and the pixels that reach the same centre form one mask. Lowering the threshold from 0 to −5
+# admits pixels cellpose itself thinks are probably background, so every mask grows outwards
+# into the dim ring around its object. Where nuclei are sparse there is a wide background ring
+# to grow into: masks swell until their IoU with the true nucleus drops below 0.5, and each
+# such object then counts as both a false positive and a false negative. Where cells touch,
+# little background is left: the masks can only grow into each other's borders, which the
+# flows already separate, so the AP barely moves. A threshold tuned on one kind of image is
+# not a safe default for another.
+
+# %% [markdown] tags=["checkpoint"]
+# > **Checkpoint.** You can segment a site, score masks against ground truth by hand, and say
+# > what a cellpose setting does. The last section segments the whole dataset for notebook 02.
+
 
 # %%
 fig, ax = plt.subplots(figsize=(7, 3.4))
@@ -228,15 +343,15 @@ if len(both):
 out = segment.output_dir(root, dataset_backend, data_root)
 backend = segment.resolve_backend(dataset_backend)
 seg_index = segment.segment_index(
-    index,
-    out,
-    "key",
-    cyto_channel,
-    nucleus_channel,
-    backend,
+    index=index,
+    out_dir=out,
+    key="key",
+    cyto=cyto_channel,
+    nucleus=nucleus_channel,
+    backend=backend,
     n_workers=workers,
-    flows=backend == "cellpose",  # cellpose's come free; the classical ones cost 17x the masks
-    **(settings if backend == "cellpose" else {}),
+    flows=backend == "cellpose",  # cellpose's come free; the classical ones cost far more
+    **(cp_settings if backend == "cellpose" else {}),
 )
 print(
     f"{len(seg_index)} images -> {out}; cells per image: median "
@@ -247,9 +362,9 @@ print(
 results = (
     [
         evaluate.result_row(
-            f"{b} on synthetic cells",
-            {"AP@0.5": g["AP@0.5"].mean(), "AP@0.75": g["AP@0.75"].mean()},
-            True,
+            protocol=f"{b} on synthetic cells",
+            metrics={"AP@0.5": g["AP@0.5"].mean(), "AP@0.75": g["AP@0.75"].mean()},
+            leak_free=True,
             images=len(g),
         )
         for b, g in synthetic_ap.groupby("backend")
@@ -259,17 +374,19 @@ results = (
 )
 results += [
     evaluate.result_row(
-        f"{r['backend']} on real nuclei", {"AP@0.5": r["AP@0.5"], "AP@0.75": r["AP@0.75"]}, True
+        protocol=f"{r['backend']} on real nuclei",
+        metrics={"AP@0.5": r["AP@0.5"], "AP@0.75": r["AP@0.75"]},
+        leak_free=True,
     )
     for r in real_rows
 ]
 evaluate.write_metrics(
-    run,
-    "01_segmentation",
-    "003/004",
-    "Segmentation accuracy",
-    {"note": "the reports do not measure segmentation accuracy"},
-    results,
+    run=run,
+    notebook="01_segmentation",
+    report="003/004",
+    title="Segmentation accuracy",
+    claimed={"note": "the reports do not measure segmentation accuracy"},
+    results=results,
     trust="AP against ground truth",
     settings=settings,
     data="synthetic" if has_truth else "real",
@@ -280,21 +397,3 @@ evaluate.write_metrics(
     },
 )
 
-# %% [markdown] tags=["exercise"]
-# ## Exercises
-#
-# Each exercise is a real analysis on this notebook's objects. Write your answer where the solution cell is (the student version has it removed), then run the check below it.
-
-# %% [markdown] tags=["exercise"]
-# **Exercise 1: Change the segmentation setting and read the AP.** The classical backend estimates the cell diameter from the image. Tell it instead that cells are 12 px across (`diameter=12`) and compute AP@0.5 of its masks on `image` against `truth`; call it `ap_small`. Better or worse than the estimated size, and why?
-
-# %% tags=["solution"]
-if has_truth:
-    small = segment.segment(image, 0, 1, "classical", diameter=12)
-    ap_small = segment.average_precision(truth, small.masks)["AP@0.5"]
-
-# %% tags=["exercise"]
-from cellutils import exercises
-
-if has_truth:
-    exercises.check_average_precision(ap_small, image, truth, "classical", diameter=12)

@@ -62,6 +62,7 @@ import pandas as pd
 import torch
 
 from cellutils import (
+    calibrate,
     catalog,
     datasets,
     display,
@@ -160,8 +161,8 @@ lesson = Lesson(
             "random_forest_effnetb0_test_accuracy": 0.1815,
             "bernoulli_nb_effnetb0_test_accuracy": 0.164,
         },
-        majority=509 / 2867,
-        majority_from="always DMSO: 509 of the plate's 2,867 images (report 004's counts)",
+        majority=datasets.cpjump1_subset.ALWAYS_DMSO[0],  # the claim's own bar
+        majority_from=datasets.cpjump1_subset.ALWAYS_DMSO[1],
     ),
     nuisance="well",
     unit="well",
@@ -312,6 +313,8 @@ if catalog.is_synthetic(root):  # the cell-count baseline: the simulator's true 
 else:
     print("real data: no cell counts without masks (notebook 06 segments these images)")
 print(lesson.conclusion(primary))
+print(calibrate.note("07_embeddings"))  # how far to trust its interval
+
 
 # %% [markdown]
 # **The report's "test" accuracy.** The report's `main_embed.ipynb` extracted its *test*

@@ -74,6 +74,7 @@ import numpy as np
 import pandas as pd
 
 from cellutils import (
+    calibrate,
     catalog,
     cells,
     datasets,
@@ -546,6 +547,7 @@ display.save_figure(fig, run, "protocols")
 # %%
 for c in lesson.comparisons:
     print(("PRIMARY: " if c.get("primary") else "") + lesson.conclusion(c))
+print(calibrate.note("08_multi_input_cells"))  # how far to trust its interval
 lesson.write(
     run,
     reported=res["images", "majority_vote"],

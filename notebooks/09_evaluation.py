@@ -15,8 +15,9 @@
 # %% [markdown]
 # # 09 · Every model side by side: claimed, reproduced, leak-free
 #
-# > **Time** quick profile: about 1 min on 2 CPU cores (the run's timing, data already generated) · full profile: on one GPU, not yet timed  
-# > **Needs** the results of notebooks 01-08 (any profile)  
+# > **Time** a few minutes (quick settings, 2 CPU cores, data already generated) · full settings: on one GPU, not yet timed  
+# > **Settings** reads the newest runs of 01-08 made with the same settings; quick and full differ only in what those runs trained  
+# > **Needs** the results of notebooks 01-08 (any settings)  
 # > **You will learn**
 # > - how to read every report's number beside the one to trust, with intervals and baselines
 # > - what each paired comparison says
@@ -34,7 +35,7 @@
 #    profiles, before and after sphering.
 #
 # Run it after the others (`make reproduce` does); it reads the newest run of each notebook
-# made with the same profile.
+# made with the same settings.
 
 # %% tags=["parameters"]
 settings = None  # None: "quick" without a GPU, "full" (this cell's values) on one; or set it
@@ -101,6 +102,11 @@ table[display_cols].round(3) if len(table) else table
 # %%
 summary.comparisons_table(metrics)
 
+# %% [markdown] tags=["checkpoint"]
+# > **Checkpoint.** For each report you can now say which number it claimed, which number to
+# > trust, and whether their difference is more than chance. The rest of the lesson looks at
+# > the predictions and the features behind those numbers.
+
 # %% [markdown]
 # ## 2 · Every model on the same metrics
 
@@ -142,25 +148,92 @@ if picks:
 # lets a model exploit, and which a split by experiment exposes.
 
 # %%
-rx_root = catalog.locate("rxrx1", real_rxrx1, data_root, synthetic_rxrx1 or None, seed)
+rx_root = catalog.locate(
+    "rxrx1", real=real_rxrx1, data_root=data_root, overrides=synthetic_rxrx1 or None, seed=seed
+)
 rx = catalog.read_index("rxrx1", rx_root)
 rx = rx[(rx.site == 1) & rx.sirna.ne("")].reset_index(drop=True)
 rx_images = torchdata.decode(rx, size=embed_size // 2, data_root=data_root)
 rx_stats = torchdata.ChannelStats.fit(rx_images, np.arange(len(rx)))
-lite0 = next(iter(embeddings.available_backbones(["efficientnet_lite0"], verbose=False).values()))
-rx_emb = embeddings.extract(rx_images, rx_stats, *lite0)
+arch, imagenet = next(
+    iter(embeddings.available_backbones(["efficientnet_lite0"], verbose=False).values())
+)
+rx_emb = embeddings.extract(images=rx_images, stats=rx_stats, arch=arch, pretrained=imagenet)
+print(f"{len(rx)} sites -> embeddings {rx_emb.shape} ({arch}, ImageNet: {imagenet})")
+
+# %%
 fig, axes = plt.subplots(2, 2, figsize=(14, 11))
 for row, method in enumerate(map_methods):
-    xy = evaluate.embed_2d(rx_emb, method, seed)
+    xy = evaluate.embed_2d(rx_emb, method=method, seed=seed)
     evaluate.plot_embedding(
-        xy, rx.sirna, axes[row, 0], f"{method.upper()}: siRNA (top 10)", top=10, highlight=None
-    )
+        xy, rx.sirna, ax=axes[row, 0], title=f"{method.upper()}: siRNA (top 10)", top=10,
+        highlight=None,
+    )  # fmt: skip
     evaluate.plot_embedding(
-        xy, rx.experiment, axes[row, 1], f"{method.upper()}: experiment", top=20, highlight=None
-    )
-fig.suptitle(f"RxRx1 sites, frozen {lite0[0]} features")
+        xy, rx.experiment, ax=axes[row, 1], title=f"{method.upper()}: experiment", top=20,
+        highlight=None,
+    )  # fmt: skip
+fig.suptitle(f"RxRx1 sites, frozen {arch} features")
 fig.tight_layout()
 display.save_figure(fig, run, "embeddings_batch")
+
+# %% [markdown] tags=["exercise"]
+# **Exercise 09.1 · Who is a site's nearest neighbour?** A map's clusters are easy to
+# over-read; count instead. For every site, find its nearest *other* site by cosine similarity
+# of `rx_emb`, and compute the share of sites whose neighbour is from the same experiment
+# (`same_experiment`) and the share whose neighbour has the same siRNA (`same_sirna`). Use
+# numpy only: rows scaled to length 1, a similarity matrix, the diagonal excluded.
+
+# %% tags=["solution"]
+unit = rx_emb.astype(float) / np.linalg.norm(rx_emb.astype(float), axis=1, keepdims=True)
+similarity = unit @ unit.T
+np.fill_diagonal(similarity, -np.inf)  # a site is not its own neighbour
+nearest = similarity.argmax(axis=1)
+same_experiment = float(np.mean(rx.experiment.to_numpy() == rx.experiment.to_numpy()[nearest]))
+same_sirna = float(np.mean(rx.sirna.to_numpy() == rx.sirna.to_numpy()[nearest]))
+
+# %% tags=["exercise"]
+from cellutils.exercises import nb09
+
+nb09.check_neighbours(
+    same_experiment, same_sirna, embeddings=rx_emb, experiment=rx.experiment, sirna=rx.sirna
+)
+
+# %% [markdown] tags=["exercise"]
+# **Exercise 09.2 · The simplest batch correction.** Subtract from every site's embedding the
+# mean embedding of its experiment: `centred`, an array shaped like `rx_emb`. The check then
+# recounts the neighbours of exercise 09.1 on `centred`.
+
+# %% tags=["solution"]
+centred = rx_emb.astype(float).copy()
+for experiment in rx.experiment.unique():
+    rows = (rx.experiment == experiment).to_numpy()
+    centred[rows] -= centred[rows].mean(axis=0)
+
+# %% tags=["exercise"]
+nb09.check_centred(centred, embeddings=rx_emb, experiment=rx.experiment, sirna=rx.sirna)
+
+# %% [markdown] tags=["exercise"]
+# **Question 09.3 · Is centring a cure?** Centring moved the neighbour shares (the check
+# printed them). Why is per-experiment centring still not enough to make a random split of
+# images trustworthy, and when would it remove real signal?
+
+# %% [markdown] tags=["solution"]
+# **Model answer.** Centring removes only each experiment's *mean* shift. Experiments also
+# differ in spread, in which features vary together, and in how a perturbation shows (an
+# siRNA can look stronger in one batch of cells than in another); none of that is removed,
+# so neighbours can still be found through the experiment. And a model evaluated on images
+# from experiments it trained on can still learn those residual batch traits, so the honest
+# test stays a split by experiment. Centring removes real signal when perturbations are not
+# spread evenly over experiments: if one experiment holds more of a strongly acting siRNA, its
+# mean carries that siRNA's phenotype, and subtracting it weakens the very effect being
+# measured. That is why the field centres on controls (each plate's negative-control wells),
+# which carry the batch but not the treatments.
+
+# %% [markdown] tags=["checkpoint"]
+# > **Checkpoint.** You have measured a batch effect by counting neighbours, corrected it
+# > in the simplest way and said what that leaves. The last section does the same comparison
+# > for the profiles of notebook 02.
 
 # %% [markdown]
 # ## 5 · Replicate retrieval: which profile finds a compound's replicates?
@@ -204,6 +277,8 @@ if "02_features" in metrics:
     )
     fig.tight_layout()
     display.save_figure(fig, run, "replicate_map")
+
+# %%
 pd.DataFrame(
     {
         n: {
@@ -218,22 +293,22 @@ pd.DataFrame(
 # %%
 rows = [
     evaluate.result_row(
-        f"replicate retrieval: {n}",
-        {
+        protocol=f"replicate retrieval: {n}",
+        metrics={
             "mean_map": float(m.mean_average_precision.mean()),
             "fraction_significant": float(m.below_corrected_p.mean()),
         },
-        True,
+        leak_free=True,
     )
     for n, m in maps.items()
 ]
 evaluate.write_metrics(
-    run,
-    "09_evaluation",
-    "all",
-    "Cross-model comparison",
-    {},
-    rows,
+    run=run,
+    notebook="09_evaluation",
+    report="all",
+    title="Cross-model comparison",
+    claimed={},
+    results=rows,
     trust="leak-free rows of each notebook",
     settings=settings,
     data=", ".join(sorted({str(m.get("data")) for m in metrics.values()})),

@@ -29,3 +29,9 @@ def test_cycle_and_disk_usage(tmp_path):
     sparse[:10] = 1
     sparse.flush()
     assert _du(tmp_path / "s.f16") < 1_000_000 < (tmp_path / "s.f16").stat().st_size + 1
+
+
+def test_every_notebook_has_a_full_scale_row():
+    from benchmarks.fullscale import PATHS
+
+    assert set(PATHS) == {f"{i:02d}" for i in range(1, 10)}

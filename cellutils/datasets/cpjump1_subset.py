@@ -37,6 +37,14 @@ from cellutils.synthetic import Imaging, SiteJob, Staging, render_all, well_name
 # One grey channel: the median of ch1-ch3 (Mito, AGP, RNA) of each site.
 CHANNELS = {"median": "median of Mito, AGP and RNA"}
 COLOURS = ((255, 255, 255),)
+# What the reports say of the real subset (report 004: 2,867 images, 509 of them DMSO): the
+# claims' own bars are computed from these counts, not from our synthetic stand-in.
+REPORTED_IMAGES, REPORTED_DMSO = 2867, 509
+ALWAYS_DMSO = (
+    REPORTED_DMSO / REPORTED_IMAGES,
+    "always DMSO: 509 of the plate's 2,867 images (report 004's counts)",
+)
+
 FILE = re.compile(r"^(?P<core>r\d{2}c\d{2}f\d{2})_median_aggregated\.tiff?$", re.I)
 NUISANCE = cpjump1.NUISANCE
 METADATA = "metadata_BR00116991.csv"
