@@ -700,7 +700,7 @@ def _stats_no_primary():
     lesson = _stats_lesson()
     r = lesson.record(_stats_free(), t, p, u, 2, t)
     lesson.compare("x", r, r)
-    lesson.write("unused", reported=r, trusted=r, trust="", data="", profile="")
+    lesson.write("unused", reported=r, trusted=r, trust="", data="", settings="")
 
 
 def _stats_two_primaries():

@@ -84,7 +84,7 @@ def test_lesson_writes_rows_comparisons_and_headline(tmp_path):
     b = lesson.record(free, t, pred, units, 4, t, selected_on="val")
     comp = lesson.compare("the well leak", a, b)
     with pytest.raises(ValueError, match="no primary comparison"):
-        lesson.write(tmp_path, reported=a, trusted=b, trust="", data="", profile="")
+        lesson.write(tmp_path, reported=a, trusted=b, trust="", data="", settings="")
     lesson.declare_primary("the well leak")
     assert comp["diff"] > 0 and comp["ci"][0] > 0 and comp["excludes_zero"]
     path = lesson.write(
@@ -250,7 +250,7 @@ def test_comparisons_carry_unit_seeds_holm_and_a_computed_conclusion(tmp_path):
     with pytest.raises(ValueError, match="already"):
         lesson.declare_primary("one run")
     m = json.loads(
-        lesson.write(tmp_path, reported=rc, trusted=rb, trust="", data="", profile="").read_text()
+        lesson.write(tmp_path, reported=rc, trusted=rb, trust="", data="", settings="").read_text()
     )
     assert [c["primary"] for c in m["comparisons"]] == [True, False] and m["primary"] == "the fix"
     ps = [c["p"] for c in m["comparisons"]]
@@ -268,7 +268,7 @@ def test_a_declared_primary_that_is_never_made_is_an_error(tmp_path):
     r = lesson.record(Protocol("by well", "well", True, "ok"), t, pred, units, 4, t)
     lesson.compare("other", r, r)
     with pytest.raises(ValueError, match="'planned' was declared but never made"):
-        lesson.write(tmp_path, reported=r, trusted=r, trust="", data="", profile="")
+        lesson.write(tmp_path, reported=r, trusted=r, trust="", data="", settings="")
 
 
 def test_guard_compares_row_sets_not_names():
