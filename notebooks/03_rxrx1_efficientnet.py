@@ -79,10 +79,11 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from cellutils import catalog, display, evaluate, models, splits, torchdata, train
+from cellutils import calibrate, catalog, display, evaluate, models, splits, torchdata, train
 from cellutils.lesson import Claim, Lesson, Protocol
 from cellutils.paths import use_run_dir
 from cellutils.runtime import apply_settings, pick_device, seed_everything
+from cellutils.stats import cells_per_row
 from cellutils.torchdata import Labels
 
 device = pick_device()
@@ -299,6 +300,8 @@ lesson = Lesson(
         n_classes=1108,
         protocol="random 85/15 split of HUVEC site-1 images",
         others={"train_accuracy": 1.0},
+        majority=1 / 1108,  # the claim's own bar
+        majority_from="RxRx1's design: every one of the 1,108 siRNAs about equally often",
     ),
     nuisance="experiment",
     unit="well",
@@ -352,6 +355,17 @@ for k, tr in train_rows.items():
 lesson.compare(
     "000: random split vs held-out experiment", res["random", "eval"], res["experiment", "eval"]
 )
+if catalog.is_synthetic(root):  # the cell-count baseline: the simulator's true counts
+    n_cells = cells_per_row(pool, keys=pool.site_id, root=root)
+    for k in train_rows:
+        lesson.add_cell_count(
+            res[k, "eval"],
+            train_counts=n_cells[train_rows[k].index],
+            train_targets=Labels(classes).encode(train_rows[k][label]),
+            eval_counts=n_cells[held.eval.index],
+        )
+print(lesson.conclusion("000: random split vs held-out experiment"))
+print(calibrate.note("03_rxrx1_efficientnet"))
 lesson.table()
 
 # %% [markdown]
