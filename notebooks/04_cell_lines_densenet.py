@@ -492,6 +492,8 @@ if try_class_weights:
         )
 if try_oversampling:
     lesson.compare("001: oversampled training split", res["over", final], res["train", final])
+
+# %%
 if catalog.is_synthetic(root):  # the cell-count baseline: the simulator's true counts
     n_cells = cells_per_row(both, keys=both.filename, root=root)
     for k in ("all", "train"):
