@@ -51,7 +51,7 @@ def test_headline_shows_intervals_classes_and_baselines(tmp_path):
     assert row.trusted_n_classes == 4 and row.trusted_chance == 0.25
     path = summary.write_summary(tmp_path, "quick", {"05_cpjump1_mobilenet": 12.0})
     text = path.read_text()
-    assert "| 0.978 (50) | 1.000 [1.000, 1.000] | 4 / 0.250 / " in text
+    assert "| 0.978 (50; –) | 1.000 [1.000, 1.000] | 4 / 0.250 / " in text
     assert "**0.400 [" in text and "**12**" in text and "data: synthetic." in text
     assert "the leak" in text and "(excludes 0)" in text
     summary.write_summary(tmp_path, "quick")  # derived file: rebuilt, not refused
