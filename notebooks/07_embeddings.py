@@ -116,6 +116,10 @@ net, n_features, _ = models.backbone("resnet50", images.shape[1], pretrained=Fal
 batch = torch.from_numpy(np.asarray(images[:4], dtype=np.float32))
 summary = models.describe(net, batch, depth=1)
 
+# %% [markdown] tags=["checkpoint"]
+# > **Checkpoint.** Every image is now a vector of numbers from a frozen network. A class can
+# > pause here: below, classical classifiers are fitted on those vectors under two splits.
+
 # %% [markdown]
 # ## 2 · Classical classifiers under both splits, on the same images
 # As in notebook 06: compounds in two or more wells (and DMSO), a quarter of each one's wells
