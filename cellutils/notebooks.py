@@ -179,6 +179,20 @@ STUB_NOTE = "# TODO: your solution (the exercise above says what to compute)"
 ANSWER_STUB = "*Your answer:* ..."
 
 
+def _bound_names(target) -> list[str]:
+    """The names an assignment target binds: ``x``, ``x, y``, ``*rest``; not the names used
+    inside ``a[i] = ...`` or ``a.b = ...`` (those change an object, they bind nothing)."""
+    import ast
+
+    if isinstance(target, ast.Name):
+        return [target.id]
+    if isinstance(target, (ast.Tuple, ast.List)):
+        return [n for e in target.elts for n in _bound_names(e)]
+    if isinstance(target, ast.Starred):
+        return _bound_names(target.value)
+    return []
+
+
 def stub(source: str) -> str:
     """The student's stub of a solution code cell: its imports, then ``name = ...  # TODO`` for
     each top-level name it assigns and ``def f(args): ...`` for each function it defines, so
@@ -196,11 +210,10 @@ def stub(source: str) -> str:
             lines.append(f"def {node.name}({args}):\n{body}    ...  # TODO")
         elif isinstance(node, (ast.Assign, ast.AnnAssign, ast.AugAssign)):
             targets = node.targets if isinstance(node, ast.Assign) else [node.target]
-            for t in targets:
-                for name in [n.id for n in ast.walk(t) if isinstance(n, ast.Name)]:
-                    line = f"{name} = ...  # TODO"
-                    if line not in lines:
-                        lines.append(line)
+            for name in [n for t in targets for n in _bound_names(t)]:
+                line = f"{name} = ...  # TODO"
+                if line not in lines:
+                    lines.append(line)
     return "\n".join(lines)
 
 

@@ -124,12 +124,16 @@ def test_student_build_has_a_stub_for_every_solution(tmp_path):
 
 
 def test_stub_keeps_imports_names_and_signatures():
-    src = "import numpy as np\nx, y = 1, 2\nx += 1\ndef vote(labels, groups):\n    return 1\n"
+    src = (
+        "import numpy as np\nx, y = 1, 2\nx += 1\nt = [0]\nt[len(y)] += 1\n"
+        "def vote(labels, groups):\n    return 1\n"
+    )
     out = nbs.stub(src)
     ns: dict = {}
     exec(out, ns)  # the stub runs
     assert ns["x"] is ... and ns["y"] is ... and ns["vote"](1, 2) is None
     assert "import numpy as np" in out and out.count("x = ...") == 1
+    assert "len = ..." not in out and "t = ..." in out  # a[i] += ... binds nothing
 
 
 def test_settings_only_set_declared_parameters():
