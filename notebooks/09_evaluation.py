@@ -262,13 +262,17 @@ if "02_features" in metrics:
             s=18,
             zorder=3,
         )
-    ax.axvline(
-        metrics["02_features"]["extra"]["profile_kinds"]["no_signal_map"],
-        color=display.CONTROL_COLOUR,
-        ls="--",
-        lw=1,
-        label="features of pure noise",
-    )
+    kinds = metrics["02_features"]["extra"]["profile_kinds"]
+    lines = {**kinds["no_signal_map"]}  # each panel's no-signal line (noise, same pipeline)
+    lines |= {f"{k} + sphering": v for k, v in kinds.get("no_signal_map_sphered", {}).items()}
+    for i, name in enumerate(maps, start=1):
+        ax.plot(
+            [lines.get(name, np.nan)] * 2,
+            [i - 0.35, i + 0.35],
+            lw=2,
+            color=display.CONTROL_COLOUR,
+            label="noise, same pipeline" if i == 1 else None,
+        )
     ax.legend(loc="lower right", frameon=False, fontsize=8)
     ax.set(
         xlabel="mean average precision per compound (green: significant)",
