@@ -176,43 +176,6 @@ def check_balanced_accuracy(answer: float, targets: np.ndarray, pred: np.ndarray
     )
 
 
-def check_average_precision(
-    answer: float, image: np.ndarray, truth: np.ndarray, backend: str, **settings
-) -> bool:
-    """``answer``: AP@0.5 of ``backend`` with ``settings`` on ``image`` against ``truth``."""
-    from cellutils import segment
-
-    masks = segment.segment(image, 0, 1, backend, **settings).masks
-    want = segment.average_precision(truth, masks)["AP@0.5"]
-    return check(
-        "AP@0.5",
-        answer,
-        want,
-        "segment.average_precision(truth, masks)['AP@0.5'] with the masks of "
-        "segment.segment(image, 0, 1, backend, ...)",
-        explain=f"AP@0.5 {want:.3f} with {backend} {settings}",
-    )
-
-
-def check_missed(answer: Iterable[str], maps: pd.DataFrame) -> bool:
-    """``answer``: compounds that are truly active (ground truth) but not significant."""
-    if "truly active" not in maps:
-        print("no ground truth here (real data): nothing to check")
-        return False
-    active = maps["truly active"].astype(bool).to_numpy()
-    significant = maps.below_corrected_p.astype(bool).to_numpy()
-    names = maps.Metadata_pert_iname.to_numpy()
-    truth = set(names[active & ~significant])
-    return check(
-        "missed",
-        answer if answer is Ellipsis else set(answer),
-        truth,
-        "keep the compounds that are truly active (column 'truly active') and not "
-        "below_corrected_p",
-        explain=f"{len(truth)} of {int(active.sum())} truly active compounds are missed by mAP",
-    )
-
-
 def check_step(key: str, training_step, model, x, y, lr: float) -> Outcome:
     """``training_step(model, x, y, optimizer, loss_fn) -> float``: one forward, loss,
     backward and optimiser step, returning the loss. Run on a copy of ``model`` with Adam and
