@@ -127,20 +127,6 @@ def check_shared_groups(
     )
 
 
-def check_copies(answer: int, train: pd.DataFrame, evaluation: pd.DataFrame) -> bool:
-    """``answer``: how many evaluation rows have an exact copy (the same row id) in ``train``."""
-    ids = set(train.index)
-    truth = sum(1 for i in evaluation.index if i in ids)
-    return check(
-        "copies",
-        answer,
-        truth,
-        "an oversampled copy keeps its row's index: count the evaluation rows whose index is "
-        "also in the training rows",
-        explain=f"{truth} of {len(evaluation)} evaluation images have a copy in training",
-    )
-
-
 def check_baselines(
     chance: float, majority: float, train: pd.DataFrame, evaluation: pd.DataFrame, label: str
 ) -> bool:
@@ -158,21 +144,6 @@ def check_baselines(
         want_majority,
         "take the most common class of the *training* rows and score it on the evaluation rows",
         explain=f"chance {want_chance:.3f}, majority ({top}) {want_majority:.3f}",
-    )
-
-
-def check_balanced_accuracy(answer: float, targets: np.ndarray, pred: np.ndarray) -> bool:
-    """``answer``: the mean over true classes of the share of that class predicted right."""
-    from sklearn.metrics import balanced_accuracy_score
-
-    truth = balanced_accuracy_score(targets, pred)
-    return check(
-        "balanced accuracy",
-        answer,
-        truth,
-        "per true class, the share predicted right (the confusion matrix's diagonal over its "
-        "row sums), then their mean",
-        explain=f"balanced accuracy {truth:.3f} (plain accuracy {np.mean(targets == pred):.3f})",
     )
 
 
