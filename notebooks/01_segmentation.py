@@ -294,7 +294,7 @@ pd.DataFrame(real_rows).round(3)
 # hyper-parameter of every later result: check your masks before you build on them.
 #
 # What you ask for is a setting too. The course subset (notebooks 05-08) has one channel, the
-# median of DNA, ER and RNA, in which whole cells show with their texture. Asked for nuclei in
+# median of ch1-ch3 (Mito, AGP and RNA), in which whole cells show with their texture. Asked for nuclei in
 # it (`segment(image, cyto=None, nucleus=0)`), the classical backend seeds one object per
 # bright speckle and finds almost none of the true cells; asked for cells of that channel
 # (`segment(image, cyto=0, nucleus=0)`: the same channel as cytoplasm and nucleus) it smooths
