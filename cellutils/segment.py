@@ -517,8 +517,8 @@ def segment_index(
 
     ``n_workers`` > 1 (or None: every core), ``client`` or ``address`` run the sites on dask
     (``cluster.run``); cellpose stays in this process (one model, one GPU). ``flows=False``
-    skips the classical backend's flows (cellpose's flow field recomputed from its masks: about
-    13 s per 1080-px site on one core, against 0.8 s for the masks); only report 004's second
+    skips the classical backend's flows (cellpose's flow field recomputed from its masks: many
+    times the masks' own time, ``docs/scaling.md``); only report 004's second
     branch reads them.
 
     Returns one row per image: key, path_masks, path_flows, n_cells, backend; images where
