@@ -172,7 +172,7 @@ fig = display.show_images(
     + [f"cell-line challenge: {r.cell_line}" for r in hpa_rows.itertuples()],
     ncols=4,
     size=2.8,
-    suptitle="Course subset (median of ch1-ch3: Mito, AGP, RNA; grey) and cell-line challenge samples",
+    suptitle="Course subset (median of ch1-ch3: Mito, AGP, RNA) and cell-line challenge samples",
 )
 display.channel_key(
     fig,
