@@ -74,3 +74,14 @@ def test_grid_names_a_channel_mismatch(rows):
     images, truth, classical = rows
     with pytest.raises(ValueError, match="one plane per channel"):
         display.segmentation_grid(images, ["AGP"], truth, {"classical": classical})
+
+
+def test_flow_key_draws_opposite_directions_in_different_colours():
+    import matplotlib.pyplot as plt
+
+    ax = plt.subplots()[1]
+    key = display.flow_key(ax, size=41)
+    rgb = key.images[0].get_array()
+    left, right, corner = rgb[20, 5], rgb[20, 35], rgb[0, 0]
+    assert not np.array_equal(left, right)  # flows point right on the left, left on the right
+    assert (corner == 255).all()  # outside the round cell: white
