@@ -170,18 +170,21 @@ def bench_features() -> list[dict]:
         per_site(cellprofiler.measure_cellprofiler_per_cell, 3),
         per_site(cellprofiler.measure_cellprofiler, 3),
     )
-    n_cp = len(cellprofiler.measure_cellprofiler(masks[0], images[0], CHANNELS).columns) - 1
+    n_rp = len(features.feature_columns(features.measure_cells(masks[0], images[0], CHANNELS)))
+    n_cp = len(
+        features.feature_columns(cellprofiler.measure_cellprofiler(masks[0], images[0], CHANNELS))
+    )
     size = f"{images[0].shape[1]} px, 5 channels, {n_cells / len(masks):.0f} cells per site"
     rows = []
     for name, (base, cand), labels, note in (
         (
-            f"regionprops features (15 + 3 x 5), per site, {size}",
+            f"regionprops features ({n_rp}, before selection), per site, {size}",
             rp,
             ("per-cell loop", "once per label image"),
             "identical values (tests/test_segment_features.py)",
         ),
         (
-            f"CellProfiler-grade features (cp-measure, {n_cp}), per site, {size}",
+            f"CellProfiler-grade features (cp-measure, {n_cp} before selection), per site, {size}",
             cp,
             ("one call per cell", "whole label image"),
             f"{cp[1] / max(rp[1], 1e-9):.0f}x the regionprops set's time per site",

@@ -4,7 +4,7 @@ One module per step of the pipeline (see README and DESIGN):
 
 - ``runtime``   device choice (cuda, mps, cpu) and seeding
 - ``paths``     data root and per-run results folders that never overwrite
-- ``notebooks`` papermill runner with the ``smoke`` / ``quick`` / ``full`` profiles
+- ``notebooks`` papermill runner with the ``smoke`` / ``quick`` / ``full`` run settings
 """
 
 from cellutils.paths import data_root, new_run_dir, repo_root

@@ -12,6 +12,8 @@ import pandas as pd
 CONTROL_COLOUR = "#737373"
 OTHER_COLOUR = "#d9d9d9"
 CONTROLS = ("DMSO", "EMPTY", "negative_control")
+TRUTH_COLOUR = (0.0, 0.9, 0.9)  # cyan: ground-truth outlines
+PREDICTION_COLOUR = (1.0, 0.85, 0.0)  # yellow: a backend's outlines
 
 
 def channel_key(fig, names: Sequence[str], colours: Sequence[Sequence[int]], title="channels"):
@@ -182,7 +184,7 @@ def outlines(
     masks: np.ndarray,
     ax=None,
     title: str = "",
-    colour: tuple[float, float, float] = (1.0, 0.85, 0.0),
+    colour: tuple[float, float, float] = PREDICTION_COLOUR,
     truth: np.ndarray | None = None,
 ):
     """A grey image (percentile-stretched) with the outlines of ``masks`` drawn on it (yellow),
@@ -193,7 +195,7 @@ def outlines(
     grey = np.clip((image.astype(np.float32) - lo) / max(hi - lo, 1e-6), 0, 1)
     rgb = np.repeat(grey[..., None], 3, axis=-1)
     if truth is not None:
-        rgb[find_boundaries(truth, mode="inner")] = (0.0, 0.9, 0.9)
+        rgb[find_boundaries(truth, mode="inner")] = TRUTH_COLOUR
     rgb[find_boundaries(masks, mode="inner")] = colour
     ax = ax or plt.subplots(figsize=(4, 4))[1]
     ax.imshow(rgb)
@@ -207,6 +209,19 @@ def flow_rgb(flows: np.ndarray) -> np.ndarray:
     from cellpose import plot
 
     return plot.dx_to_circ(flows)
+
+
+def flow_key(ax, size: int = 41):
+    """The colour key of ``flow_rgb``, inset in the corner of ``ax``: one round cell whose every
+    pixel flows to its centre, drawn in the same colours (hue = the direction of the flow)."""
+    yy, xx = np.mgrid[-1 : 1 : size * 1j, -1 : 1 : size * 1j]
+    inside = yy**2 + xx**2 <= 1
+    rgb = flow_rgb(np.stack([-yy, -xx]) * inside)
+    key = ax.inset_axes((0.72, 0.72, 0.27, 0.27))
+    key.imshow(np.where(inside[..., None], rgb, 255).astype(np.uint8))
+    key.set_title("key: flow to centre", fontsize=6, color="white", pad=1)
+    key.axis("off")
+    return key
 
 
 def interval_plot(
@@ -250,3 +265,89 @@ def interval_plot(
         )  # fmt: skip
     ax.set(xlabel=xlabel, title=title)
     ax.legend(loc="center left", bbox_to_anchor=(1.02, 0.5), frameon=False)
+
+
+def scale_bar(ax, width_px: int, um_per_px: float | None = None) -> None:
+    """A white bar in the lower right of an image panel, about a fifth of its width, labelled in
+    µm when the pixel size is known, else in pixels."""
+    from mpl_toolkits.axes_grid1.anchored_artists import AnchoredSizeBar
+
+    unit, per_px = ("µm", um_per_px) if um_per_px else ("px", 1.0)
+    target = width_px * per_px / 5
+    length = max(v for v in (1, 2, 5, 10, 20, 25, 50, 100, 200, 500, 1000) if v <= max(target, 1))
+    bar = AnchoredSizeBar(
+        ax.transData, length / per_px, f"{length} {unit}", "lower right", pad=0.3, color="white",
+        frameon=False, size_vertical=max(width_px / 100, 1), fontproperties={"size": 7},
+    )  # fmt: skip
+    ax.add_artist(bar)
+
+
+def segmentation_grid(
+    images: Sequence[np.ndarray],
+    channels: Sequence[str],
+    truth: Sequence[np.ndarray] | None,
+    masks: dict[str, Sequence[np.ndarray] | str],
+    row_labels: Sequence[str] | None = None,
+    um_per_px: float | None = None,
+):
+    """Segmentations at a glance: one row per image, columns image | truth | one per backend.
+
+    ``images``: per row a (C, H, W) array of the ``channels`` (the first is drawn grey under the
+    outlines: the channel the cells are outlined in); ``truth``: per row the ground-truth cell
+    masks, or None (real data); ``masks``: {backend: per row its masks, or a string saying why
+    it did not run, e.g. ``"not run: no weights"``}. Each backend panel's title carries its
+    AP@0.5 against the truth (``segment.average_precision``); every image panel has a scale
+    bar (µm when ``um_per_px`` is known, else pixels) and a key under the figure says which
+    colour is which."""
+    from matplotlib.lines import Line2D
+    from matplotlib.patches import Patch
+
+    from cellutils.segment import average_precision
+
+    if any(len(image) != len(channels) for image in images) or len(channels) > 3:
+        raise ValueError(
+            f"each image needs one plane per channel named ({len(channels)}: {list(channels)}), "
+            f"at most 3; got {[len(image) for image in images]}: pass images as (C, H, W)"
+        )
+    colours = [(0, 255, 0), (255, 0, 255), (255, 255, 255)][: len(channels)]
+    n, ncols = len(images), 2 + len(masks)
+    fig, axes = plt.subplots(n, ncols, figsize=(2.5 * ncols, 2.5 * n + 0.7), squeeze=False)
+    for i, image in enumerate(images):
+        row = axes[i]
+        label = f"{row_labels[i]}\n" if row_labels else ""
+        row[0].imshow(composite(image, colours))
+        row[0].set_title(f"{label}image: " + " + ".join(channels), fontsize=8)
+        row[0].axis("off")
+        true = truth[i] if truth is not None else None
+        if true is None:
+            outlines(image[0], np.zeros(image.shape[1:], int), row[1], "truth: none (real data)")
+        else:
+            n_true = len(np.unique(true)) - (true.min() == 0)
+            outlines(image[0], true, row[1], f"truth: {n_true} cells", colour=TRUTH_COLOUR)
+        for ax, (backend, found) in zip(row[2:], masks.items(), strict=True):
+            if isinstance(found, str):
+                ax.text(0.5, 0.5, f"{backend}:\n{found}", ha="center", va="center", fontsize=9,
+                        transform=ax.transAxes, color=CONTROL_COLOUR)  # fmt: skip
+                ax.set_xticks([]), ax.set_yticks([])
+                continue
+            m = found[i]
+            n_found = len(np.unique(m)) - (m.min() == 0)
+            score = (
+                f"AP@0.5 {average_precision(true, m)['AP@0.5']:.2f}"
+                if true is not None
+                else "no truth"
+            )
+            outlines(image[0], m, ax, f"{backend}: {score}\n{n_found} cells", truth=true)
+        for ax in row:
+            if ax.images:
+                scale_bar(ax, image.shape[-1], um_per_px)
+    handles = [
+        Patch(color=np.asarray(c, float) / 255, label=f"{name} (image)")
+        for name, c in zip(channels, colours, strict=False)
+    ] + [
+        Line2D([], [], color=TRUTH_COLOUR, lw=2, label="truth outline"),
+        Line2D([], [], color=PREDICTION_COLOUR, lw=2, label="backend's outline"),
+    ]
+    fig.legend(handles=handles, loc="lower center", ncol=len(handles), fontsize=8, frameon=False)
+    fig.tight_layout(rect=(0, 0.5 / fig.get_figheight(), 1, 1))
+    return fig

@@ -383,7 +383,7 @@ class MultiInputCellNet(nn.Module):
         super().__init__()
         self.mask_branch, n_mask, loaded = backbone(arch, in_channels, pretrained)
         self.flow_branch, n_flow, _ = backbone(arch, in_channels, pretrained)
-        self.freeze_branches = freeze_branches  # quick profile: pretrained branches as they are
+        self.freeze_branches = freeze_branches  # quick settings: pretrained branches as they are
         for p in [*self.mask_branch.parameters(), *self.flow_branch.parameters()]:
             p.requires_grad = not freeze_branches
         self.tabular = nn.Sequential(

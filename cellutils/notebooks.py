@@ -418,7 +418,7 @@ def _dead_kernel_message(source: Path, executed: Path, seconds: float, rss_befor
         memory = f"its peak memory is unknown; this machine has {total / 2**30:.1f} GiB"
     return (
         f"{source.name}: the kernel died in {_last_cell(source, executed)} after {seconds:.0f} s. "
-        f"Likely cause: out of memory (the OOM killer; {memory}). Run with the quick profile, "
+        f"Likely cause: out of memory (the OOM killer; {memory}). Run with the quick settings, "
         "fewer dask workers (the notebook's `workers`) or smaller batches, or on a machine "
         f"with more memory. The executed copy so far: {executed}"
     )

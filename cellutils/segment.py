@@ -9,7 +9,7 @@
   the registry's wheel (``cellutils.cellpose_weights``).
 - ``classical``: scikit-image, every setting from the image's own scale (background and noise,
   nucleus diameter, smoothing, seed spacing), outlines on each nucleus's steepest edge (a
-  gradient watershed); cells grown from the nuclei. Over 20x faster than cellpose on a CPU;
+  gradient watershed); cells grown from the nuclei. Faster than cellpose on a CPU (make bench);
   AP@0.5 0.82, AP@0.75 0.63 on stardist's real nuclei, validated on other real sets too
   (``make bench ONLY=segmentation``); its flows come from ``cellpose.dynamics.masks_to_flows``.
 - ``auto`` (the default): cellpose on a GPU, classical on a CPU.
@@ -225,8 +225,8 @@ def _fill_objects(labels: np.ndarray) -> np.ndarray:
 
 
 def classical_cells(image: np.ndarray, diameter: float | None = None) -> tuple[np.ndarray, float]:
-    """Whole cells of one channel that shows them (the CPJUMP1 subset's median of DNA, ER and
-    RNA: textured cells whose nuclei are not set apart), scales from the image as in
+    """Whole cells of one channel that shows them (the CPJUMP1 subset's median of ch1-ch3, Mito,
+    AGP and RNA: textured cells whose nuclei are not set apart), scales from the image as in
     ``classical_nuclei``:
 
     1. foreground: smoothed (sigma 2) intensity above half-way from the background (2nd
@@ -452,8 +452,8 @@ def score_masks(seg: pd.DataFrame, truth_keys: pd.Series, root, n: int = 8, seed
 def resolve_backend(backend: str) -> str:
     """The backend a name stands for. "auto" is device-appropriate: cellpose on a GPU (when its
     weights exist), the classical backend on a CPU, where cellpose takes seconds per small site
-    and 18-40 s per 512-px real image on two cores (``make bench``: the classical backend is
-    over 20x faster at AP@0.5 >= 0.8 on real nuclei). "cellpose" without weights raises with
+    and tens of seconds per 512-px real image on two cores (``make bench`` measures the
+    ratio and both backends' AP on real nuclei). "cellpose" without weights raises with
     the fix."""
     if backend == "auto":
         from cellutils.runtime import pick_device
@@ -517,8 +517,8 @@ def segment_index(
 
     ``n_workers`` > 1 (or None: every core), ``client`` or ``address`` run the sites on dask
     (``cluster.run``); cellpose stays in this process (one model, one GPU). ``flows=False``
-    skips the classical backend's flows (cellpose's flow field recomputed from its masks: about
-    13 s per 1080-px site on one core, against 0.8 s for the masks); only report 004's second
+    skips the classical backend's flows (cellpose's flow field recomputed from its masks: many
+    times the masks' own time, ``docs/scaling.md``); only report 004's second
     branch reads them.
 
     Returns one row per image: key, path_masks, path_flows, n_cells, backend; images where

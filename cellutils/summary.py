@@ -97,8 +97,9 @@ def comparisons_table(metrics: dict[str, dict]) -> pd.DataFrame:
 def plot_headline(table: pd.DataFrame):
     """One panel per report, three rows kept apart: the report's claim (real data, its own
     metric and class count, red outline), then our synthetic results under the report's
-    protocol and the number to trust (each with its 95% interval, metric and class count), with
-    that row's chance (grey bar) and majority-class (x) baselines; a legend says which is which."""
+    protocol and the number to trust (each with its 95% interval, metric and class count), every
+    row with its own chance (grey bar: 1 / its classes) and majority-class (x) baselines where
+    known; a legend says which is which."""
     import matplotlib.pyplot as plt
     from matplotlib.lines import Line2D
     from matplotlib.patches import Patch
@@ -121,6 +122,8 @@ def plot_headline(table: pd.DataFrame):
         claim_majority = getattr(r, "claimed_majority", None)  # on the report's own data
         if claim_majority is not None and not pd.isna(claim_majority):
             ax.plot(claim_majority, 0, "x", color="#b2182b")
+        if r.claimed_classes and not pd.isna(r.claimed_classes):  # chance on the report's task
+            ax.plot([1 / r.claimed_classes] * 2, [-0.4, 0.4], color="grey", lw=3)
         for y, prefix in ((1, "reported"), (2, "trusted")):
             v = getattr(r, f"{prefix}_value")
             if v is None or pd.isna(v):
@@ -155,8 +158,8 @@ def plot_headline(table: pd.DataFrame):
         Line2D([], [], color="grey", lw=3, label="chance (1 / classes)"),
         Line2D([], [], color="black", marker="x", ls="", label="majority class (red: the claim's)"),
     ]
+    fig.tight_layout(rect=(0, 0, 1, 1 - 0.55 / fig.get_figheight()))
     fig.legend(handles=handles, loc="upper center", ncol=3, fontsize=8, frameon=False)
-    fig.tight_layout(rect=(0, 0, 1, 1 - 0.9 / fig.get_figheight()))
     return fig
 
 

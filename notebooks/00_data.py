@@ -30,7 +30,7 @@
 # | **RxRx1** (Recursion) | 000 | a site: 6 PNG channels (Hoechst, ConA, phalloidin, SYTO14, MitoTracker, WGA) | siRNA (1,108 + controls) |
 # | **CPJUMP1** (JUMP pilot) | 002-004 (via the course subset) | a site: 8 TIFF channels (5 stains + 3 brightfield planes) | compound |
 # | **CPJUMP1 course subset** | 002, 003, 004 | one median-aggregated TIFF per site of plate BR00116991 | compound (`Metadata_pert_iname`) |
-# | **HPA cell lines** | 001 | three 64-px channel images (nucleus, microtubules, ER) | one of nine cell lines |
+# | **the cell-line challenge** | 001 | three 64-px channel images (nucleus, microtubules, ER) | one of nine cell lines |
 #
 # The real data is yours to download (see the README); by default every notebook runs on a
 # **synthetic Cell Painting simulator** that writes exactly these layouts, plus ground truth the
@@ -169,16 +169,16 @@ fig = display.show_images(
         for _, r in hpa_rows.iterrows()
     ],
     [f"subset {r.Metadata_Well}: {r.Metadata_pert_iname}" for r in subset_rows.itertuples()]
-    + [f"HPA-style: {r.cell_line}" for r in hpa_rows.itertuples()],
+    + [f"cell-line challenge: {r.cell_line}" for r in hpa_rows.itertuples()],
     ncols=4,
     size=2.8,
-    suptitle="Course subset (median of ch1-3, grey) and HPA-style samples",
+    suptitle="Course subset (median of ch1-ch3: Mito, AGP, RNA) and cell-line challenge samples",
 )
 display.channel_key(
     fig,
     list(datasets.cell_lines.CHANNELS.values())[:3],
     datasets.cell_lines.COLOURS,
-    title="HPA-style channels",
+    title="cell-line challenge channels (named as the Human Protein Atlas does)",
 )
 display.save_figure(fig, run, "subset_and_cell_lines")
 

@@ -15,9 +15,9 @@
 # %% [markdown]
 # # 01 · Segmentation: cellpose and a classical watershed, checked against ground truth
 #
-# > **Time** a few minutes (quick settings, 2 CPU cores, data already generated) · full settings: on one GPU, not yet timed  
-# > **Settings** quick: the classical backend for the whole dataset, 4 sites scored against the truth · full: the backend the machine supports (cellpose on a GPU), 12 sites scored  
-# > **Needs** cellpose weights from `make setup` (else the classical backend only)  
+# > **Time** a few minutes (quick settings, 2 CPU cores, data already generated) · full settings: on one GPU, not yet timed
+# > **Settings** quick: the classical backend for the whole dataset, 4 sites scored against the truth · full: the backend the machine supports (cellpose on a GPU), 12 sites scored
+# > **Needs** cellpose weights from `make setup` (else the classical backend only)
 # > **You will learn**
 # > - how cellpose and a classical watershed segment cells, with one output (masks + flows)
 # > - how to score masks against ground truth with average precision at IoU 0.5
@@ -83,10 +83,14 @@ print(
 )
 
 # %% [markdown]
-# ## 1 · One site, both backends
-# Yellow: the backend's outlines; cyan: the ground truth. The flow image is what cellpose
-# predicts (and what report 004 feeds its second branch): each pixel's direction to its cell's
-# centre, as a colour wheel. The classical backend gets the same flows from its masks.
+# ## 1 · Three sites, both backends
+# One row per site: the image (the cytoplasm channel green, the nucleus channel magenta), the
+# ground truth, then each backend with its average precision at IoU 0.5 (AP@0.5) against that
+# truth in the panel's title (section 2 explains the score). Cyan: the truth's outlines;
+# yellow: the backend's. Below the grid: the flows of the first site, what cellpose predicts
+# (and what report 004 feeds its second branch): each pixel's direction to its cell's centre,
+# as a colour wheel (the key in the corner). The classical backend gets the same flows from
+# its masks.
 
 # %%
 root = catalog.locate(
@@ -107,26 +111,37 @@ segs = {
 }
 
 # %%
-fig, axes = plt.subplots(1, 2 * len(segs) + 1, figsize=(4 * (2 * len(segs) + 1), 4.2))
-display.outlines(
-    image[1],
-    np.zeros(image.shape[1:], int),
-    axes[0],
-    f"{nucleus_channel}; cyan: ground-truth cells",
-    truth=truth,
+more = index[(index.Metadata_pert_iname != "DMSO") & (index.Metadata_Well != site.Metadata_Well)]
+shown = [site, *(r for _, r in more.drop_duplicates("Metadata_Well").iloc[:2].iterrows())]
+images = [image] + [datasets.load_site(r, [cyto_channel, nucleus_channel]) for r in shown[1:]]
+grid = {
+    b: [s.masks]
+    + [
+        segment.segment(
+            im, cyto=0, nucleus=1, backend=b, **(cp_settings if b == "cellpose" else {})
+        ).masks
+        for im in images[1:]
+    ]
+    for b, s in segs.items()
+}
+grid.setdefault("cellpose", "not run:\nno weights (make weights)")
+fig = display.segmentation_grid(
+    images=images,
+    channels=[cyto_channel, nucleus_channel],
+    truth=[synth.read_truth_masks(root, r.key)[0] for r in shown] if has_truth else None,
+    masks=grid,
+    row_labels=[f"{r.Metadata_pert_iname}, well {r.Metadata_Well}" for r in shown],
 )
-for i, (b, s) in enumerate(segs.items()):
-    display.outlines(
-        image[0],
-        s.masks,
-        axes[1 + 2 * i],
-        f"{b}: {s.n_cells} cells, diameter {s.diameter:.0f} px, {s.seconds:.1f} s",
-        truth=truth,
-    )
-    axes[2 + 2 * i].imshow(display.flow_rgb(s.flows))
-    axes[2 + 2 * i].set_title(f"{b}: flows (hue = direction)", fontsize=9)
-    axes[2 + 2 * i].axis("off")
-display.save_figure(fig, run, "one_site")
+display.save_figure(fig, run, "segmentation_grid")
+
+# %%
+fig, axes = plt.subplots(1, len(segs), figsize=(3.6 * len(segs), 3.8), squeeze=False)
+for ax, (b, s) in zip(axes[0], segs.items(), strict=True):
+    ax.imshow(display.flow_rgb(s.flows))
+    ax.set_title(f"{b}: flows, first site ({s.n_cells} cells, {s.seconds:.1f} s)", fontsize=9)
+    ax.axis("off")
+display.flow_key(axes[0, -1])
+display.save_figure(fig, run, "flows")
 
 # %% [markdown]
 # ### Where a threshold comes from
@@ -146,6 +161,7 @@ display.save_figure(fig, run, "nucleus_histogram")
 # centre `t`, split the pixels into those at or below `t` (count `w0`, mean `m0`) and above it
 # (`w1`, `m1`); return the centre where the between-class variance `w0 * w1 * (m0 - m1) ** 2`
 # is largest. Then `threshold = otsu_by_hand(image[1])`. Where does it fall on the histogram?
+
 
 # %% tags=["solution"]
 def otsu_by_hand(x, nbins=256):
@@ -227,6 +243,7 @@ synthetic_ap.groupby("backend")[
 # over. The check calls it on this site's masks and
 # compares with `segment.average_precision`.
 
+
 # %% tags=["solution"]
 def ap_by_hand(truth, masks):
     from skimage.segmentation import relabel_sequential
@@ -237,6 +254,7 @@ def ap_by_hand(truth, masks):
     union = overlap.sum(axis=1, keepdims=True) + overlap.sum(axis=0, keepdims=True) - overlap
     tp = int((overlap[1:, 1:] / union[1:, 1:] >= 0.5).sum())
     return tp / (truth.max() + masks.max() - tp)
+
 
 # %% tags=["exercise"]
 if has_truth:
@@ -276,7 +294,7 @@ pd.DataFrame(real_rows).round(3)
 # hyper-parameter of every later result: check your masks before you build on them.
 #
 # What you ask for is a setting too. The course subset (notebooks 05-08) has one channel, the
-# median of DNA, ER and RNA, in which whole cells show with their texture. Asked for nuclei in
+# median of ch1-ch3 (Mito, AGP and RNA), in which whole cells show with their texture. Asked for nuclei in
 # it (`segment(image, cyto=None, nucleus=0)`), the classical backend seeds one object per
 # bright speckle and finds almost none of the true cells; asked for cells of that channel
 # (`segment(image, cyto=0, nucleus=0)`: the same channel as cytoplasm and nucleus) it smooths
@@ -396,4 +414,3 @@ evaluate.write_metrics(
         "segmentation_dir": str(out),
     },
 )
-

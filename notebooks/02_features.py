@@ -15,9 +15,9 @@
 # %% [markdown]
 # # 02 · Per-cell features, well profiles, and what they can tell apart
 #
-# > **Time** a few minutes (quick settings, 2 CPU cores, data already generated) · full settings: on one GPU, not yet timed  
-# > **Settings** quick: classical masks, one site per well for the three-profile comparison · full: the machine's backend (cellpose on a GPU) and every site; both: the frozen ImageNet EfficientNet-Lite0 as the CNN profile, nothing trained but a logistic regression  
-# > **Needs** notebook 01's masks (made here when missing)  
+# > **Time** a few minutes (quick settings, 2 CPU cores, data already generated) · full settings: on one GPU, not yet timed
+# > **Settings** quick: classical masks, one site per well for the three-profile comparison · full: the machine's backend (cellpose on a GPU) and every site; both: the frozen ImageNet EfficientNet-Lite0 as the CNN profile, nothing trained but a logistic regression
+# > **Needs** notebook 01's masks (made here when missing)
 # > **You will learn**
 # > - per-cell features, well profiles and per-plate normalisation to DMSO (pycytominer)
 # > - replicate mAP (copairs): which compounds have a phenotype at all
@@ -34,7 +34,7 @@
 # feature selection) and **copairs** (replicate retrieval: can a well find the other wells of
 # its own compound among the DMSO wells?). And the sanity check done twice: with cells of one
 # well on both sides of the split (a leak: wells differ in more than the compound), and
-# grouped by well. Then the question JUMP asks of every profiling method: do report 004's 15
+# grouped by well. Then the question JUMP asks of every profiling method: do report 004's
 # regionprops features, CellProfiler's measurements (texture, granularity, radial
 # distribution, channel correlation, via **cp-measure**) or a CNN's embeddings find a
 # compound's replicate wells better, and does a batch correction (sphering) help? Sites are
@@ -427,6 +427,7 @@ maps.drop(columns=["indices"], errors="ignore").head(20)
 # replicates, of (replicates ranked at or above it) / (its rank); the compound's mAP is the
 # mean over its wells. Write `map_by_hand(profiles, compound)` and set `compound_map`.
 
+
 # %% tags=["solution"]
 def map_by_hand(profiles, compound):
     x = profiles[cols].to_numpy(float)
@@ -479,14 +480,16 @@ nb02.check_missed(missed, maps=maps, root=root)
 # ## 6 · Three kinds of profile, one question
 # The same wells (`compare_sites_per_well` sites each), three ways to describe them:
 #
-# - **regionprops**: report 004's 15 shape and intensity features per cell (above);
+# - **regionprops**: report 004's list per cell (above): shape features once, plus mean, min
+#   and max intensity per stain (positions are metadata, not features);
 # - **CellProfiler-grade**: cp-measure's size/shape, intensity, Haralick texture, granularity,
-#   radial distribution per channel and Pearson correlation per channel pair (hundreds per
-#   cell, named as CellProfiler names them; the table counts those kept), measured on dask;
+#   radial distribution per channel and Pearson correlation per channel pair, named as
+#   CellProfiler names them, measured on dask;
 # - **CNN**: the frozen ImageNet EfficientNet-Lite0 on all five stains, one vector per site.
 #
 # Each goes through the same recipe (median per well, robust z-score against the plate's DMSO
-# wells, pycytominer feature selection) and is scored the same way: replicate mAP against
+# wells, pycytominer feature selection; the table gives each kind's number of features
+# before and after selection) and is scored the same way: replicate mAP against
 # DMSO, replicates on the other plate. The interval resamples compounds; the difference to
 # regionprops is paired (the same compounds drawn for both). The dashed line is what the same
 # layout scores with features of pure noise.
@@ -530,7 +533,13 @@ noise_line = {  # each panel's no-signal line: its own table, features replaced 
     for k, v in per_site.items()
 }
 kinds = features.compare_maps(maps_by_kind)
-kinds.assign(no_signal=pd.Series(noise_line)).round(3)
+n_features = {  # per kind: features per cell (or site) measured, and kept by the selection
+    "features measured": {k: len(features.feature_columns(v)) for k, v in per_site.items()},
+    "after selection": {k: len(features.feature_columns(v)) for k, v in profile_sets.items()},
+}
+kinds.assign(
+    no_signal=pd.Series(noise_line), **{k: pd.Series(v) for k, v in n_features.items()}
+).round(3)
 # %% [markdown]
 # ## 7 · Batch correction: sphering on the DMSO wells
 # Per-plate normalisation centres and scales each feature by the plate's DMSO wells; what is
@@ -617,6 +626,7 @@ for k in profile_sets:
 # by every plate). Below: how well a DMSO well finds the DMSO well at its own position on the
 # other plate, per kind of profile, against its noise line, before and after sphering.
 
+
 # %%
 def same_position(v, sphere=None):
     """Mean mAP of DMSO wells retrieving their own position on another plate."""
@@ -678,5 +688,3 @@ lesson.write(
     },
 )
 agreement
-
-

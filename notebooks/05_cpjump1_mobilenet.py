@@ -213,7 +213,7 @@ print(f"balanced class weights after oversampling: {w.min():.2f} to {w.max():.2f
 
 # %% [markdown]
 # ## 3 · The network, one image, one batch, one training step
-# Each site of the subset is one grey image (the median of three stains). A `Dataset` item is
+# Each site of the subset is one grey image (the median of ch1-ch3: Mito, AGP, RNA). A `Dataset` item is
 # that image at `image_size`, scaled like an ImageNet photo (normalisation fitted on the
 # training rows), with report 002's augmentation applied on the fly, and its compound's code;
 # a `DataLoader` stacks `batch_size` of them. Shown for the leak-free training rows.

@@ -65,7 +65,7 @@ label_smoothing = 0.1
 val_fraction = 0.2
 top_n = None  # None: all classes; a number keeps the most frequent (after DMSO downsampling)
 with_image = False  # True: the raw image enters both branches (not the report's inputs)
-freeze_branches = False  # True: pretrained branches frozen, the rest trained (quick profile)
+freeze_branches = False  # True: pretrained branches frozen, the rest trained (quick settings)
 max_batches = None  # cap batches per epoch (smoke tests only)
 
 # %%
