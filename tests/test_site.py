@@ -148,6 +148,15 @@ def test_a_page_per_notebook_and_doc_and_every_link_resolves(built):
     page = (built / "notebooks" / "09_evaluation.html").read_text()
     assert "without outputs" not in page and "<img" in page  # executed, with its figures
     assert "without outputs" in (built / "notebooks" / "01_segmentation.html").read_text()
+    for nb in ("00_data", "09_evaluation"):  # every figure the run drew is on its page
+        cells = json.loads((built.parent / "src" / "notebooks" / f"{nb}.ipynb").read_text())
+        drawn = sum(
+            any(k.startswith("image/") for k in out.get("data", {}))
+            for cell in cells["cells"]
+            for out in cell.get("outputs", [])
+        )
+        shown = (built / "notebooks" / f"{nb}.html").read_text().count('src="../_images/')
+        assert drawn > 0 and shown == drawn, (nb, drawn, shown)
 
 
 BROKEN = {  # what breaks the start page -> what the build's error must name
