@@ -109,22 +109,54 @@ def test_broken_links_finds_a_missing_file_and_passes_a_good_one(tmp_path):
     assert "docs/a.html -> ../_images/f.png" in site.broken_links(tmp_path)
 
 
+SMOKE_BOOKS = ("00_data", "09_evaluation")
+
+
+def _runs_of_this_session(basetemp: Path) -> dict[str, Path]:
+    """The smoke runs of ``SMOKE_BOOKS`` that tests/test_notebooks.py already made in this pytest
+    session (it runs first): finished ones only (metrics.json written, no error output)."""
+    found = {}
+    for nb in SMOKE_BOOKS:
+        for copy in sorted(basetemp.glob(f"*/results/{nb}/*-smoke/{nb}.ipynb")):
+            text = copy.read_text()
+            if (copy.parent / "metrics.json").is_file() and '"output_type": "error"' not in text:
+                found[nb] = copy
+    return found
+
+
 @pytest.fixture(scope="module")
 def smoke_results(tmp_path_factory) -> Path:
-    """Notebooks 00 and 09 executed in the smoke settings into a fresh results folder
-    (``CELLUTILS_SITE_SMOKE_RESULTS`` names an existing one, to rerun these tests quickly)."""
+    """A results folder with notebooks 00 and 09 executed in the smoke settings: the runs
+    test_notebooks.py made in this session when it ran (as in `make test`), else run here
+    (``CELLUTILS_SITE_SMOKE_RESULTS`` names an existing folder, to rerun these tests quickly)."""
     if os.environ.get("CELLUTILS_SITE_SMOKE_RESULTS"):
         return Path(os.environ["CELLUTILS_SITE_SMOKE_RESULTS"])
     root = tmp_path_factory.mktemp("site")
+    earlier = _runs_of_this_session(tmp_path_factory.getbasetemp())
+    if set(earlier) == set(SMOKE_BOOKS):
+        for nb, copy in earlier.items():
+            shutil.copytree(copy.parent, root / "results" / nb / copy.parent.name)
+        return root / "results"
     env = os.environ | {
         "CELLUTILS_RESULTS": str(root / "results"),
         "CELLUTILS_DATA": str(root / "data"),
         "PYTHONPATH": str(repo_root()),
     }
-    cmd = [sys.executable, "-m", "cellutils.notebooks", "run", "--settings", "smoke"]
-    done = subprocess.run([*cmd, "--only", "00", "09"], env=env, capture_output=True, text=True)
+    cmd = [sys.executable, "-m", "cellutils.notebooks", "run", "--settings", "smoke", "--only"]
+    done = subprocess.run([*cmd, "00", "09"], env=env, capture_output=True, text=True)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     return root / "results"
+
+
+def test_the_smoke_runs_of_this_session_are_found_and_a_failed_one_is_not(tmp_path):
+    for test, nb in [("test_nb0", "00_data"), ("test_nb9", "09_evaluation")]:
+        run = tmp_path / test / "results" / nb / "20260101-000000-smoke"
+        run.mkdir(parents=True)
+        (run / f"{nb}.ipynb").write_text('{"cells": []}')
+        (run / "metrics.json").write_text("{}")
+    assert set(_runs_of_this_session(tmp_path)) == set(SMOKE_BOOKS)
+    (tmp_path / "test_nb9/results/09_evaluation/20260101-000000-smoke/metrics.json").unlink()
+    assert set(_runs_of_this_session(tmp_path)) == {"00_data"}
 
 
 @pytest.fixture(scope="module")
@@ -228,11 +260,12 @@ def test_start_page_and_a_notebook_page_render_in_chromium(built):
     assert any("flowchart" in src for *_, src in start["imgs"]), "no learning-path diagram"
     assert _all_rendered(start), start["imgs"]
     assert start["tables"] and max(start["tables"]) > 5, "the notebook table did not render"
-    nb = _probe(built / "notebooks" / "09_evaluation.html", built)
-    figures = [img for img in nb["imgs"] if "_images/" in img[3]]
-    assert len(figures) >= 2, f"notebook 09's page shows {len(figures)} figure(s)"
-    assert _all_rendered(nb), nb["imgs"]
-    assert nb["tables"] and max(nb["tables"]) > 1, "notebook 09's page shows no table"
+    for nb, at_least in [("09_evaluation", 1), ("00_data", 2)]:
+        seen = _probe(built / "notebooks" / f"{nb}.html", built)
+        figures = [img for img in seen["imgs"] if "_images/" in img[3]]
+        assert len(figures) >= at_least, f"{nb}'s page shows {len(figures)} figure(s)"
+        assert _all_rendered(seen), seen["imgs"]
+        assert seen["tables"] and max(seen["tables"]) >= 2, f"{nb}'s page shows no table"
 
 
 @pytest.mark.slow
