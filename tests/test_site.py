@@ -221,13 +221,18 @@ PROBE = """<script>window.addEventListener('load', () => setTimeout(() => {
 }, 300));</script>"""
 
 
+class _QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *args) -> None:  # one line per file served: not in the test log
+        pass
+
+
 def _probe(page: Path, root: Path) -> dict:
     """Open ``page`` (served over http from ``root``) in headless Chromium; return its images
     ([loaded, width, height, src]) and the row count of each table, read after the page's
     scripts ran (``--dump-dom`` prints the DOM once the page has loaded)."""
     probe = page.with_name("probe-" + page.name)
     probe.write_text(page.read_text().replace("</body>", PROBE + "</body>"))
-    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(root))
+    handler = functools.partial(_QuietHandler, directory=str(root))
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     url = f"http://127.0.0.1:{server.server_port}/{probe.relative_to(root).as_posix()}"
