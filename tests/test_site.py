@@ -4,13 +4,13 @@ with their figures and tables."""
 
 import functools
 import http.server
-import importlib.util
 import json
 import os
 import shutil
 import subprocess
 import sys
 import threading
+from importlib.util import find_spec
 from pathlib import Path
 
 import pytest
@@ -21,10 +21,6 @@ from cellutils.paths import repo_root
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 needs_chromium = pytest.mark.skipif(
     not CHROMIUM, reason="chromium is not installed (Debian: apt-get install chromium)"
-)
-needs_sphinx = pytest.mark.skipif(
-    not all(importlib.util.find_spec(m) for m in ("sphinx", "myst_nb")),
-    reason="the site's builder is not installed: run `make setup` (the [site] extra)",
 )
 PATH_LR = """flowchart LR
   N00["00 data"] --> N01["01 segmentation"]
@@ -162,13 +158,14 @@ def test_the_smoke_runs_of_this_session_are_found_and_a_failed_one_is_not(tmp_pa
 @pytest.fixture(scope="module")
 def built(smoke_results, tmp_path_factory) -> Path:
     """The site built from the smoke run: its HTML folder (sources beside it in ``../src``)."""
+    missing = [m for m in ("sphinx", "myst_nb", "sphinx_book_theme") if not find_spec(m)]
+    assert not missing, f"{missing} not installed: run `make setup` (it installs the [site] extra)"
     root = tmp_path_factory.mktemp("built")
     return site.build(root / "src", root / "html", results=smoke_results)
 
 
 @pytest.mark.slow
 @pytest.mark.site
-@needs_sphinx
 def test_a_page_per_notebook_and_doc_and_every_link_resolves(built):
     names = {p.stem for p in (built / "notebooks").glob("*.html")}
     notebooks = {p.stem for p in (repo_root() / "notebooks").glob("[0-9][0-9]_*.ipynb")}
@@ -200,7 +197,6 @@ BROKEN = {  # what breaks the start page -> what the build's error must name
 
 @pytest.mark.slow
 @pytest.mark.site
-@needs_sphinx
 def test_a_broken_reference_or_a_missing_image_fails_the_build(built, tmp_path):
     src = tmp_path / "src"
     shutil.copytree(built.parent / "src", src)  # with Sphinx's cache: an incremental rebuild
@@ -258,7 +254,6 @@ def _all_rendered(seen: dict) -> bool:
 
 @pytest.mark.slow
 @pytest.mark.site
-@needs_sphinx
 @needs_chromium
 def test_start_page_and_a_notebook_page_render_in_chromium(built):
     start = _probe(built / "docs" / "start.html", built)
@@ -275,7 +270,6 @@ def test_start_page_and_a_notebook_page_render_in_chromium(built):
 
 @pytest.mark.slow
 @pytest.mark.site
-@needs_sphinx
 @needs_chromium
 def test_a_figure_removed_from_the_build_is_caught(built, tmp_path):
     html = tmp_path / "html"
