@@ -34,6 +34,9 @@ DOC_PAGES = [
     "docs/scaling.md",
     "docs/simulator.md",
 ]
+#: what ``gather`` writes into its folder (replaced on every build), and the file marking it
+GATHERED = ("conf.py", "docs", "notebooks", "_generated")
+MARKER = ".cellutils-site"
 NOT_RUN_NOTE = (
     "```{note}\nThis page shows the notebook **without outputs**: no executed copy was found "
     "under `results/`. Run `make reproduce` (or the notebook), then `make site`.\n```"
@@ -70,7 +73,7 @@ def gather(
     """Write the site's sources into ``out``: ``conf.py``, ``docs/`` (start page with the table
     of contents, reference pages, figures) and ``notebooks/``. Returns {notebook: executed?};
     the notebooks without an executed copy are the committed ones, without outputs, with a note.
-    ``out`` is replaced, except Sphinx's cache ``out/_build``."""
+    What an earlier gather wrote there is replaced; a folder it did not write is refused."""
     import nbformat
 
     repo, out = repo_root(), Path(out)
@@ -82,11 +85,16 @@ def gather(
             f"{f' of the {settings!r} settings' if settings else ''}); run `make reproduce` first "
             "or point CELLUTILS_RESULTS at a results folder."
         )
-    if out.exists():
-        for item in out.iterdir():
-            if item.name != "_build":
-                shutil.rmtree(item) if item.is_dir() else item.unlink()
+    if out.exists() and any(out.iterdir()) and not (out / MARKER).exists():
+        raise FileExistsError(
+            f"{out} is not empty and was not written by cellutils.site: nothing there is "
+            "replaced; pass another --src folder (default build/site-src)."
+        )
+    for name in GATHERED:  # only what an earlier gather wrote; Sphinx's cache _build is kept
+        target = out / name
+        shutil.rmtree(target) if target.is_dir() else target.unlink(missing_ok=True)
     (out / "notebooks").mkdir(parents=True)
+    (out / MARKER).write_text("sources of the course site, rewritten by `make site`\n")
     (out / "docs").mkdir()
     shutil.copy2(repo / "site" / "conf.py", out / "conf.py")
     status = {}
@@ -285,6 +293,11 @@ def build(
     """Gather the sources, build them with ``sphinx-build -b html -W --keep-going -n`` and check
     the links; returns the HTML folder (``out``, with an ``index.html`` opening the start page)."""
     src, out = Path(src).resolve(), Path(out).resolve()
+    if out.exists() and any(out.iterdir()) and not (out / ".buildinfo").exists():
+        raise FileExistsError(
+            f"{out} is not empty and holds no Sphinx site: nothing there is replaced; pass "
+            "another --out folder (default build/site)."
+        )
     gather(src, results, settings)
     html_dir = src / "_build" / "html"
     cmd = [sys.executable, "-m", "sphinx", "-b", "html", "-W", "--keep-going", "-n", "-q"]

@@ -52,11 +52,16 @@ def test_gather_marks_the_notebooks_not_run_and_builds_the_table_of_contents(tmp
     run.mkdir(parents=True)
     shutil.copy2(repo_root() / "notebooks" / "00_data.ipynb", run / "00_data.ipynb")
     src = tmp_path / "src"
-    (src / "_build").mkdir(parents=True)  # Sphinx's cache is kept, anything else replaced
-    (src / "stale.md").write_text("old")
+    (src / "docs").mkdir(parents=True)
+    (src / "docs" / "stale.md").write_text("old")
+    with pytest.raises(FileExistsError, match="not written by cellutils.site"):
+        site.gather(src, results=tmp_path / "results")  # a folder it did not write: untouched
+    assert (src / "docs" / "stale.md").exists()
+    (src / site.MARKER).write_text("")
+    (src / "_build").mkdir()  # Sphinx's cache is kept, what gather wrote is replaced
     status = site.gather(src, results=tmp_path / "results")
     assert status["00_data"] and not status["09_evaluation"]
-    assert (src / "_build").is_dir() and not (src / "stale.md").exists()
+    assert (src / "_build").is_dir() and not (src / "docs" / "stale.md").exists()
     assert (src / "conf.py").read_text() == (repo_root() / "site" / "conf.py").read_text()
     assert "without outputs" not in (src / "notebooks" / "00_data.ipynb").read_text()
     assert "without outputs" in (src / "notebooks" / "09_evaluation.ipynb").read_text()
@@ -166,7 +171,7 @@ def built(smoke_results, tmp_path_factory) -> Path:
 
 @pytest.mark.slow
 @pytest.mark.site
-def test_a_page_per_notebook_and_doc_and_every_link_resolves(built):
+def test_a_page_per_notebook_and_doc_and_every_link_resolves(built, smoke_results):
     names = {p.stem for p in (built / "notebooks").glob("*.html")}
     notebooks = {p.stem for p in (repo_root() / "notebooks").glob("[0-9][0-9]_*.ipynb")}
     assert names == notebooks
@@ -174,6 +179,12 @@ def test_a_page_per_notebook_and_doc_and_every_link_resolves(built):
     assert docs <= {p.stem for p in (built / "docs").glob("*.html")}
     assert site.broken_links(built) == []
     assert "docs/start.html" in (built / "index.html").read_text()
+    mine = built.parent / "mine"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("a user's file")
+    with pytest.raises(FileExistsError, match="holds no Sphinx site"):
+        site.build(built.parent / "src", mine, results=smoke_results)
+    assert (mine / "notes.txt").read_text() == "a user's file"
     page = (built / "notebooks" / "09_evaluation.html").read_text()
     assert "without outputs" not in page and "<img" in page  # executed, with its figures
     assert "without outputs" in (built / "notebooks" / "01_segmentation.html").read_text()
