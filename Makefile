@@ -8,7 +8,6 @@ REAL       ?=
 KERNEL     := cellpaint
 STAMP      := $(VENV)/.setup-done
 PIP_FLAGS  ?= -q
-MYST       := node_modules/.bin/myst
 
 .DEFAULT_GOAL := help
 .PHONY: help setup weights test lint reproduce lab bench calibrate data data-rxrx1 data-cpjump1 strip student hooks site clean distclean
@@ -23,7 +22,7 @@ setup: $(STAMP) ## create .venv, install cellutils (editable) + pinned deps, reg
 $(STAMP): pyproject.toml constraints.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install $(PIP_FLAGS) --upgrade "pip>=24"
-	$(PY) -m pip install $(PIP_FLAGS) -c constraints.txt -e ".[dev]"
+	$(PY) -m pip install $(PIP_FLAGS) -c constraints.txt -e ".[dev,site]"
 	$(PY) -m ipykernel install --sys-prefix --name $(KERNEL) --display-name "Python ($(KERNEL))" >/dev/null
 	$(PY) -m cellutils.realdata || echo "warning: real sample images not extracted (needs the package registry once); notebooks say so and skip them"
 	$(PY) -m cellutils.cellpose_weights weights || echo "warning: cellpose weights not built (needs the package registry once); segmentation falls back to the classical backend"
@@ -33,7 +32,7 @@ $(STAMP): pyproject.toml constraints.txt
 weights: setup ## (re)build the offline cellpose model from the registry's cellpose 0.0.1.6 wheel (GPL-3, not committed)
 	$(PY) -m cellutils.cellpose_weights weights --force
 
-test: setup $(if $(shell command -v npm 2>/dev/null),$(MYST)) ## set up, then lint and run the tests (notebooks run in the smoke settings; with npm, the site too)
+test: setup ## set up, then lint and run the tests (notebooks and the site from the smoke settings)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(PY) -m pytest
@@ -50,13 +49,8 @@ reproduce: setup ## set up, then run every notebook headlessly (SETTINGS=quick|f
 lab: setup ## open JupyterLab on the start page (a notebook run there uses the quick settings without a GPU, the full ones on a GPU)
 	$(VENV)/bin/jupyter lab --notebook-dir=. docs/start.md
 
-$(MYST): package.json package-lock.json
-	@command -v npm >/dev/null || { echo "make site needs node >= 18 and npm (e.g. apt-get install nodejs npm)"; exit 1; }
-	npm ci --no-audit --no-fund
-	@touch $@
-
-site: setup $(MYST) ## HTML course site (MyST, pinned in package.json) from the newest executed notebooks into build/site/ (SITE_TEMPLATE=<folder>: a built theme, offline)
-	$(PY) -m cellutils.site $(if $(SITE_TEMPLATE),--template $(SITE_TEMPLATE)) $(ARGS)
+site: setup ## HTML course site (Sphinx + MyST-NB) from the newest executed notebooks into build/site/ (open build/site/index.html)
+	$(PY) -m cellutils.site $(ARGS)
 
 bench: setup ## benchmarks: ratios against a baseline measured in the same run (ONLY=fullscale: some; JSON in results/bench/)
 	$(PY) -m benchmarks $(ONLY)

@@ -1,22 +1,27 @@
-"""The course as a static site (Jupyter Book 2: MyST, the ``mystmd`` npm package).
+"""The course as a static site (Sphinx + MyST-NB, the engine of Jupyter Book 1; all from PyPI).
 
-``gather`` copies the newest executed copy of every notebook (``results/<nb>/<run>/<nb>.ipynb``),
-the start page and the docs into ``build/site-src/`` with a ``myst.yml`` table of contents;
-``build`` runs ``myst build --html --strict`` there (a broken link or cross-reference stops it)
-and copies the HTML to ``build/site/``. ``make site`` installs the pinned ``mystmd`` (package.json)
-into ``node_modules/`` first.
+``gather`` copies the newest executed copy of every notebook (``results/<nb>/<run>/<nb>.ipynb``;
+a notebook never run is shown without outputs, saying so), the start page, the docs, their
+figures and ``site/conf.py`` into ``build/site-src/``; ``build`` runs ``sphinx-build -W -n``
+there (a warning, a broken cross-reference or a missing image stops it), then checks that every
+internal ``href``/``src`` of the HTML names a file (``broken_links``) and writes ``build/site/``.
+The learning path (a ``mermaid`` flowchart in docs/start.md, which GitHub renders too) becomes
+an SVG drawn with matplotlib at build time (``parse_flowchart``, ``draw_flowchart``): offline.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
+import hashlib
+import html.parser
 import os
 import re
 import shutil
-import socket
 import subprocess
+import sys
+import textwrap
 from pathlib import Path
+from urllib.parse import unquote, urlsplit
 
 from cellutils.paths import repo_root, results_root
 
@@ -29,9 +34,13 @@ DOC_PAGES = [
     "docs/scaling.md",
     "docs/simulator.md",
 ]
-#: the MyST theme: a name that ``myst`` downloads once (cached under ``_build/templates``), or the
-#: folder of a built theme for offline machines (``make site SITE_TEMPLATE=<folder>``)
-DEFAULT_TEMPLATE = "book-theme"
+#: what ``gather`` writes into its folder (replaced on every build), and the file marking it
+GATHERED = ("conf.py", "docs", "notebooks", "_generated")
+MARKER = ".cellutils-site"
+NOT_RUN_NOTE = (
+    "```{note}\nThis page shows the notebook **without outputs**: no executed copy was found "
+    "under `results/`. Run `make reproduce` (or the notebook), then `make site`.\n```"
+)
 
 
 def executed_notebooks(
@@ -51,51 +60,22 @@ def executed_notebooks(
     return out
 
 
-def _myst_yml(
-    notebooks: list[str], docs: list[str], template: str, unchecked: tuple[str, ...] = ()
-) -> str:
-    """The project's table of contents (start page, notebooks, reference pages) and its error
-    rules: a cross-reference without a target is an error; ``unchecked`` web links (offline
-    only) are not checked."""
-    rules = ["  error_rules:", "    - rule: reference-target-resolves", "      severity: error"]
-    if unchecked:
-        rules += ["    - rule: link-resolves", "      severity: ignore", "      keys:"]
-        rules += [f"        - {json.dumps(url)}" for url in unchecked]
-    lines = [
-        "version: 1",
-        "project:",
-        "  title: cellpaint-course",
-        *rules,
-        "  license:",
-        "    content: CC-BY-4.0",
-        "    code: MIT",
-        "  toc:",
-        f"    - file: {START_PAGE}",
-        "    - title: Notebooks",
-        "      children:",
-        *[f"        - file: notebooks/{nb}.ipynb" for nb in notebooks],
-        "    - title: Reference",
-        "      children:",
-        *[f"        - file: {doc}" for doc in docs],
-        "site:",
-        f"  template: {template}",
-        "  options:",
-        "    folders: true",
-        "",
-    ]
-    return "\n".join(lines)
+def _toctree(caption: str, docs: list[str]) -> str:
+    entries = "\n".join(f"/{Path(d).with_suffix('').as_posix()}" for d in docs)
+    return f"\n\n```{{toctree}}\n:hidden:\n:caption: {caption}\n\n{entries}\n```\n"
 
 
 def gather(
     out: str | os.PathLike,
     results: str | os.PathLike | None = None,
     settings: str | None = None,
-    template: str = DEFAULT_TEMPLATE,
-    unchecked: tuple[str, ...] = (),
-) -> list[str]:
-    """Write the site's sources into ``out``: ``docs/`` (start page, reference pages, figures),
-    ``notebooks/`` (the executed copies), ``myst.yml``. Returns the notebooks gathered.
-    ``out/_build`` (myst's cache, the downloaded theme) is kept; everything else is replaced."""
+) -> dict[str, bool]:
+    """Write the site's sources into ``out``: ``conf.py``, ``docs/`` (start page with the table
+    of contents, reference pages, figures) and ``notebooks/``. Returns {notebook: executed?};
+    the notebooks without an executed copy are the committed ones, without outputs, with a note.
+    What an earlier gather wrote there is replaced; a folder it did not write is refused."""
+    import nbformat
+
     repo, out = repo_root(), Path(out)
     found = executed_notebooks(results, settings)
     if not found:
@@ -105,36 +85,203 @@ def gather(
             f"{f' of the {settings!r} settings' if settings else ''}); run `make reproduce` first "
             "or point CELLUTILS_RESULTS at a results folder."
         )
-    for name in ("docs", "notebooks", "myst.yml"):
+    if out.exists() and any(out.iterdir()) and not (out / MARKER).exists():
+        raise FileExistsError(
+            f"{out} is not empty and was not written by cellutils.site: nothing there is "
+            "replaced; pass another --src folder (default build/site-src)."
+        )
+    for name in GATHERED:  # only what an earlier gather wrote; Sphinx's cache _build is kept
         target = out / name
-        if target.is_dir():
-            shutil.rmtree(target)
-        elif target.exists():
-            target.unlink()
+        shutil.rmtree(target) if target.is_dir() else target.unlink(missing_ok=True)
     (out / "notebooks").mkdir(parents=True)
+    (out / MARKER).write_text("sources of the course site, rewritten by `make site`\n")
     (out / "docs").mkdir()
-    for nb, path in found.items():
-        shutil.copy2(path, out / "notebooks" / f"{nb}.ipynb")
+    shutil.copy2(repo / "site" / "conf.py", out / "conf.py")
+    status = {}
+    for source in sorted((repo / "notebooks").glob("[0-9][0-9]_*.ipynb")):
+        status[source.stem] = source.stem in found
+        if status[source.stem]:
+            shutil.copy2(found[source.stem], out / "notebooks" / source.name)
+            continue
+        nb = nbformat.read(source, as_version=4)
+        nb.cells.insert(1, nbformat.v4.new_markdown_cell(NOT_RUN_NOTE))
+        nbformat.write(nb, out / "notebooks" / source.name)
+    for nb in sorted(set(found) - set(status)):  # executed, but no longer in notebooks/
+        shutil.copy2(found[nb], out / "notebooks" / f"{nb}.ipynb")
+        status[nb] = True
     docs = [d for d in DOC_PAGES if (repo / d).exists()]
     for doc in [START_PAGE, *docs]:
         shutil.copy2(repo / doc, out / doc)
     if (repo / "docs" / "figures").is_dir():
         shutil.copytree(repo / "docs" / "figures", out / "docs" / "figures")
-    (out / "myst.yml").write_text(_myst_yml(list(found), docs, template, unchecked))
-    return list(found)
+    notebooks = [f"notebooks/{nb}" for nb in sorted(status)]
+    with open(out / START_PAGE, "a") as start:  # the sidebar: start page, notebooks, reference
+        start.write(_toctree("Notebooks", notebooks) + _toctree("Reference", docs))
+    return status
 
 
-def myst_command() -> list[str]:
-    """The pinned ``myst`` in ``node_modules/`` (``make site`` installs it), else one on PATH."""
-    local = repo_root() / "node_modules" / ".bin" / "myst"
-    if local.exists():
-        return [str(local)]
-    if shutil.which("myst"):
-        return ["myst"]
-    raise FileNotFoundError(
-        f"mystmd is not installed ({local} is missing); run `make site` (it runs `npm ci`) or "
-        "`npm ci` in the repository (needs node >= 18 and npm)."
-    )
+# -- the learning path: a mermaid flowchart drawn as an SVG ---------------------------------------
+
+_NODE = r'\s*([A-Za-z_]\w*)\s*(?:\["([^"]*)"\])?\s*'
+
+
+def parse_flowchart(text: str) -> tuple[dict[str, str], list[tuple[str, str]]]:
+    """The nodes ({id: label}) and edges of a mermaid ``flowchart LR`` made of lines
+    ``A["label"] --> B["label"]`` (chains ``A --> B --> C`` too). Anything else is an error
+    naming the line: the site draws this subset only."""
+    lines = [ln.strip() for ln in text.strip().splitlines() if ln.strip()]
+    if not lines or not re.fullmatch(r"(flowchart|graph)\s+LR", lines[0]):
+        raise ValueError(f"the learning path must start with 'flowchart LR', not {lines[:1]}")
+    labels: dict[str, str] = {}
+    edges: list[tuple[str, str]] = []
+    for line in lines[1:]:
+        ids = []
+        for part in line.split("-->"):
+            m = re.fullmatch(_NODE, part)
+            if not m:
+                raise ValueError(
+                    f"mermaid line {line!r}: the site draws only 'A[\"label\"] --> B' lines"
+                )
+            ids.append(m[1])
+            if m[2] is not None or m[1] not in labels:
+                labels[m[1]] = m[2] if m[2] is not None else labels.get(m[1], m[1])
+        edges += list(zip(ids, ids[1:], strict=False))
+    return labels, edges
+
+
+def draw_flowchart(
+    labels: dict[str, str], edges: list[tuple[str, str]], path: str | os.PathLike
+) -> Path:
+    """Draw the flowchart left to right into ``path`` (SVG): a node's column is its longest
+    chain of predecessors, its row follows the mean row of its predecessors."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.patches import FancyBboxPatch
+
+    preds: dict[str, list[str]] = {n: [] for n in labels}
+    for a, b in edges:
+        preds[b].append(a)
+    col: dict[str, int] = {}
+
+    def column(n: str, seen: tuple[str, ...] = ()) -> int:
+        if n in seen:
+            raise ValueError(f"the learning path has a cycle through {n!r}")
+        if n not in col:
+            col[n] = max((column(p, (*seen, n)) + 1 for p in preds[n]), default=0)
+        return col[n]
+
+    for n in labels:
+        column(n)
+    row: dict[str, float] = {}
+    height = max(sum(1 for c in col.values() if c == k) for k in set(col.values()))
+    for k in sorted(set(col.values())):
+        members = [n for n in labels if col[n] == k]
+        members.sort(key=lambda n: sum(row[p] for p in preds[n]) / max(len(preds[n]), 1))
+        for i, n in enumerate(members):
+            row[n] = i - (len(members) - 1) / 2
+    width, box_w, box_h, step = max(col.values()) + 1, 2.4, 0.8, 3.0
+    fig, ax = plt.subplots(figsize=(1.9 * width, 0.8 * height + 0.3))
+    for a, b in edges:  # an arrow that skips a column bends away from the middle row
+        bend = 0.0 if col[b] - col[a] < 2 else (0.3 if row[a] + row[b] <= 0 else -0.3)
+        ax.annotate(
+            "",
+            xy=(col[b] * step - box_w / 2, -row[b]),
+            xytext=(col[a] * step + box_w / 2, -row[a]),
+            arrowprops={
+                "arrowstyle": "-|>",
+                "color": "0.45",
+                "lw": 1,
+                "shrinkA": 0,
+                "shrinkB": 0,
+                "connectionstyle": f"arc3,rad={bend}",
+            },
+            zorder=1,
+        )
+    for n, label in labels.items():
+        x, y = col[n] * step, -row[n]
+        ax.add_patch(
+            FancyBboxPatch(
+                (x - box_w / 2, y - box_h / 2),
+                box_w,
+                box_h,
+                boxstyle="round,pad=0.02,rounding_size=0.08",
+                facecolor="#e8f0fa",
+                edgecolor="#3a6ea5",
+                zorder=2,  # over the arrows that skip a column
+            )
+        )
+        ax.text(x, y, textwrap.fill(label, 18), ha="center", va="center", fontsize=9, zorder=3)
+    ax.set_xlim(-box_w / 2 - 0.1, (width - 1) * step + box_w / 2 + 0.1)
+    ax.set_ylim(-(height - 1) / 2 - box_h / 2 - 0.1, (height - 1) / 2 + box_h / 2 + 0.1)
+    ax.axis("off")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, format="svg", bbox_inches="tight", metadata={"Date": None})
+    plt.close(fig)
+    return path
+
+
+def mermaid_directive():
+    """A docutils directive ``mermaid``: the flowchart drawn by ``draw_flowchart`` as an image
+    (``site/conf.py`` registers it; Sphinx copies the SVG into ``_images``)."""
+    from docutils import nodes
+    from docutils.parsers.rst import Directive
+
+    class Mermaid(Directive):
+        has_content = True
+
+        def run(self):
+            text = "\n".join(self.content)
+            try:
+                labels, edges = parse_flowchart(text)
+            except ValueError as exc:
+                raise self.error(str(exc)) from exc
+            env = self.state.document.settings.env
+            name = f"flowchart-{hashlib.sha1(text.encode()).hexdigest()[:10]}.svg"
+            draw_flowchart(labels, edges, Path(env.srcdir) / "_generated" / name)
+            alt = "learning path: " + "; ".join(f"{labels[a]} -> {labels[b]}" for a, b in edges)
+            return [nodes.image(uri=f"/_generated/{name}", alt=alt)]
+
+    return Mermaid
+
+
+# -- the built HTML: every internal link names a file ---------------------------------------------
+
+
+class _Links(html.parser.HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.targets: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        for key, value in attrs:
+            if key in ("href", "src") and value:
+                self.targets.append(value)
+
+
+def broken_links(html_dir: str | os.PathLike) -> list[str]:
+    """``"page -> target"`` for every internal ``href``/``src`` in the HTML under ``html_dir``
+    that names no file (a folder counts when it holds ``index.html``). Web, ``mailto:`` and
+    ``data:`` links, same-page anchors and the theme's own files (``_static/``) are not
+    checked."""
+    root = Path(html_dir).resolve()
+    broken = []
+    for page in sorted(root.rglob("*.html")):
+        if page.relative_to(root).parts[0] in ("_static", "_sources"):  # theme templates
+            continue
+        parser = _Links()
+        parser.feed(page.read_text(errors="replace"))
+        for target in parser.targets:
+            parts = urlsplit(target)
+            if parts.scheme or parts.netloc or not parts.path:
+                continue
+            base = root if parts.path.startswith("/") else page.parent
+            file = (base / unquote(parts.path).lstrip("/")).resolve()
+            if not (file.is_file() or (file / "index.html").is_file()):
+                broken.append(f"{page.relative_to(root)} -> {target}")
+    return broken
 
 
 def build(
@@ -142,55 +289,40 @@ def build(
     out: str | os.PathLike = "build/site",
     results: str | os.PathLike | None = None,
     settings: str | None = None,
-    template: str = DEFAULT_TEMPLATE,
-    html: bool = True,
 ) -> Path:
-    """Gather the sources and build the site with ``myst --strict``; returns the HTML folder
-    (``out``). ``html=False`` only resolves links and references (``myst build --site``), which
-    needs no theme server."""
+    """Gather the sources, build them with ``sphinx-build -b html -W --keep-going -n`` and check
+    the links; returns the HTML folder (``out``, with an ``index.html`` opening the start page)."""
     src, out = Path(src).resolve(), Path(out).resolve()
-    if not html:  # resolving links needs the theme's options only, not its server: no download
-        template = str(src / "_links-only-template")
-        Path(template).mkdir(parents=True, exist_ok=True)
-        (Path(template) / "template.yml").write_text("jtex: v1\ntitle: links and references\n")
-    gather(src, results, settings, template)
-    cmd = [*myst_command(), "build", "--html" if html else "--site", "--strict"]
-    done = subprocess.run(cmd, cwd=src, capture_output=True, text=True)
-    web = tuple(
-        sorted(set(re.findall(r'Link for "(https?://[^"]+)" did not resolve', done.stdout)))
-    )
-    if done.returncode and web and _offline():
-        # --strict checks web links too; offline they cannot resolve: check everything else
-        print(f"offline: {len(web)} web link(s) not checked: {', '.join(web)}")
-        gather(src, results, settings, template, unchecked=web)
-        done = subprocess.run(cmd, cwd=src, capture_output=True, text=True)
-    if done.returncode:
-        log = (done.stdout + done.stderr)[-4000:]
-        hint = ""
-        if "Querying template" in log and ("ENOTFOUND" in log or "failed" in log):
-            hint = (
-                f"\nThe MyST theme {template!r} could not be downloaded (offline?): pass the "
-                "folder of a built book-theme with `make site SITE_TEMPLATE=<folder>`."
-            )
-        raise RuntimeError(
-            f"`{' '.join(cmd)}` failed in {src} (a broken link or reference fails the build: "
-            f"fix the page it names):\n{log}{hint}"
+    if out.exists() and any(out.iterdir()) and not (out / ".buildinfo").exists():
+        raise FileExistsError(
+            f"{out} is not empty and holds no Sphinx site: nothing there is replaced; pass "
+            "another --out folder (default build/site)."
         )
-    if not html:
-        return src / "_build" / "site"
+    gather(src, results, settings)
+    html_dir = src / "_build" / "html"
+    cmd = [sys.executable, "-m", "sphinx", "-b", "html", "-W", "--keep-going", "-n", "-q"]
+    done = subprocess.run([*cmd, str(src), str(html_dir)], capture_output=True, text=True, cwd=src)
+    if done.returncode:
+        log = (done.stdout + done.stderr)[-6000:]
+        raise RuntimeError(
+            f"`sphinx-build` failed in {src} (every warning is an error: a broken link, a "
+            f"cross-reference without a target or a missing image; fix the page it names):\n{log}"
+        )
+    start = Path(START_PAGE).with_suffix(".html").as_posix()
+    (html_dir / "index.html").write_text(
+        f'<!DOCTYPE html><html><head><meta charset="utf-8"><title>cellpaint-course</title>'
+        f'<meta http-equiv="refresh" content="0; url={start}"></head>'
+        f'<body><a href="{start}">Start here</a></body></html>\n'
+    )
+    broken = broken_links(html_dir)
+    if broken:
+        raise RuntimeError(
+            f"{len(broken)} internal link(s) in {html_dir} name no file:\n  " + "\n  ".join(broken)
+        )
     if out.exists():
         shutil.rmtree(out)
-    shutil.copytree(src / "_build" / "html", out)
+    shutil.copytree(html_dir, out)
     return out
-
-
-def _offline(host: str = "api.mystmd.org") -> bool:
-    """True when ``host`` (myst's own server) does not resolve: no internet here."""
-    try:
-        socket.getaddrinfo(host, 443)
-    except OSError:
-        return True
-    return False
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -199,11 +331,9 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--settings", help="only runs of these settings (quick, smoke, full)")
     ap.add_argument("--src", default=str(repo_root() / "build" / "site-src"))
     ap.add_argument("--out", default=str(repo_root() / "build" / "site"))
-    ap.add_argument("--template", default=DEFAULT_TEMPLATE, help="theme name or built theme folder")
-    ap.add_argument("--check", action="store_true", help="links and references only, no HTML")
     a = ap.parse_args(argv)
-    where = build(a.src, a.out, a.results, a.settings, a.template, html=not a.check)
-    print(f"site: {where}" + ("" if a.check else f" (open {where / 'index.html'})"))
+    where = build(a.src, a.out, a.results, a.settings)
+    print(f"site: {where} (open {where / 'index.html'})")
 
 
 if __name__ == "__main__":

@@ -107,9 +107,9 @@ def test_conda_route_installs_what_make_setup_installs():
     root = repo_root()
     env = yaml.safe_load((root / "environment.yml").read_text())
     pip = next(d["pip"] for d in env["dependencies"] if isinstance(d, dict))
-    assert pip == ["-c constraints.txt", "-e .[dev]"]
+    assert pip == ["-c constraints.txt", "-e .[dev,site]"]
     make = (root / "Makefile").read_text()
-    assert '-c constraints.txt -e ".[dev]"' in make
+    assert '-c constraints.txt -e ".[dev,site]"' in make
     py = next(d for d in env["dependencies"] if isinstance(d, str) and d.startswith("python="))
     minor = int(py.split(".")[1])
     spec = re.search(
