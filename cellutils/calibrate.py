@@ -170,7 +170,7 @@ class Design:
     unit: str
     metric: str
     stand_in: str
-    draw: Callable[[int, bool], dict]  # (seed, effect on) -> a draw's statistic and intervals
+    draw: Callable[..., dict]  # (seed, effect on[, intervals]) -> its statistic and intervals
     null: str = "nuisance off, arms size-matched: the true difference is 0"
     parts: Callable[[int, bool, bool], float] | None = None
 
@@ -299,7 +299,7 @@ def _normalisation(seed: int, on: bool, *, n_boot: int, truth: bool = False) -> 
                    "balanced_accuracy", n_boot, seed, not truth)  # fmt: skip
 
 
-def _cells(seed: int, on: bool, *, n_boot: int, seed_folds: int = 0) -> dict:
+def _cells(seed: int, on: bool, *, n_boot: int, intervals: bool = True) -> dict:
     """02: a logistic regression on per-cell features predicting compound vs DMSO, scored out
     of fold (``splits.cross_predict``, 5 folds): random folds of cells vs folds grouped by
     well, balanced accuracy, wells as units. 16 wells per class, 12 cells each. Effect on:
@@ -312,9 +312,9 @@ def _cells(seed: int, on: bool, *, n_boot: int, seed_folds: int = 0) -> dict:
     df = _rows(seed, 2, [16, 16], 12, 0.8 if on else 0.0, 2.0, signal=0.5)
     x, y, wells = _x(df), df.label.to_numpy(), df.group.to_numpy()
     clf = LogisticRegression(max_iter=500)
-    a = cross_predict(clf, x, y, None, 5, seed + seed_folds)
-    b = cross_predict(clf, x, y, wells, 5, seed + seed_folds)
-    return _paired(y, a, b, wells, "balanced_accuracy", n_boot, seed)
+    a = cross_predict(clf, x, y, None, 5, seed)
+    b = cross_predict(clf, x, y, wells, 5, seed)
+    return _paired(y, a, b, wells, "balanced_accuracy", n_boot, seed, intervals)
 
 
 def designs(n_boot: int = 1000) -> list[Design]:
@@ -322,9 +322,10 @@ def designs(n_boot: int = 1000) -> list[Design]:
     stand-in; the leak lessons 03, 05-08 with their decomposition."""
 
     def sib(model, matched, copies=False, **kw):
-        def draw(seed, on):  # null: no shift, no copies, matched: exchangeable arms
+        def draw(seed, on, intervals=True):  # null: no shift, no copies, matched: exchangeable
             return _siblings(seed, on, matched or not on, model=model, metric="accuracy",
-                             n_boot=n_boot, group_sd=0.8, copies=copies and on, **kw)  # fmt: skip
+                             n_boot=n_boot, group_sd=0.8, copies=copies and on,
+                             intervals=intervals, **kw)  # fmt: skip
 
         def parts(seed, nuisance, matched_):
             return _siblings(seed, nuisance, matched_, model=model, metric="accuracy",
@@ -337,12 +338,13 @@ def designs(n_boot: int = 1000) -> list[Design]:
         Design("02_features", "004: cells of one well on both sides (random folds of cells - "
                "folds grouped by well)", "well", "balanced_accuracy", "logistic regression "
                "on per-cell latent features (as in 02), one fold assignment",
-               lambda s, on: _cells(s, on, n_boot=n_boot),
+               lambda s, on, intervals=True: _cells(s, on, n_boot=n_boot, intervals=intervals),
                null="no well shift: the fold schemes are exchangeable"),
         Design("03_rxrx1_efficientnet", "000: random split vs held-out experiment (random "
                "image folds - leave-one-experiment-out, same training size)", "experiment",
                "accuracy", "1-NN on per-image latent features, not EfficientNet",
-               lambda s, on: _experiments(s, on, True, n_boot=n_boot),
+               lambda s, on, intervals=True: _experiments(s, on, True, n_boot=n_boot,
+                                                          intervals=intervals),
                null="no experiment shift, same fold count: the true difference is 0",
                parts=lambda s, nu, m: _experiments(s, nu, m, n_boot=n_boot,
                                                    intervals=False)["diff"]),
@@ -374,7 +376,7 @@ def _truth(design: Design, n_truth: int, seed0: int) -> tuple[float, float]:
         vals = [_normalisation(seed0 + i, True, n_boot=1, truth=True)["diff"]
                 for i in range(n_truth)]  # fmt: skip
     else:
-        vals = [design.draw(seed0 + i, True)["diff"] for i in range(n_truth)]
+        vals = [design.draw(seed0 + i, True, intervals=False)["diff"] for i in range(n_truth)]
     return float(np.mean(vals)), float(np.std(vals, ddof=1) / np.sqrt(len(vals)))
 
 
@@ -526,8 +528,8 @@ def plot(rows: list[dict], decomposition: list[dict] | None = None):
 
 
 def run(
-    n_sims: int = 30,
-    n_truth: int = 80,
+    n_sims: int = 100,
+    n_truth: int = 200,
     n_boot: int = 1000,
     lessons: list[str] | None = None,
     out: str | Path | None = None,
@@ -630,8 +632,8 @@ def note(notebook: str, results: str | Path | None = None) -> str:
 
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--n-sims", type=int, default=30)
-    p.add_argument("--n-truth", type=int, default=80)
+    p.add_argument("--n-sims", type=int, default=100)
+    p.add_argument("--n-truth", type=int, default=200)
     p.add_argument("--n-boot", type=int, default=1000)
     p.add_argument("--lessons", nargs="*", default=None, help="e.g. 03 06")
     p.add_argument("--out", default=None, help="folder to write into (default: a new run)")
