@@ -17,11 +17,12 @@ reads::
                   "n_classes", "chance", "majority", "cell_count", "seeds", "seed_values",
                   "two_stage", "selected_on", "imagenet", "headline", ...}, ...],
      "comparisons": [{"lesson", "a", "b", "metric", "diff", "ci", "unit", "n_units",
-                      "seeds", "p", "p_holm", "primary", "identical", ...}, ...],
+                      "seeds", "interval", "p", "p_holm", "primary", "identical", ...}, ...],
      "primary": "...", "trust": "...", "extra": {...}}
 
-Intervals resample the lesson's unit (``n_units`` clusters) and, with several training seeds,
-the seeds first (``stats``: two-stage); a comparison from one training run says so.
+Intervals treat the lesson's unit as the independent draw (``n_units`` clusters; a cluster-
+jackknife t interval, ``stats.INTERVAL``, recorded as ``"interval"``) and, with several training
+seeds, add the seeds' spread (``stats``: two-stage); a comparison from one training run says so.
 
 Two rules are enforced here rather than hoped for: a protocol is leak-free only when its split
 is grouped by the lesson's nuisance unit (``LeakError`` otherwise), and nothing recorded as
@@ -344,6 +345,7 @@ class Lesson:
             "n_units": d.n_units,
             "seeds": d.seeds,
             "two_stage": d.two_stage,
+            "interval": d.method,
             "identical": d.identical,
             "p": round(d.p_value, 4),
             "p_holm": None,

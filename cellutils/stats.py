@@ -1,21 +1,37 @@
 """Intervals and baselines for every number a lesson reports.
 
 A test set of images is not a sample of independent images: sites of one well share the well's
-cells, staining and position, cells of one image share the image. So the bootstrap resamples
-the *unit that carries the nuisance* (wells, images, experiments) and keeps each unit's rows
-together (a cluster bootstrap). With several training seeds' predictions on the same rows the
-bootstrap has two stages: each replicate draws the seeds with replacement (training variance:
-another run would have given another model), then the units, and averages the drawn seeds'
-metrics; with one seed the interval holds the trained model fixed, and a table says so ("one
-training run"). The seeds' own metrics are reported beside it (``seed_values``).
+cells, staining and position, cells of one image share the image. So every interval treats the
+*unit that carries the nuisance* (wells, images, experiments) as the independent draw and keeps
+each unit's rows together.
+
+The interval (``INTERVAL = "jackknife-t"``, the default ``method``) is a cluster-jackknife
+t interval: the metric is recomputed with each of the G units left out, the jackknife standard
+error is ``sqrt((G - 1) / G * sum((theta_-g - mean)^2))`` (the CV3 cluster-robust variance;
+for accuracy it is the ratio estimator's cluster variance with its G/(G-1)-type small-sample
+factor built in), and the interval is ``estimate +- t_{df} * SE`` with ``df = G - 1``. With few
+clusters (a lesson has 8-60) the cluster percentile bootstrap is too narrow: its replicates
+spread like a normal with the plug-in (1/G) variance, and 1.96 stands where t_{G-1} belongs
+(MacKinnon, Nielsen & Webb 2023, "Cluster-robust inference: a guide to empirical practice",
+recommend CV3 with t(G-1) for few clusters). ``make calibrate`` measures both on the simulator;
+``method="percentile"`` keeps the cluster percentile bootstrap for that comparison.
+
+With several training seeds' predictions on the same rows the interval holds training variance
+too (``two_stage``): the seeds' spread of the metric, ``var(theta_s) / S``, is added to the
+units' jackknife variance of the seed-averaged metric, and the degrees of freedom follow
+Welch-Satterthwaite (the percentile method draws the seeds with replacement, then the units).
+With one seed the interval holds the trained model fixed, and a table says so ("one training
+run"). The seeds' own metrics are reported beside it (``seed_values``).
 
 ``paired_difference`` compares two protocols scored on the *same* rows: each replicate draws
 one set of units and computes both metrics on it, so what the two have in common (hard wells,
-easy wells) cancels and only the protocol's effect is left. Seeds are drawn paired too (seed
-``s`` of both protocols starts from the same weights). Its two-sided bootstrap p-value,
-``2 min(P(d <= 0), P(d >= 0))`` bounded below by ``1 / (B + 1)``, is what ``holm`` adjusts for
-the comparisons of one notebook. ``cell_count_baseline`` is what the number of cells alone
-predicts, scored and resampled like the model it sits beside.
+easy wells) cancels and only the protocol's effect is left: the jackknife leaves one unit out
+of both sides at once, and the seeds' spread is that of the per-seed differences (seed ``s`` of
+both protocols starts from the same weights). Its two-sided p-value, from the same t (or, for
+the percentile method, the bootstrap's ``2 min(P(d <= 0), P(d >= 0))``), is what ``holm``
+adjusts for the comparisons of one notebook: an interval excludes 0 exactly when p < 0.05.
+``cell_count_baseline`` is what the number of cells alone predicts, scored and resampled like
+the model it sits beside.
 """
 
 from __future__ import annotations
@@ -100,6 +116,61 @@ def _two_stage(two_stage: bool | None, *preds: np.ndarray) -> bool:
     return max(len(p) for p in preds) > 1 if two_stage is None else bool(two_stage)
 
 
+INTERVAL = "jackknife-t"  # the method every lesson's interval uses (see the module docstring)
+METHODS = ("jackknife-t", "percentile")
+
+
+def _leave_one_out(
+    targets: np.ndarray, preds: list[np.ndarray], units: Sequence, metric: Metric
+) -> np.ndarray:
+    """(G, len(preds)) seed-averaged metric of each prediction set with one unit left out."""
+    clusters = _cluster_rows(units)
+    out = np.empty((len(clusters), len(preds)))
+    keep = np.ones(len(targets), bool)
+    for g, rows in enumerate(clusters):
+        keep[rows] = False
+        for j, p in enumerate(preds):
+            out[g, j] = np.mean([metric(targets[keep], s[keep]) for s in p])
+        keep[rows] = True
+    return out
+
+
+def _t_interval(
+    value: float,
+    loo: np.ndarray,
+    seed_values: np.ndarray | None,
+    level: float,
+    bounds: tuple[float, float],
+) -> tuple[float, float, float]:
+    """``value +- t_df * SE`` and the two-sided p of "the true value is 0". SE: the cluster
+    jackknife's (``loo``: the estimate with each of G units left out), plus ``var(seed_values)
+    / S`` when the seeds are resampled; df: G - 1, or Welch-Satterthwaite with the seeds' S - 1.
+    Fewer than two units: nothing can be said, the interval is ``bounds``."""
+    from scipy import stats as st
+
+    g = len(loo)
+    if g < 2 or np.isnan(loo).any():
+        return bounds[0], bounds[1], 1.0
+    v_units = (g - 1) / g * float(np.sum((loo - loo.mean()) ** 2))
+    v_seeds, df = 0.0, g - 1.0
+    if seed_values is not None and len(seed_values) > 1:
+        k = len(seed_values)
+        v_seeds = float(np.var(seed_values, ddof=1)) / k
+        if v_units + v_seeds > 0:
+            df = (v_units + v_seeds) ** 2 / (v_units**2 / (g - 1) + v_seeds**2 / (k - 1))
+    se = float(np.sqrt(v_units + v_seeds))
+    half = float(st.t.ppf(0.5 + level / 2, df)) * se
+    lo, hi = max(bounds[0], value - half), min(bounds[1], value + half)
+    if se == 0:
+        return lo, hi, 1.0 if value == 0 else 0.0
+    return lo, hi, float(2 * st.t.sf(abs(value) / se, df))
+
+
+def _check_method(method: str) -> None:
+    if method not in METHODS:
+        raise ValueError(f"unknown interval method {method!r}; known: {METHODS}")
+
+
 @dataclass(frozen=True)
 class Estimate:
     """A metric with its 95% interval over resampled units."""
@@ -111,6 +182,7 @@ class Estimate:
     n_units: int  # independent units resampled (wells, images, experiments)
     seed_values: tuple[float, ...]  # the metric of each training seed
     two_stage: bool = False  # seeds resampled before units (training variance included)
+    method: str = INTERVAL  # how the interval was made ("jackknife-t" or "percentile")
 
     def as_dict(self) -> dict:
         return {
@@ -121,6 +193,7 @@ class Estimate:
             "n_units": self.n_units,
             "seed_values": [round(v, 4) for v in self.seed_values],
             "two_stage": self.two_stage,
+            "interval": self.method,
         }
 
 
@@ -141,24 +214,35 @@ def estimate(
     seed: int = 0,
     level: float = 0.95,
     two_stage: bool | None = None,
+    method: str = INTERVAL,
 ) -> Estimate:
-    """``metric`` of ``pred`` (labels; (seeds, n) for several training seeds) with a percentile
-    interval from a cluster bootstrap over ``units``; two-stage (seeds, then units) when there
-    are several seeds, unless ``two_stage=False``."""
+    """``metric`` of ``pred`` (labels; (seeds, n) for several training seeds) with a 95%
+    interval over ``units``: the cluster-jackknife t interval (``method="jackknife-t"``) or a
+    cluster bootstrap's percentiles (``"percentile"``, ``n_boot`` replicates); training
+    variance included (``two_stage``) when there are several seeds, unless
+    ``two_stage=False``."""
+    _check_method(method)
     fn, targets, pred = metric_fn(metric), np.asarray(targets), _as_seeds(pred)
     _check(targets, pred, units)
     per_seed = tuple(fn(targets, p) for p in pred)
     both = _two_stage(two_stage, pred)
-    reps = _replicates(targets, [pred], units, fn, n_boot, seed, both)[:, 0]
-    lo, hi = np.nanpercentile(reps, [50 * (1 - level), 50 * (1 + level)])
+    value = float(np.mean(per_seed))
+    if method == "percentile":
+        reps = _replicates(targets, [pred], units, fn, n_boot, seed, both)[:, 0]
+        lo, hi = np.nanpercentile(reps, [50 * (1 - level), 50 * (1 + level)])
+    else:
+        loo = _leave_one_out(targets, [pred], units, fn)[:, 0]
+        bounds = (0.0, 1.0) if not callable(metric) else (-np.inf, np.inf)
+        lo, hi, _ = _t_interval(value, loo, np.array(per_seed) if both else None, level, bounds)
     return Estimate(
-        float(np.mean(per_seed)),
+        value,
         float(lo),
         float(hi),
         len(targets),
         len(_cluster_rows(units)),
         per_seed,
         both,
+        method,
     )
 
 
@@ -171,10 +255,11 @@ class Difference:
     ci_high: float
     n_eval: int
     n_units: int
-    p_value: float = 1.0  # two-sided bootstrap p, at least 1 / (n_boot + 1)
+    p_value: float = 1.0  # two-sided p of "no difference", from the interval's method
     seeds: int = 1  # training runs behind each side (the fewer of the two)
     two_stage: bool = False
     identical: bool = False  # the same predictions on every row: no difference to estimate
+    method: str = INTERVAL  # how the interval and p were made ("jackknife-t" or "percentile")
 
     @property
     def excludes_zero(self) -> bool:
@@ -218,11 +303,15 @@ def paired_difference(
     seed: int = 0,
     level: float = 0.95,
     two_stage: bool | None = None,
+    method: str = INTERVAL,
 ) -> Difference:
-    """Metric of ``pred_a`` minus that of ``pred_b``, both scored on the same rows; the interval
-    resamples units once per replicate for both, so shared difficulty cancels, and with several
-    seeds first resamples the seeds (paired by seed when both have as many). Identical
-    predictions are flagged (``identical``) rather than reported as a finding."""
+    """Metric of ``pred_a`` minus that of ``pred_b``, both scored on the same rows, with a 95%
+    interval and p-value (``method``: the cluster-jackknife t, or the percentile bootstrap).
+    Each unit is left out (or drawn) for both sides at once, so shared difficulty cancels;
+    with several seeds the seeds' spread of the difference is added (paired by seed when both
+    have as many). Identical predictions are flagged (``identical``) rather than reported as a
+    finding."""
+    _check_method(method)
     fn, targets = metric_fn(metric), np.asarray(targets)
     a, b = _as_seeds(pred_a), _as_seeds(pred_b)
     _check(targets, a, units)
@@ -230,15 +319,32 @@ def paired_difference(
     n_units = len(_cluster_rows(units))
     seeds = min(len(a), len(b))
     if a.shape == b.shape and np.array_equal(a, b):
-        return Difference(0.0, 0.0, 0.0, len(targets), n_units, 1.0, seeds, False, True)
-    diff = np.mean([fn(targets, p) for p in a]) - np.mean([fn(targets, p) for p in b])
+        return Difference(0.0, 0.0, 0.0, len(targets), n_units, 1.0, seeds, False, True, method)
+    va, vb = np.array([fn(targets, p) for p in a]), np.array([fn(targets, p) for p in b])
+    diff = float(va.mean() - vb.mean())
     both = _two_stage(two_stage, a, b)
-    reps = _replicates(targets, [a, b], units, fn, n_boot, seed, both)
-    d = reps[:, 0] - reps[:, 1]
-    lo, hi = np.nanpercentile(d, [50 * (1 - level), 50 * (1 + level)])
-    return Difference(
-        float(diff), float(lo), float(hi), len(targets), n_units, bootstrap_p(d), seeds, both
-    )
+    if method == "percentile":
+        reps = _replicates(targets, [a, b], units, fn, n_boot, seed, both)
+        d = reps[:, 0] - reps[:, 1]
+        lo, hi = np.nanpercentile(d, [50 * (1 - level), 50 * (1 + level)])
+        p = bootstrap_p(d)
+    else:
+        loo = _leave_one_out(targets, [a, b], units, fn)
+        spread = None
+        if both:  # per-seed differences when paired; else each side's own seed spread
+            spread = va - vb if len(va) == len(vb) else _unpaired_spread(va, vb)
+        bounds = (-1.0, 1.0) if not callable(metric) else (-np.inf, np.inf)
+        lo, hi, p = _t_interval(diff, loo[:, 0] - loo[:, 1], spread, level, bounds)
+    return Difference(diff, float(lo), float(hi), len(targets), n_units, p, seeds, both, False,
+                      method)  # fmt: skip
+
+
+def _unpaired_spread(va: np.ndarray, vb: np.ndarray) -> np.ndarray:
+    """Pseudo per-seed differences whose ``var / S`` is ``var(va)/Sa + var(vb)/Sb`` (sides
+    with different seed counts cannot be paired by seed)."""
+    v = sum(float(np.var(x, ddof=1)) / len(x) if len(x) > 1 else 0.0 for x in (va, vb))
+    k = max(2, min(len(va), len(vb)))
+    return np.sqrt(v * k) * np.r_[1.0, -1.0, np.zeros(k - 2)] * np.sqrt((k - 1) / 2)
 
 
 def baselines(

@@ -349,3 +349,48 @@ def test_size_matched_keeps_the_leak_and_removes_the_size_difference():
     assert matched.index.is_monotonic_increasing
     with pytest.raises(ValueError, match="nothing to remove"):
         splits.size_matched(small, big)
+
+
+def test_jackknife_t_matches_the_cluster_variance_of_accuracy_and_its_p():
+    """Accuracy is a ratio over units; its delete-one-unit jackknife SE is the cluster-robust
+    one, and the interval is estimate +- t_{G-1} SE; p < 0.05 exactly when it excludes 0."""
+    from scipy import stats as st
+
+    t, pred, units = _clustered(n_units=12, per=5, seed=3)
+    e = stats.estimate(t, pred, units)
+    hits = np.array([(pred[units == u] == t[units == u]).sum() for u in range(12)])
+    n = np.full(12, 5)
+    loo = (hits.sum() - hits) / (n.sum() - n)
+    se = np.sqrt(11 / 12 * ((loo - loo.mean()) ** 2).sum())
+    q = st.t.ppf(0.975, 11)
+    assert e.method == "jackknife-t" and e.as_dict()["interval"] == "jackknife-t"
+    assert e.ci_low == pytest.approx(max(0, e.value - q * se))
+    assert e.ci_high == pytest.approx(min(1, e.value + q * se))
+    rng = np.random.default_rng(1)
+    for k in range(20):  # random pairs: the p and the interval agree
+        b = np.where(rng.random(len(t)) < 0.2 + k / 40, t, (t + 1) % 4)
+        d = stats.paired_difference(t, pred, b, units)
+        assert d.excludes_zero == (d.p_value < 0.05)
+    with pytest.raises(ValueError, match="known"):
+        stats.estimate(t, pred, units, method="bca")
+
+
+def test_jackknife_t_covers_better_than_the_percentile_bootstrap_with_few_clusters():
+    """Draws of 8 clusters with a shared easy/hard effect: the t interval with G - 1 degrees
+    of freedom covers the true accuracy near 95%, the cluster percentile bootstrap less."""
+    truth, hits = 0.6, {m: 0 for m in stats.METHODS}
+    for s in range(100):
+        t, pred, units = _clustered(n_units=8, per=6, seed=100 + s)
+        for m in stats.METHODS:
+            e = stats.estimate(t, pred, units, n_boot=200, seed=s, method=m)
+            hits[m] += e.ci_low <= truth <= e.ci_high
+    assert hits["jackknife-t"] / 100 >= 0.9
+    assert hits["jackknife-t"] > hits["percentile"]
+
+
+def test_one_unit_says_nothing():
+    t = np.array([0, 1, 0, 1])
+    e = stats.estimate(t, np.array([0, 1, 1, 1]), np.zeros(4))
+    assert (e.ci_low, e.ci_high) == (0.0, 1.0)
+    d = stats.paired_difference(t, t, np.array([0, 1, 1, 1]), np.zeros(4))
+    assert (d.ci_low, d.ci_high, d.p_value) == (-1.0, 1.0, 1.0) and not d.excludes_zero
