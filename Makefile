@@ -55,7 +55,7 @@ site: setup ## HTML course site (Sphinx + MyST-NB) from the newest executed note
 bench: setup ## benchmarks: ratios against a baseline measured in the same run (ONLY=fullscale: some; JSON in results/bench/)
 	$(PY) -m benchmarks $(ONLY)
 
-calibrate: setup ## coverage and null rate of each lesson's primary statistic on simulator draws (~30 min on 2 cores; JSON + figure in results/calibration/)
+calibrate: setup ## coverage and null rate of each lesson's primary statistic on simulator draws (100 draws per lesson: minutes on 2 cores, under 30; JSON + figure in results/calibration/)
 	$(PY) -m cellutils.calibrate $(ARGS)
 
 data: setup ## synthetic default data; NAME=rxrx1|cpjump1: download the real one; NAME=cpjump1_subset: build it from data/cpjump1

@@ -293,7 +293,7 @@ res = {
 # report's random folds against the grouped ones.
 
 # %%
-from cellutils import stats
+from cellutils import calibrate, stats
 
 site_cells = index[meta[:3]].assign(
     n_cells=stats.cells_per_row(index, keys=index.key, root=root, masks=seg_index).to_numpy()
@@ -303,6 +303,7 @@ for r in res.values():  # one feature, fitted on the same cells it scores: no ro
     lesson.add_cell_count(r, train_counts=cell_counts, train_targets=y, eval_counts=cell_counts)
 lesson.compare("004: cells of one well on both sides", res["cells"], res["wells"], primary=True)
 print(lesson.conclusion("004: cells of one well on both sides"))
+print(calibrate.note("02_features"))
 lesson.table()
 
 # %% [markdown] tags=["exercise"]
