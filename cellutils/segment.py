@@ -54,6 +54,8 @@ CONVERTED_SIZE = "size_cyto0_torch.npy"
 #  v3: one channel of whole cells segmented as cells, ``classical_cells``;
 #  v4: nucleus outlines on the steepest edge (gradient watershed), split again inside them)
 CLASSICAL_VERSION = 4
+# the distance term's weight in the nucleus seeds' landscape (``_split_nuclei``)
+SEED_DISTANCE_WEIGHT = 2.0
 
 
 class SegmentationError(RuntimeError):
@@ -147,7 +149,10 @@ def classical(
 
 
 def classical_nuclei(
-    image: np.ndarray, diameter: float | None = None, noise_k: float = 3.0
+    image: np.ndarray,
+    diameter: float | None = None,
+    noise_k: float = 3.0,
+    distance_weight: float = SEED_DISTANCE_WEIGHT,
 ) -> tuple[np.ndarray, float]:
     """Nuclei of one channel, with every scale taken from the image itself:
 
@@ -156,8 +161,8 @@ def classical_nuclei(
        threshold (dense images, where the median lies inside the objects);
     2. diameter: from the objects above Otsu's threshold, weighted by area so specks and
        noise do not shrink it (or ``diameter`` when given);
-    3. seeds and split (``_split_nuclei``): maxima of log-intensity plus distance to the
-       background, a watershed inside the foreground;
+    3. seeds and split (``_split_nuclei``): maxima of log-intensity plus ``distance_weight``
+       times the distance to the background, a watershed inside the foreground;
     4. outline: a marker watershed on the gradient magnitude (Beucher and Meyer): each
        object's bright core (above half its peak) floods against the background beyond the
        foreground, so the outline settles on the steepest edge, which is where a blurred
@@ -184,7 +189,7 @@ def classical_nuclei(
     if not fg.any():
         return np.zeros(x.shape, np.int32), float(diameter)
     # step: seeds and a first split of the foreground
-    regions = _split_nuclei(x, fg, bg, noise, diameter)
+    regions = _split_nuclei(x, fg, bg, noise, diameter, distance_weight)
     # step: outline on the steepest edge, from each object's core against the background
     peak = ndi.maximum(sm, regions, np.arange(regions.max() + 1))
     peak[0] = np.inf
@@ -198,22 +203,28 @@ def classical_nuclei(
     if not mask.any():
         return np.zeros(x.shape, np.int32), float(diameter)
     # step: split again inside the tightened outlines
-    kept = _drop_small(_split_nuclei(x, mask, bg, noise, diameter), min_px)
+    kept = _drop_small(_split_nuclei(x, mask, bg, noise, diameter, distance_weight), min_px)
     return segmentation.relabel_sequential(kept)[0].astype(np.int32), float(diameter)
 
 
 def _split_nuclei(
-    x: np.ndarray, fg: np.ndarray, bg: float, noise: float, diameter: float
+    x: np.ndarray,
+    fg: np.ndarray,
+    bg: float,
+    noise: float,
+    diameter: float,
+    distance_weight: float = SEED_DISTANCE_WEIGHT,
 ) -> np.ndarray:
     """Nuclei of the foreground ``fg``: seeds at the maxima of log-intensity (smoothed at
-    diameter/10) plus the distance to the background, at least a quarter diameter apart: log
-    so a dim nucleus beside a bright one keeps its own maximum, distance so touching nuclei
-    split at their waist; a watershed from them inside ``fg``."""
+    diameter/10) plus ``distance_weight`` times the distance to the background (both scaled to
+    [0, 1]), at least a quarter diameter apart: log so a dim nucleus beside a bright one keeps
+    its own maximum, distance so touching nuclei split at their waist; a watershed from them
+    inside ``fg``."""
     smooth = filters.gaussian(x, max(1.0, diameter / 10))
     log_i = np.log(np.maximum(smooth - bg, 0) + noise)
     log_i = (log_i - log_i[fg].min()) / max(float(np.ptp(log_i[fg])), 1e-6)
     dist = ndi.distance_transform_edt(fg)
-    landscape = log_i + dist / max(float(dist.max()), 1.0)
+    landscape = log_i + distance_weight * dist / max(float(dist.max()), 1.0)
     return _watershed_from_maxima(landscape, fg, max(2, int(diameter / 4)))
 
 
