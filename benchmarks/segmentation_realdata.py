@@ -2,10 +2,12 @@
 
 AP@0.5 and AP@0.75 (``segment.average_precision``) with 95% bootstrap intervals over images
 or crops (``stats.bootstrap_mean``, paired: every replicate draws the same units for every
-method) for the classical backend as it is (v4: outlines on the steepest edge), v3's per-nucleus
-half-maximum cut (the baseline) and cellpose (the course's weights, cell probability 0, automatic
-diameter; skipped without weights), on every real nucleus set the course has offline and on
-simulator nuclei:
+method) for the classical backend as it is (v5: v4's outlines on the steepest edge, seeds
+with the distance to the background weighted twice), v4 (seeds weighted evenly), v3's
+per-nucleus half-maximum cut (the baseline) and cellpose (the course's weights, cell
+probability 0, automatic diameter; skipped without weights; on the first ``CELLPOSE_IMAGES``
+images of a set whose reference is not its own masks), on every real nucleus set the course
+has offline and on simulator nuclei:
 
 | set | units | reference | role |
 |---|---|---|---|
@@ -16,9 +18,10 @@ simulator nuclei:
 | fly | 3 ExampleFly DAPI crops of 500 px | cellpose's masks (silver) | held out |
 | nuclear | mahotas's nuclear.png | cellpose's masks (silver) | held out |
 
-The outline rule and its constants were chosen on the tuning sets only; the held-out rows
-were measured once, after. ``python -m benchmarks.segmentation_realdata [set ...]`` (or
-``make bench ONLY=segmentation``) prints the table and writes it as JSON under results/bench/,
+The outline and seed rules and their constants were chosen on the tuning sets only; the
+held-out rows were measured once, after (v4's in the previous round, v5's in this one).
+``python -m benchmarks.segmentation_realdata [set ...]`` (or ``make bench ONLY=segmentation``)
+prints the table and writes it as JSON under results/bench/,
 after each set. cellpose on two CPU cores takes minutes per set: name the sets to run a few.
 The real images come from ``cellutils.realdata`` (``make setup``); sets not extracted are
 skipped with a message.
@@ -40,6 +43,9 @@ SIM_VARIANTS = ("flat", "dim rim", "blur")
 # is not its own masks, so that ``make bench ONLY=segmentation`` ends within ~15 minutes
 CELLPOSE_IMAGES = 4
 TUNING = ("stardist", "simulator")
+V3 = "classical v3 (half maximum)"
+V4 = "classical v4 (steepest edge)"
+CURRENT = "classical v5 (seeds: distance x2)"
 
 
 # --------------------------------------------------------------------------------------------
@@ -162,9 +168,9 @@ def methods(with_cellpose: bool) -> dict:
     from cellutils import segment as seg
 
     out = {
-        "classical v3 (half maximum)": classical_v3,
-        "classical v4 (steepest edge)": lambda im: seg.classical_nuclei(im, distance_weight=1.0)[0],
-        "classical v5 (seeds: distance x2)": lambda im: seg.classical_nuclei(im)[0],
+        V3: classical_v3,
+        V4: lambda im: seg.classical_nuclei(im, distance_weight=1.0)[0],
+        CURRENT: lambda im: seg.classical_nuclei(im)[0],
     }
     if with_cellpose:
         out["cellpose (cellprob 0)"] = lambda im: (
@@ -300,26 +306,33 @@ def print_table(rows: list[dict]) -> None:
 
 
 def bench_segmentation_realdata() -> list[dict]:
-    """``make bench`` rows: per set, v4's AP@0.75 against v3's (ratio), and the full table in
-    the note; the table also goes to ``results/bench/segmentation-realdata-<time>.json``."""
+    """``make bench`` rows: per set, the current rule's (v5) AP@0.5 against v4's (ratio), with
+    both AP@0.75, v3's and cellpose's in the note; the full table (intervals) goes to
+    ``results/bench/segmentation-realdata-<time>.json``."""
     rows = main_table()
     out = []
     for set_name in dict.fromkeys(r["set"] for r in rows):
         by = {r["method"]: r for r in rows if r["set"] == set_name}
-        base, cand = by["classical v3 (half maximum)"], by["classical v4 (steepest edge)"]
+        v3, base, cand = by[V3], by[V4], by[CURRENT]
         cp = next((r for m, r in by.items() if m.startswith("cellpose")), None)
         out.append(
             {
-                "benchmark": f"segmentation AP@0.75, {set_name} ({base['role']}, "
+                "benchmark": f"segmentation AP@0.5, {set_name} ({base['role']}, "
                 f"vs {base['reference']})",
-                "baseline": "classical v3",
-                "candidate": "classical v4",
-                "unit": "AP@0.75",
-                "baseline_value": base["AP@0.75"],
-                "candidate_value": cand["AP@0.75"],
-                "ratio": round(cand["AP@0.75"] / max(base["AP@0.75"], 1e-3), 2),
-                "note": f"AP@0.5 v3 {base['AP@0.5']:.2f}, v4 {cand['AP@0.5']:.2f}"
-                + (f", cellpose {cp['AP@0.5']:.2f} (AP@0.75 {cp['AP@0.75']:.2f})" if cp else "")
+                "baseline": "classical v4",
+                "candidate": "classical v5",
+                "unit": "AP@0.5",
+                "baseline_value": base["AP@0.5"],
+                "candidate_value": cand["AP@0.5"],
+                "ratio": round(cand["AP@0.5"] / max(base["AP@0.5"], 1e-3), 3),
+                "note": f"AP@0.75 v4 {base['AP@0.75']:.2f}, v5 {cand['AP@0.75']:.2f}; "
+                f"v3 AP@0.5 {v3['AP@0.5']:.2f} (AP@0.75 {v3['AP@0.75']:.2f})"
+                + (
+                    f"; cellpose AP@0.5 {cp['AP@0.5']:.2f} (AP@0.75 {cp['AP@0.75']:.2f}) on "
+                    f"{cp['units']} of {cand['units']} units"
+                    if cp
+                    else ""
+                )
                 + f"; {cand['units']} units",
             }
         )
