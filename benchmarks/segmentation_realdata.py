@@ -42,6 +42,7 @@ SIM_VARIANTS = ("flat", "dim rim", "blur")
 # cellpose (2 CPU cores: 10-60 s an image) runs on the first images of each set whose reference
 # is not its own masks, so that ``make bench ONLY=segmentation`` ends within ~15 minutes
 CELLPOSE_IMAGES = 4
+BENCH_CELLPOSE_IMAGES = 1  # ``make bench``: the first image of each such set only
 TUNING = ("stardist", "simulator")
 V3 = "classical v3 (half maximum)"
 V4 = "classical v4 (steepest edge)"
@@ -309,7 +310,7 @@ def bench_segmentation_realdata() -> list[dict]:
     """``make bench`` rows: per set, the current rule's (v5) AP@0.5 against v4's (ratio), with
     both AP@0.75, v3's and cellpose's in the note; the full table (intervals) goes to
     ``results/bench/segmentation-realdata-<time>.json``."""
-    rows = main_table()
+    rows = main_table(cellpose_images=BENCH_CELLPOSE_IMAGES)
     out = []
     for set_name in dict.fromkeys(r["set"] for r in rows):
         by = {r["method"]: r for r in rows if r["set"] == set_name}
@@ -339,7 +340,9 @@ def bench_segmentation_realdata() -> list[dict]:
     return out
 
 
-def main_table(names: list[str] | None = None, root=None) -> list[dict]:
+def main_table(
+    names: list[str] | None = None, root=None, cellpose_images: int | None = CELLPOSE_IMAGES
+) -> list[dict]:
     """The table for the sets ``names`` (default: all, in ``image_sets``'s order), printed and
     written to ``results/bench/segmentation-realdata-<time>.json`` after each set, so a run
     stopped part-way keeps the sets it finished (cellpose takes minutes per set on a CPU)."""
@@ -355,10 +358,11 @@ def main_table(names: list[str] | None = None, root=None) -> list[dict]:
     path = out / f"segmentation-realdata-{_dt.datetime.now():%Y%m%d-%H%M%S}.json"
     rows: list[dict] = []
     for name in names or list(sets):
-        rows += evaluate({name: sets[name]})
+        rows += evaluate({name: sets[name]}, cellpose_images=cellpose_images)
         record = {
             "rows": rows,
             "tuning_sets": list(TUNING),
+            "cellpose_images": cellpose_images,
             "seconds": round(time.perf_counter() - t0, 1),
         }
         write_json(path, record, overwrite=True)
