@@ -39,8 +39,8 @@
 # - **classical** (scikit-image): every setting taken from the image itself: background and
 #   noise from its median and MAD, the nucleus diameter from its bright objects, smoothing and
 #   seed spacing from that diameter; seeds at maxima of log-intensity plus distance to the
-#   background; each nucleus cut at half its own peak; cells grown from the nuclei inside the
-#   cytoplasm foreground. No per-image settings, always there, many times faster than
+#   background; each nucleus outlined where its edge is steepest (a watershed on the gradient);
+#   cells grown from the nuclei inside the cytoplasm foreground. No per-image settings, always there, many times faster than
 #   cellpose on a CPU (`make bench` measures the ratio), which is why `backend="auto"` picks it
 #   on a CPU and cellpose on a GPU. Exercises 01.1-01.3 rebuild three of its pieces by hand:
 #   the threshold, the object size and the score.

@@ -403,3 +403,32 @@ def test_mask_folders_are_keyed_by_backend_weights_and_settings(tmp_path, monkey
     assert fixed.name == "classical-v4-diameter30.0"
     weights.model = tmp_path / "cyto0_torch"
     assert segment.output_dir(tmp_path / "subset", "cellpose", tmp_path) != default
+
+
+def test_realdata_table_runs_cellpose_on_the_first_images_only(monkeypatch):
+    """``benchmarks.segmentation_realdata.evaluate`` with cellpose capped at 1 image: the
+    classical rows score every unit, cellpose's row only the first (its interval over it)."""
+    from benchmarks import segmentation_realdata as bench
+
+    truth = np.zeros((40, 40), np.int32)
+    truth[5:15, 5:15], truth[25:35, 20:30] = 1, 2
+    calls = []
+
+    def fake_cellpose(image):
+        calls.append(image.shape)
+        return truth
+
+    monkeypatch.setattr(
+        bench,
+        "methods",
+        lambda with_cellpose: {
+            "classical": lambda im: truth,
+            "cellpose (cellprob 0)": fake_cellpose,
+        },
+    )
+    units = [(f"u{i}", truth.astype(np.float32), truth) for i in range(3)]
+    sets = {"toy": dict(units=units, reference="truth", crop=False, role="held out")}
+    rows = {r["method"]: r for r in bench.evaluate(sets, with_cellpose=True, cellpose_images=1)}
+    assert len(calls) == 1
+    assert rows["classical"]["units"] == 3 and rows["cellpose (cellprob 0)"]["units"] == 1
+    assert rows["cellpose (cellprob 0)"]["AP@0.5"] == 1.0
