@@ -674,3 +674,56 @@ def run_seeds(
             )
         )
     return runs
+
+
+def cross_fit(
+    name: str,
+    build,
+    rows_ds: Dataset,
+    folds: dict[str, list[tuple[np.ndarray, np.ndarray]]],
+    cfg: TrainConfig,
+    run_dir: str | os.PathLike,
+    classes: list[str],
+    seeds: range | list[int],
+    frozen_backbone: bool = False,
+) -> dict[str, np.ndarray]:
+    """Out-of-fold logits of each set of folds, ``{kind: (seeds, rows, classes)}`` (NaN where a
+    row is in no eval fold): for each ``(train, eval)`` pair of row positions of ``rows_ds``,
+    ``run_seeds`` trains on the train rows (``{name}-{kind}-fold{k}``, the last epoch kept,
+    the eval rows only watched) and predicts the eval rows. With ``frozen_backbone`` the
+    backbone runs once over all rows and every head of every fold trains on those features
+    (one normalisation for all folds: ``rows_ds``'s)."""
+    if cfg.keep != "last":
+        raise ValueError("cross_fit keeps the last epoch: nothing is chosen on a fold's eval rows")
+    if frozen_backbone:
+        template, feats = frozen_features(build(), {"rows": rows_ds})
+        rows_ds = feats["rows"]
+
+        def build():  # a fresh head per seed (drawn after run_seeds sets the seed)
+            import copy
+
+            head = copy.deepcopy(template.head)
+            for m in head.modules():
+                if hasattr(m, "reset_parameters"):
+                    m.reset_parameters()
+            return type(template)(nn.Identity(), head, template.n_features, template.info)
+
+    out = {}
+    for kind, pairs in folds.items():
+        for k, (tr, ev) in enumerate(pairs):
+            runs = run_seeds(
+                f"{name}-{kind}-fold{k}",
+                build,
+                torch.utils.data.Subset(rows_ds, tr),
+                {"eval": torch.utils.data.Subset(rows_ds, ev)},
+                cfg,
+                run_dir,
+                classes,
+                seeds,
+                monitor_on="eval",
+            )
+            logits = np.stack([r.predictions["eval"]["logits"] for r in runs])
+            if kind not in out:
+                out[kind] = np.full((len(runs), len(rows_ds), logits.shape[-1]), np.nan, np.float32)
+            out[kind][:, ev] = logits
+    return out
