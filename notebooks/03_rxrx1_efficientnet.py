@@ -579,7 +579,7 @@ lesson.table()
 # %%
 fig = evaluate.plot_history(
     {
-        P[k].name: pd.read_csv(run / f"report-{k}-fold0-seed{seed}-history.csv")
+        P[k].name: pd.read_csv(run / f"report-{k}-history.csv").query("fold == 0 and seed == @seed")
         for k in ["random", "experiment"]
     },
     "accuracy",

@@ -112,3 +112,24 @@ def test_cross_fit_runs_a_frozen_backbone_once_for_every_fold_and_seed(tmp_path,
     again = train.cross_fit("m", _build, _toy(), folds, _cfg(), tmp_path / "b", ["0", "1"], [0],
                             frozen_backbone=True)["a"]  # fmt: skip
     assert np.allclose(again[0], out[0])  # seed 0 starts from the same head every time
+
+
+def test_fit_heads_takes_the_steps_fit_takes_for_each_fold_and_seed(tmp_path):
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(30, 5)).astype(np.float32), np.arange(30) % 3
+    folds = [(np.arange(10, 30), np.arange(10)), (np.arange(20), np.arange(20, 30))]
+    cfg = _cfg(epochs=3, lr=0.01, optimizer="adamw", scheduler="cosine")
+    out, hist = train.fit_heads(x, y, folds, cfg, [0, 1], dropout=0.0)
+    assert len(hist) == 2 * 2 * 3 and set(hist.columns) >= {"fold", "seed", "val_accuracy"}
+    ds = torch.utils.data.TensorDataset(torch.from_numpy(x), torch.from_numpy(y))
+
+    def build():
+        return models.Classifier(nn.Identity(), models.dropout_linear(5, 3, 0.0), 5, {})
+
+    for k, (tr, ev) in enumerate(folds):  # the same heads, one at a time through fit
+        sub = torch.utils.data.Subset
+        runs = train.run_seeds(f"f{k}", build, sub(ds, tr), {"eval": sub(ds, ev)}, cfg, tmp_path,
+                               ["a", "b", "c"], [0, 1], monitor_on="eval")  # fmt: skip
+        for i, r in enumerate(runs):
+            np.testing.assert_allclose(out[i, ev], r.predictions["eval"]["logits"], atol=1e-5)
+    assert not np.allclose(out[0], out[1])
