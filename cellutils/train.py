@@ -709,12 +709,12 @@ def fit_heads(
         opt = _optimizer(cfg, [w, b])
         steps = min(math.ceil(n_train / cfg.batch_size), cfg.max_batches or math.inf)
         sched = _scheduler(cfg, opt, int(steps))
-        positions = torch.utils.data.TensorDataset(torch.arange(n_train))
         for epoch in range(1, cfg.epochs + 1):
             perms = []
-            for k, s in heads:  # the order fit's loader shuffles these rows in
-                loader = make_loader(positions, cfg.batch_size, True, s, epoch)
-                perms.append(torch.as_tensor(folds[k][0])[torch.cat([p for (p,) in loader])])
+            for k, s in heads:  # the order make_loader shuffles these rows in (its generator:
+                g = torch.Generator().manual_seed(s * 1000 + epoch)  # the iterator's base seed,
+                torch.empty((), dtype=torch.int64).random_(generator=g)  # then the permutation)
+                perms.append(torch.as_tensor(folds[k][0])[torch.randperm(n_train, generator=g)])
             perms = torch.stack(perms)
             loss_sum, hits = torch.zeros(len(heads)), torch.zeros(len(heads))
             for j in range(int(steps)):
