@@ -270,3 +270,62 @@ def cross_predict(
     else:
         cv = StratifiedGroupKFold(n_splits, shuffle=True, random_state=seed)
     return cross_val_predict(estimator, x, y, groups=groups, cv=cv)
+
+
+@dataclass
+class CrossFolds:
+    """The same rows cut into k folds twice, fold by fold alike in size and classes.
+
+    ``grouped[i]`` is the fold of row ``i`` when every group of ``by`` (an experiment) sits in
+    one fold: a model trained on the other folds never saw the group (leave-one-group-out
+    when there is one fold per group). ``rows[i]`` is its fold when rows are dealt at random
+    (the reports' protocol): fold ``k`` gets, class by class, as many rows as grouped fold
+    ``k`` has, so both protocols train on the same number of rows of each class in every fold
+    and only *which* groups they hold differs. Over the folds each row is predicted once by
+    each protocol: paired out-of-fold predictions.
+    """
+
+    pool: pd.DataFrame
+    by: str
+    grouped: np.ndarray
+    rows: np.ndarray
+
+    @property
+    def n_folds(self) -> int:
+        return int(self.grouped.max()) + 1
+
+    def folds(self, kind: str) -> list[tuple[np.ndarray, np.ndarray]]:
+        """``(train, eval)`` row positions of each fold; ``kind``: "grouped" or "rows"."""
+        if kind not in ("grouped", "rows"):
+            raise ValueError(f"kind must be 'grouped' or 'rows', not {kind!r}")
+        fold = self.grouped if kind == "grouped" else self.rows
+        return [(np.flatnonzero(fold != k), np.flatnonzero(fold == k)) for k in range(self.n_folds)]
+
+
+def cross_folds(
+    df: pd.DataFrame, label: str, by: str, n_folds: int | None = None, seed: int = 0
+) -> CrossFolds:
+    """Paired k-fold cuts of ``df`` (see ``CrossFolds``): by ``by`` groups, one fold per group
+    when ``n_folds`` is None (leave-one-group-out), else the groups dealt into ``n_folds``
+    folds of about equal size (``GroupKFold``); and at random, class by class, with the same
+    class counts per fold."""
+    from sklearn.model_selection import GroupKFold
+
+    names = df[by].astype(str).to_numpy()
+    levels = np.unique(names)
+    if n_folds is None:
+        grouped = np.searchsorted(levels, names)
+    else:
+        if not 2 <= n_folds <= len(levels):
+            raise ValueError(f"n_folds must be between 2 and {len(levels)} ({by}s), not {n_folds}")
+        grouped = np.empty(len(df), int)
+        for k, (_, ev) in enumerate(GroupKFold(n_folds).split(names, groups=names)):
+            grouped[ev] = k
+    if len(np.unique(grouped)) < 2:
+        raise ValueError(f"one {by} only: no fold could be held out")
+    rng = np.random.default_rng(seed)
+    rows = np.empty(len(df), int)
+    for c in pd.unique(df[label]):
+        at = np.flatnonzero(df[label].to_numpy() == c)
+        rows[rng.permutation(at)] = np.sort(grouped[at])  # the same fold sizes, dealt at random
+    return CrossFolds(df, by, grouped, rows)

@@ -674,3 +674,138 @@ def run_seeds(
             )
         )
     return runs
+
+
+def fit_heads(
+    x: np.ndarray,
+    targets: np.ndarray,
+    folds: list[tuple[np.ndarray, np.ndarray]],
+    cfg: TrainConfig,
+    seeds: range | list[int],
+    dropout: float,
+    n_classes: int | None = None,
+) -> tuple[np.ndarray, pd.DataFrame]:
+    """Dropout + linear heads on frozen features ``x``, one per (fold, seed), trained side by
+    side: ``fit``'s steps for that head (``cfg``'s optimiser and per-epoch schedule, batch
+    size, the batches ``make_loader`` draws for seed and epoch, label smoothing, the last
+    epoch kept) as one batched loop, without checkpoints. Each head's loss is its own and
+    the optimisers' updates are elementwise, so the heads do not interact; seed ``s`` starts
+    from the same weights in every fold. Returns the out-of-fold logits (seeds, rows,
+    classes) and each head's per-epoch history (fold, seed, epoch, losses, accuracies)."""
+    if cfg.class_weights is not None or cfg.scheduler == "onecycle":
+        raise ValueError("fit_heads: no class weights or OneCycle; train with run_seeds")
+    xt, yt = torch.from_numpy(np.asarray(x, np.float32)), torch.as_tensor(np.asarray(targets))
+    n_classes, seeds = n_classes or int(yt.max()) + 1, list(seeds)
+    out = np.full((len(seeds), len(xt), n_classes), np.nan, np.float32)
+    hist = []
+    for n_train in sorted({len(tr) for tr, _ in folds}):  # heads of one training size together
+        heads = [(k, s) for k, (tr, _) in enumerate(folds) if len(tr) == n_train for s in seeds]
+        w, b = [], []
+        for _, s in heads:  # nn.Linear's initialisation, drawn after the seed is set
+            seed_everything(s)
+            lin = nn.Linear(xt.shape[1], n_classes)
+            w.append(lin.weight.detach().T), b.append(lin.bias.detach()[None])
+        w, b = nn.Parameter(torch.stack(w)), nn.Parameter(torch.stack(b))
+        opt = _optimizer(cfg, [w, b])
+        steps = min(math.ceil(n_train / cfg.batch_size), cfg.max_batches or math.inf)
+        sched = _scheduler(cfg, opt, int(steps))
+        for epoch in range(1, cfg.epochs + 1):
+            perms = []
+            for k, s in heads:  # the order make_loader shuffles these rows in (its generator:
+                g = torch.Generator().manual_seed(s * 1000 + epoch)  # the iterator's base seed,
+                torch.empty((), dtype=torch.int64).random_(generator=g)  # then the permutation)
+                perms.append(torch.as_tensor(folds[k][0])[torch.randperm(n_train, generator=g)])
+            perms = torch.stack(perms)
+            loss_sum, hits = torch.zeros(len(heads)), torch.zeros(len(heads))
+            for j in range(int(steps)):
+                rows = perms[:, j * cfg.batch_size : (j + 1) * cfg.batch_size]
+                xb = nn.functional.dropout(xt[rows], dropout, training=True)
+                logits = torch.baddbmm(b, xb, w)
+                per = nn.functional.cross_entropy(logits.transpose(1, 2), yt[rows],
+                    reduction="none", label_smoothing=cfg.label_smoothing).mean(1)  # fmt: skip
+                opt.zero_grad(set_to_none=True)
+                per.sum().backward()
+                opt.step()
+                loss_sum += per.detach() * rows.shape[1]
+                hits += (logits.argmax(-1) == yt[rows]).sum(1)
+            if sched is not None:
+                sched.step()
+            with torch.no_grad():
+                for h, (k, s) in enumerate(heads):
+                    ev = folds[k][1]
+                    lg = xt[ev] @ w[h] + b[h]
+                    seen = min(n_train, steps * cfg.batch_size)
+                    hist.append({"fold": k, "seed": s, "epoch": epoch,
+                                 "train_loss": float(loss_sum[h]) / seen,
+                                 "train_accuracy": float(hits[h]) / seen,
+                                 "val_loss": float(nn.functional.cross_entropy(lg, yt[ev])),
+                                 "val_accuracy": float((lg.argmax(1) == yt[ev]).float().mean()),
+                                 })  # fmt: skip
+                    if epoch == cfg.epochs:
+                        out[seeds.index(s), ev] = lg.numpy()
+    return out, pd.DataFrame(hist)
+
+
+def cross_fit(
+    name: str,
+    build,
+    rows_ds: Dataset,
+    folds: dict[str, list[tuple[np.ndarray, np.ndarray]]],
+    cfg: TrainConfig,
+    run_dir: str | os.PathLike,
+    classes: list[str],
+    seeds: range | list[int],
+    frozen_backbone: bool = False,
+) -> dict[str, np.ndarray]:
+    """Out-of-fold logits of each set of folds, ``{kind: (seeds, rows, classes)}`` (NaN where a
+    row is in no eval fold): for each ``(train, eval)`` pair of row positions of ``rows_ds``,
+    ``run_seeds`` trains on the train rows (``{name}-{kind}-fold{k}``, the last epoch kept,
+    the eval rows only watched) and predicts the eval rows. With ``frozen_backbone`` the
+    backbone runs once over all rows and every head of every fold trains on those features
+    (one normalisation for all folds: ``rows_ds``'s); a dropout + linear head is trained by
+    ``fit_heads``, all folds and seeds at once (history: ``{name}-{kind}-history.csv``)."""
+    if cfg.keep != "last":
+        raise ValueError("cross_fit keeps the last epoch: nothing is chosen on a fold's eval rows")
+    if frozen_backbone:
+        template, feats = frozen_features(build(), {"rows": rows_ds})
+        rows_ds = feats["rows"]
+        head = list(template.head.children()) if isinstance(template.head, nn.Sequential) else []
+        if [type(m) for m in head] == [nn.Dropout, nn.Linear] and cfg.class_weights is None:
+            out = {}  # the head alone: every fold and seed trained side by side (fit_heads)
+            for kind, pairs in folds.items():
+                x, y = rows_ds.x.numpy(), rows_ds.targets
+                out[kind], hist = fit_heads(x, y, pairs, cfg, seeds, head[0].p, len(classes))
+                hist.to_csv(Path(run_dir) / f"{name}-{kind}-history.csv", index=False)
+            return out
+
+        def build():  # a fresh head per seed (drawn after run_seeds sets the seed)
+            import copy
+
+            head = copy.deepcopy(template.head)
+            for m in head.modules():
+                if hasattr(m, "reset_parameters"):
+                    m.reset_parameters()
+            return type(template)(nn.Identity(), head, template.n_features, template.info)
+
+    out = {}
+    for kind, pairs in folds.items():
+        hist = []
+        for k, (tr, ev) in enumerate(pairs):
+            runs = run_seeds(
+                f"{name}-{kind}-fold{k}",
+                build,
+                torch.utils.data.Subset(rows_ds, tr),
+                {"eval": torch.utils.data.Subset(rows_ds, ev)},
+                cfg,
+                run_dir,
+                classes,
+                seeds,
+                monitor_on="eval",
+            )
+            logits = np.stack([r.predictions["eval"]["logits"] for r in runs])
+            if kind not in out:
+                out[kind] = np.full((len(runs), len(rows_ds), logits.shape[-1]), np.nan, np.float32)
+            out[kind][:, ev] = logits
+            hist += [r.fit.history.assign(fold=k, seed=s) for r, s in zip(runs, seeds, strict=True)]
+        pd.concat(hist).to_csv(Path(run_dir) / f"{name}-{kind}-history.csv", index=False)
+    return out
