@@ -492,9 +492,9 @@ for s in runs:
 
 # %% [markdown]
 # ### Exercise 3 · The majority vote by hand
-# For the split by well's first training run (`experiments["wells"][0]`), its evaluation
-# predictions are `p = experiments["wells"][0].predictions["eval"]` (`p["logits"]`: one row per evaluation cell,
-# in the order of `held.eval`; `p["targets"]`). Give each image (`held.eval.Metadata_core`)
+# For the split by well's first training run, its evaluation predictions are
+# `p = experiments["wells"][0].predictions["eval"]` (`p["logits"]`: one row per evaluation
+# cell, in the order of `held.eval`; `p["targets"]`). Give each image (`held.eval.Metadata_core`)
 # the class most of its cells predict (ties: the class with the higher mean softmax
 # probability) and compute the share of images voted right, `image_accuracy`.
 
