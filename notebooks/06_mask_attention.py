@@ -17,7 +17,7 @@
 #
 # > **Time** quick settings: a few minutes on 2 CPU cores · full settings: about 20 min on one GPU (an estimate: no GPU run recorded yet)  
 # > **Needs** full settings: a GPU, the course subset and cellpose weights (quick: the classical masks)  
-# > **Trains** quick: the report's mask-attention CNN itself, at 64 px, 8 of 10 scheduled epochs, on classical masks · full: the same network at 128 px, 160 of 200 epochs, on cellpose masks  
+# > **Trains** quick: the report's mask-attention CNN itself, at 64 px, 8 of 10 scheduled epochs, on classical masks · full: the same network at 128 px, 160 of 200 epochs, on cellpose masks · both: 3 training runs (seeds) of each of the primary comparison's two protocols, one of every other  
 # > **You will learn**
 # > - report 003's mask-attention CNN on image + mask: its layers, one batch, one training step
 # > - label smoothing and OneCycle, and what the mask channel adds (the same network, blank mask)
@@ -59,9 +59,12 @@ weight_decay = 1e-4
 label_smoothing = 0.1
 test_fraction = 0.2
 max_batches = None  # cap batches per epoch (smoke tests only)
+seeds = 3  # training runs behind the primary comparison's two protocols (the rest: one each)
 try_image_only = True  # the same network with a blank mask channel: what the mask adds
 
 # %%
+from dataclasses import replace
+
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
@@ -270,6 +273,7 @@ nb06.check_smoothed_loss(smoothed_loss, logits=logits.detach(), targets=y, smoot
 # and optimiser step and returns the loss as a float. The check runs it on a copy of the
 # network and compares the loss and the weights after the step with a reference step.
 
+
 # %% tags=["solution"]
 def training_step(model, x, y, optimizer, loss_fn):
     loss = loss_fn(model(x), y)
@@ -335,23 +339,38 @@ lesson.declare_primary("003: sites of one well on both sides, same training size
 
 
 # %%
-def run_protocol(name, tr, ev, inputs=two):
-    """The report's network trained on rows ``tr``, the rows ``ev`` watched as "test"."""
+def run_protocol(name, tr, ev, inputs=two, s=seed):
+    """The report's network trained on rows ``tr`` from seed ``s``, the rows ``ev`` watched
+    as "test"; one training run, in a list (the runs of a protocol)."""
     tr_ds, ev_ds, labels, _ = torchdata.split_datasets(inputs, index, tr, ev, label)
-    seed_everything(seed)  # the same initial weights for every protocol
-    return train.run_experiment(
-        name=name,
-        model=models.mask_attention_cnn(len(labels)),
-        train_ds=tr_ds,
-        eval_sets={"test": ev_ds},
-        cfg=cfg,
-        run_dir=run,
-        classes=labels.classes,
-        monitor_on="test",
-    )
+    seed_everything(s)  # the same initial weights for every protocol of one seed
+    return [
+        train.run_experiment(
+            name=name if s == seed else f"{name}-seed{s}",
+            model=models.mask_attention_cnn(len(labels)),
+            train_ds=tr_ds,
+            eval_sets={"test": ev_ds},
+            cfg=replace(cfg, seed=s),
+            run_dir=run,
+            classes=labels.classes,
+            monitor_on="test",
+        )
+    ]
+
+
+# %% [markdown]
+# The primary comparison's two protocols are trained `seeds` times (seed `s`: the initial
+# weights, the batch order and, for the size-matched protocol, a new draw of its rows), so that
+# its interval holds training variance: the bootstrap resamples the runs, then the wells. The
+# other protocols are trained once, and their comparisons say "one training run".
 
 # %%
-experiments = {k: run_protocol(k, tr, held.eval) for k, tr in train_rows.items()}
+runs = range(seed, seed + seeds)
+draws = {s: splits.size_matched(train_rows["images"], train_rows["wells"], s) for s in runs}
+experiments = {"images": run_protocol("images", train_rows["images"], held.eval)}
+for s in runs:
+    for k, tr in {"wells": train_rows["wells"], "images_n": draws[s]}.items():
+        experiments[k] = experiments.get(k, []) + run_protocol(k, tr, held.eval, s=s)
 encode = Labels.fit(multi[label]).encode
 res = {
     k: lesson.record_experiment(
@@ -416,8 +435,8 @@ if try_image_only:
     lesson.compare("003: the mask channel", res["wells"], res["blank"])
 
 # %%
-e = experiments["wells"]
-best = int(e.fit.history.val_accuracy.to_numpy().argmax())  # the epoch best on the test images
+# each run of the split by well, at the epoch best on the test images (watched every epoch)
+best = [int(e.fit.history.val_accuracy.to_numpy().argmax()) for e in experiments["wells"]]
 res["peek"] = lesson.record(
     Protocol(
         name="split by well, epoch chosen on the test images",
@@ -426,15 +445,15 @@ res["peek"] = lesson.record(
         why="the kept epoch is the best one on the very images it is scored on",
     ),
     targets=res["wells"].targets,
-    pred=e.fit.watched[best],
+    pred=[e.fit.watched[b] for e, b in zip(experiments["wells"], best, strict=True)],
     units=held.eval.Metadata_Well,
-    n_classes=len(e.classes),
+    n_classes=len(experiments["wells"][0].classes),
     train_targets=encode(train_rows["wells"][label]),
     split="test",
     model="mask-attention CNN",
     rows=held.eval.index.to_numpy(),
     selected_on="test",
-    kept_epoch=best + 1,
+    kept_epoch=[b + 1 for b in best],
 )
 lesson.compare("003: epoch chosen on the test set", res["peek"], res["wells"])
 lesson.table()
@@ -481,7 +500,7 @@ res["full"] = lesson.record_experiment(
 
 # %%
 fig = evaluate.plot_history(
-    {P[k].name if k in P else k: e.fit.history for k, e in experiments.items()},
+    {P[k].name if k in P else k: e[0].fit.history for k, e in experiments.items()},
     "accuracy",
     title="Report 003: mask-attention CNN (test images watched, last epoch kept)",
 )
@@ -496,6 +515,10 @@ display.save_figure(fig, run, "learning_curves")
 # the test images (a selection the report did not make: its code kept the last epoch).
 
 # %%
+print(
+    f"The primary's training runs (accuracy per seed): {P['wells'].name} "
+    f"{res['wells'].row['seed_values']}, {P['images_n'].name} {res['images_n'].row['seed_values']}"
+)
 for c in lesson.comparisons:
     print(("PRIMARY: " if c.get("primary") else "") + lesson.conclusion(c))
 print(calibrate.note("06_mask_attention"))  # how far to trust its interval
@@ -515,6 +538,7 @@ lesson.write(
         "image_size": image_size,
         "epochs": epochs,
         "stop_after": stop_after,
+        "seeds": seeds,
         "device": str(device),
     },
 )

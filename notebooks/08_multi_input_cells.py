@@ -17,7 +17,7 @@
 #
 # > **Time** quick settings: a few minutes on 2 CPU cores · full settings: about 5 h on one GPU (an estimate: no GPU run recorded yet)  
 # > **Needs** full settings: a GPU, the course subset, cellpose weights and ImageNet weights for EfficientNet-B0  
-# > **Trains** quick: the report's multi-input network with the offline ImageNet EfficientNet-Lite0 as both branches, frozen (the tabular MLP, gate and head trained), 40-px crops of classical masks, 6 cells per image · full: two EfficientNet-B0 branches trained end to end on 224-px crops of every cellpose cell  
+# > **Trains** quick: the report's multi-input network with the offline ImageNet EfficientNet-Lite0 as both branches, frozen (the tabular MLP, gate and head trained on branch features computed once), 40-px crops of classical masks, 6 cells per image · full: two EfficientNet-B0 branches trained end to end on 224-px crops of every cellpose cell · both: 3 training runs (seeds) of each of the primary comparison's two protocols, one of every other  
 # > **You will learn**
 # > - report 004's multi-input network: two image branches, a tabular MLP and an attention gate; one batch of three inputs; one training step
 # > - how per-cell predictions become one vote per image (you write the vote)
@@ -67,8 +67,11 @@ top_n = None  # None: all classes; a number keeps the most frequent (after DMSO 
 with_image = False  # True: the raw image enters both branches (not the report's inputs)
 freeze_branches = False  # True: pretrained branches frozen, the rest trained (quick settings)
 max_batches = None  # cap batches per epoch (smoke tests only)
+seeds = 3  # training runs behind the primary comparison's two protocols (the rest: one each)
 
 # %%
+from dataclasses import replace
+
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
@@ -265,9 +268,10 @@ labels = Labels.fit(multi[label])
 cols = cellset.feature_columns
 
 
-def cell_sets(name: str, rows, ev) -> dict:
+def cell_sets(name: str, rows, ev, feats=None) -> dict:
     """The protocol's training, validation (carved from its training side, split the same
-    way) and evaluation cells as datasets, the features standardised on the training cells."""
+    way) and evaluation cells as datasets, the features standardised on the training cells;
+    ``feats``: cached branch features instead of crops (section 5)."""
     fit_rows, val_rows = (
         splits.random_split(rows, val_fraction, seed=seed)
         if by.get(name) is None
@@ -276,14 +280,16 @@ def cell_sets(name: str, rows, ev) -> dict:
     mean = table.loc[fit_rows.index, cols].mean().to_numpy(np.float32)
     std = table.loc[fit_rows.index, cols].std().replace(0, 1).to_numpy(np.float32)
     parts = {"train": fit_rows, "val": val_rows, "eval": ev}
+    kind, kw = (cells.CellDataset, {}) if feats is None else (CachedCells, {"feats": feats})
     return {
-        s: cells.CellDataset(
+        s: kind(
             cellset,
             r.index.to_numpy(),
             labels.encode(r[label]),
             mean,
             std,
             augment=augment and s == "train",
+            **kw,
         )
         for s, r in parts.items()
     }
@@ -312,8 +318,8 @@ import torch
 from torch import nn
 
 
-def build_model():
-    seed_everything(seed)  # the same initial weights for every protocol
+def build_model(s: int = seed):
+    seed_everything(s)  # the same initial weights for every protocol of one seed
     return models.MultiInputCellNet(
         len(labels), len(cols), 4, arch, pretrained, freeze_branches=freeze_branches
     )
@@ -337,6 +343,7 @@ print(
 # Write `training_step(model, x, y, optimizer, loss_fn)`: forward (`x` is a tuple of three
 # tensors), loss, backward, step; return the loss as a float. The check runs it on a copy of
 # `net` and compares it with a reference step.
+
 
 # %% tags=["solution"]
 def training_step(model, x, y, optimizer, loss_fn):
@@ -398,33 +405,101 @@ lesson = Lesson(
 # declared before any result: the report's leak at equal training size
 lesson.declare_primary("004: images of one well on both sides, same training size")
 
+# %% [markdown]
+# Frozen branches (these settings' stand-in for end-to-end training) give a crop the same
+# features in every epoch, protocol and run: `branch_features` runs them once over every cell,
+# and the runs train the MLP, gate and head on those features — the same computation as
+# running the branches each epoch, done once (pretrained branches are the same in every run;
+# randomly initialised ones differ by seed and are run once per seed).
+
+
 # %%
-experiments = {}
-for k, rows in train_rows.items():
-    sets = cell_sets(k, rows, held.eval)
-    experiments[k] = train.run_experiment(
-        name=k,
-        model=build_model(),
-        train_ds=sets.pop("train"),
-        eval_sets=sets,
-        cfg=cfg,
-        run_dir=run,
-        classes=labels.classes,
-    )
+def branch_features(model) -> tuple[torch.Tensor, torch.Tensor]:
+    """Every cell's mask- and flow-branch features (frozen branches, evaluation mode)."""
+    every = cells.CellDataset(cellset, np.arange(len(table)), np.zeros(len(table), int), 0, 1)
+    out = [[], []]
+    with torch.no_grad():
+        for (m, f, _), _ in train.make_loader(every, batch_size, shuffle=False):
+            out[0].append(model.mask_branch.eval()(m))
+            out[1].append(model.flow_branch.eval()(f))
+    return torch.cat(out[0]), torch.cat(out[1])
+
+
+class CachedCells(cells.CellDataset):
+    """A ``CellDataset`` whose crops are replaced by their cached branch features."""
+
+    def __init__(self, *args, feats, **kw):
+        super().__init__(*args, **kw)
+        self.feats = feats
+
+    def __getitem__(self, i: int):
+        r = self.rows[i]
+        return (self.feats[0][r], self.feats[1][r], torch.from_numpy(self.tab[r])), int(
+            self.targets[i]
+        )
+
+
+cache = {}  # branch features by seed (None: pretrained branches, one set for every seed)
+
+
+def build_run(s: int):
+    """The model of seed ``s`` and its features (None: crops), cached when frozen."""
+    model = build_model(s)
+    if not freeze_branches or augment:
+        return model, None
+    key = None if model.info["imagenet"] else s
+    if key not in cache:
+        cache[key] = branch_features(model)
+    model.mask_branch, model.flow_branch = nn.Identity(), nn.Identity()
+    return model, cache[key]
+
+
+# %% [markdown]
+# The primary comparison's two protocols are trained `seeds` times (seed `s`: the initial
+# weights, the batch order and, for the size-matched protocol, a new draw of its cells), so
+# that its interval holds training variance: the bootstrap resamples the runs, then the wells.
+# The other protocols are trained once; their comparisons say "one training run".
+
+
+# %%
+def run_protocol(k: str, rows, s: int = seed) -> list:
+    """One training run of protocol ``k`` on ``rows`` from seed ``s``, in a list."""
+    model, feats = build_run(s)
+    sets = cell_sets(k, rows, held.eval, feats)
+    return [
+        train.run_experiment(
+            name=k if s == seed else f"{k}-seed{s}",
+            model=model,
+            train_ds=sets.pop("train"),
+            eval_sets=sets,
+            cfg=replace(cfg, seed=s),
+            run_dir=run,
+            classes=labels.classes,
+        )
+    ]
+
+
+runs = range(seed, seed + seeds)
+draws = {s: splits.size_matched(train_rows["images"], train_rows["wells"], s) for s in runs}
+experiments = {k: run_protocol(k, train_rows[k]) for k in ("cells", "images")}
+primary = ("images_n", "wells")  # the primary comparison's protocols, trained `seeds` times
+for s in runs:
+    for k, rows in {"wells": train_rows["wells"], "images_n": draws[s]}.items():
+        experiments[k] = experiments.get(k, []) + run_protocol(k, rows, s)
 
 # %% [markdown]
 # Cells vote for their image. You write the vote below; the lesson records both votes.
 
 # %% [markdown]
 # ### Exercise 3 · The majority vote by hand
-# For the split by well (`experiments["wells"]`), its evaluation predictions are
-# `p = experiments["wells"].predictions["eval"]` (`p["logits"]`: one row per evaluation cell,
-# in the order of `held.eval`; `p["targets"]`). Give each image (`held.eval.Metadata_core`)
+# For the split by well's first training run, its evaluation predictions are
+# `p = experiments["wells"][0].predictions["eval"]` (`p["logits"]`: one row per evaluation
+# cell, in the order of `held.eval`; `p["targets"]`). Give each image (`held.eval.Metadata_core`)
 # the class most of its cells predict (ties: the class with the higher mean softmax
 # probability) and compute the share of images voted right, `image_accuracy`.
 
 # %% tags=["solution"]
-p = experiments["wells"].predictions["eval"]
+p = experiments["wells"][0].predictions["eval"]
 probs = torch.softmax(torch.from_numpy(p["logits"]), 1).numpy()
 cellwise = pd.DataFrame(
     {"image": held.eval.Metadata_core.to_numpy(), "target": p["targets"], "pred": probs.argmax(1)}
@@ -436,7 +511,7 @@ for _, g in cellwise.groupby("image"):
 image_accuracy = float(np.mean(right))
 
 # %% tags=["exercise"]
-p = experiments["wells"].predictions["eval"]
+p = experiments["wells"][0].predictions["eval"]
 nb08.check_image_accuracy(
     image_accuracy, held.eval.Metadata_core.to_numpy(), p["logits"], p["targets"]
 )
@@ -454,23 +529,26 @@ for k, e in experiments.items():
         split="eval",
         label=f"{P[k].name}: cells",
     )
-    pe = e.predictions["eval"]
-    v = cells.vote(held.eval.Metadata_core.to_numpy(), pe["logits"], pe["targets"])
+    keys = held.eval.Metadata_core.to_numpy()  # one vote per image and run
+    votes = [
+        cells.vote(keys, *(r.predictions["eval"][c] for c in ("logits", "targets"))) for r in e
+    ]
+    v = votes[0]
     images = held.eval.drop_duplicates("Metadata_core").set_index("Metadata_core").loc[v.image]
     for how in ("majority_vote", "mean_probability"):
         res[k, how] = lesson.record(
             P[k],
             targets=v.target,
-            pred=v[how],
+            pred=[w[how] for w in votes],
             units=images.Metadata_Well,
             n_classes=len(labels),
             train_targets=train_targets,
             split="eval",
             rows=v.image.to_numpy(),
             label=f"{P[k].name}: images by {how.replace('_', ' ')}",
-            selected_on=e.selected_on,
+            selected_on=e[0].selected_on,
             model="multi-input network",
-            imagenet=e.fit.model.info.get("imagenet"),
+            imagenet=e[0].fit.model.info.get("imagenet"),
         )
 
 # %%
@@ -545,6 +623,10 @@ display.save_figure(fig, run, "protocols")
 # compound in cells treated anew?"), with its interval, class count and chance line.
 
 # %%
+print(
+    "The primary's training runs (image accuracy by majority vote, per seed): "
+    + ", ".join(f"{P[k].name} {res[k, 'majority_vote'].row['seed_values']}" for k in primary)
+)
 for c in lesson.comparisons:
     print(("PRIMARY: " if c.get("primary") else "") + lesson.conclusion(c))
 print(calibrate.note("08_multi_input_cells"))  # how far to trust its interval
@@ -560,6 +642,7 @@ lesson.write(
         "crop_size": crop_size,
         "cells": len(table),
         "with_image": with_image,
+        "seeds": seeds,
         "device": str(device),
     },
 )

@@ -215,6 +215,13 @@ def test_notebook_runs_in_smoke_settings(book, tmp_path):
     assert metrics["notebook"] == book.stem and metrics["settings"] == "smoke"
     if book.stem[:2] in LESSONS:
         _check_lesson(metrics)
+    if book.stem[:2] in {"06", "07", "08"}:  # the primary: several runs, a two-stage interval
+        (primary,) = [c for c in metrics["comparisons"] if c["primary"]]
+        seeds = nbs.load_settings("smoke", book.stem)["seeds"]
+        rows = {r["label"]: r for r in metrics["results"]}
+        assert all(rows[primary[s]]["seeds"] == seeds > 1 for s in "ab"), primary
+        assert all(rows[primary[s]]["two_stage"] for s in "ab"), primary
+        assert primary["seeds"] == seeds and (primary["two_stage"] or primary["identical"])
     executed = nbformat.read(folder / book.name, as_version=4)
     assert not any(
         o.get("output_type") == "error" for c in executed.cells for o in c.get("outputs", [])
