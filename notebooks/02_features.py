@@ -183,7 +183,8 @@ display.save_figure(fig, run, "distributions")
 # predicted by a model that did not train on it (`splits.cross_predict`). With folds of random
 # cells (the report's kind of split), the other cells of its well are in training; with folds
 # grouped by well, none are. Both protocols predict the **same cells**, so their difference is
-# paired; the bootstrap resamples wells, and three fold assignments (seeds) are averaged. The
+# paired; the interval treats wells as the unit (each left out in turn: a jackknife t
+# interval), and three fold assignments (seeds) are averaged. The
 # gap is what well-specific appearance (position, density, staining; the simulator's per-well
 # shift `well_sd`) was worth.
 

@@ -144,7 +144,8 @@ pd.Series(
 #   evaluation image has its experiment-mates in training.
 #
 # Both protocols predict every image of the training experiments once, so they are scored on
-# the same images, and the bootstrap resamples **experiments** (with the seeds first).
+# the same images, and the interval treats **experiments** as the unit (each left out in
+# turn: a jackknife t interval), with the spread of the seeds added.
 
 # %%
 folds = splits.cross_folds(train_pool, label, "experiment", n_folds=experiment_folds, seed=seed)

@@ -62,7 +62,7 @@ batch_size = 16
 lr = 1e-3  # AdamW's default
 weight_decay = 0.01
 val_fraction = 0.2
-seeds = 1  # training seeds per protocol (intervals: a bootstrap over wells)
+seeds = 1  # training seeds per protocol (intervals: over wells, plus the seeds' spread)
 frozen_backbone = False  # True: train the head on the frozen pretrained backbone (quick)
 augment = "flips_rotation_jitter"
 max_batches = None  # cap batches per epoch (smoke tests only)
@@ -128,7 +128,8 @@ print(f"{len(data)} images of the top {top_n} compounds")
 #   are in training — it **shares wells**;
 # - **split by well, then oversample**: no evaluation well is seen in training (leak-free).
 #
-# The bootstrap resamples wells, the unit that carries the nuisance.
+# The interval treats wells as the unit, the one that carries the nuisance (each well left
+# out in turn: a jackknife t interval).
 
 
 # %%

@@ -361,7 +361,7 @@ def run_protocol(name, tr, ev, inputs=two, s=seed):
 # %% [markdown]
 # The primary comparison's two protocols are trained `seeds` times (seed `s`: the initial
 # weights, the batch order and, for the size-matched protocol, a new draw of its rows), so that
-# its interval holds training variance: the bootstrap resamples the runs, then the wells. The
+# its interval holds training variance: the runs' spread is added to the wells'. The
 # other protocols are trained once, and their comparisons say "one training run".
 
 # %%

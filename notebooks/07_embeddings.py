@@ -126,7 +126,8 @@ summary = models.describe(net, batch, depth=1)
 # As in notebook 06: compounds in two or more wells (and DMSO), a quarter of each one's wells
 # held out, half of their sites evaluated. The split by image (the report's kind) trains on
 # the other sites of those wells; the split by well does not. Every classifier is scored on the
-# same images under both, and the bootstrap resamples wells. What the shared wells carry here is
+# same images under both, and the interval treats wells as the unit. What the shared wells
+# carry here is
 # the simulator's per-well shift of cell morphology (`well_sd` in the generator), standing in
 # for CPJUMP1's strong well-position effect.
 
@@ -196,8 +197,8 @@ lesson.declare_primary(primary)  # declared before any result
 # again gives the same predictions. What does vary in the primary comparison is *which* rows
 # the size-matched arm keeps: `splits.size_matched` draws a random subset of the split by image
 # as large as the split by well, and another draw gives another model. So the primary's
-# size-matched arm is fitted on `seeds` draws (each draw one "run"; the interval resamples the
-# draws, then the wells), and the split by well, which has nothing to draw, is the same fit in
+# size-matched arm is fitted on `seeds` draws (each draw one "run"; the interval adds the
+# draws' spread to the wells'), and the split by well, which has nothing to draw, is the same fit in
 # every run. The other comparisons are one fit each ("one training run").
 
 # %%

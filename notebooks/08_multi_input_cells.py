@@ -457,7 +457,7 @@ def build_run(s: int):
 # %% [markdown]
 # The primary comparison's two protocols are trained `seeds` times (seed `s`: the initial
 # weights, the batch order and, for the size-matched protocol, a new draw of its cells), so
-# that its interval holds training variance: the bootstrap resamples the runs, then the wells.
+# that its interval holds training variance: the runs' spread is added to the wells'.
 # The other protocols are trained once; their comparisons say "one training run".
 
 
