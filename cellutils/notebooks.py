@@ -139,6 +139,12 @@ def check_notebook(path: str | Path) -> list[str]:
     for part in BOX:
         if part not in intro:
             problems.append(f"{path.name}: the opening box lacks {part} (time, needs, learn)")
+    for line in intro.splitlines():
+        if line.startswith("> **") and "**You will learn**" not in line and not line.endswith("\\"):
+            problems.append(
+                f"{path.name}: the box line {line[:30]!r}... must end with a backslash (a line "
+                "break that formatters keep; without it the box's lines run together)"
+            )
     tags = [t for c in nb.cells for t in c.get("metadata", {}).get("tags", [])]
     if path.stem[:2] in LESSONS and not {"exercise", "solution"} <= set(tags):
         problems.append(f"{path.name}: a lesson needs cells tagged 'exercise' and 'solution'")

@@ -15,9 +15,9 @@
 # %% [markdown]
 # # 00 · The data: four real layouts, one synthetic stand-in
 #
-# > **Time** a few minutes (quick settings, 2 CPU cores, data already generated; the first run also generates it) · full settings: the same work, on one GPU  
-# > **Settings** quick and full read the same data: nothing here trains  
-# > **Needs** nothing (synthetic data; real folders optional)  
+# > **Time** a few minutes (quick settings, 2 CPU cores, data already generated; the first run also generates it) · full settings: the same work, on one GPU \
+# > **Settings** quick and full read the same data: nothing here trains \
+# > **Needs** nothing (synthetic data; real folders optional) \
 # > **You will learn**
 # > - the four real on-disk layouts (RxRx1, CPJUMP1, the course subset, the cell lines) and how one index reads them all
 # > - what a Cell Painting site looks like, channel by channel, and how its colours are chosen

@@ -15,9 +15,9 @@
 # %% [markdown]
 # # 01 · Segmentation: cellpose and a classical watershed, checked against ground truth
 #
-# > **Time** a few minutes (quick settings, 2 CPU cores, data already generated) · full settings: on one GPU, not yet timed
-# > **Settings** quick: the classical backend for the whole dataset, 4 sites scored against the truth · full: the backend the machine supports (cellpose on a GPU), 12 sites scored
-# > **Needs** cellpose weights from `make setup` (else the classical backend only)
+# > **Time** a few minutes (quick settings, 2 CPU cores, data already generated) · full settings: on one GPU, not yet timed \
+# > **Settings** quick: the classical backend for the whole dataset, 4 sites scored against the truth · full: the backend the machine supports (cellpose on a GPU), 12 sites scored \
+# > **Needs** cellpose weights from `make setup` (else the classical backend only) \
 # > **You will learn**
 # > - how cellpose and a classical watershed segment cells, with one output (masks + flows)
 # > - how to score masks against ground truth with average precision at IoU 0.5

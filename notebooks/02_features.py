@@ -15,9 +15,9 @@
 # %% [markdown]
 # # 02 · Per-cell features, well profiles, and what they can tell apart
 #
-# > **Time** a few minutes (quick settings, 2 CPU cores, data already generated) · full settings: on one GPU, not yet timed
-# > **Settings** quick: classical masks, one site per well for the three-profile comparison · full: the machine's backend (cellpose on a GPU) and every site; both: the frozen ImageNet EfficientNet-Lite0 as the CNN profile, nothing trained but a logistic regression
-# > **Needs** notebook 01's masks (made here when missing)
+# > **Time** a few minutes (quick settings, 2 CPU cores, data already generated) · full settings: on one GPU, not yet timed \
+# > **Settings** quick: classical masks, one site per well for the three-profile comparison · full: the machine's backend (cellpose on a GPU) and every site; both: the frozen ImageNet EfficientNet-Lite0 as the CNN profile, nothing trained but a logistic regression \
+# > **Needs** notebook 01's masks (made here when missing) \
 # > **You will learn**
 # > - per-cell features, well profiles and per-plate normalisation to DMSO (pycytominer)
 # > - replicate mAP (copairs): which compounds have a phenotype at all

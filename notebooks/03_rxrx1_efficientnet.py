@@ -15,9 +15,9 @@
 # %% [markdown]
 # # 03 · RxRx1: which siRNA? EfficientNet-B3 with a 6-channel stem (report 000)
 #
-# > **Time** quick settings: a few minutes on 2 CPU cores (data already generated) · full settings: 2 × 4 fold models + 1 (and 4 normalised), each a 40-epoch B3 fine-tune, a few hours on one GPU (an estimate: no GPU run recorded yet)
-# > **Needs** full settings: a GPU, RxRx1 (46 GB) and ImageNet weights for EfficientNet-B3
-# > **Trains** quick: dropout + linear heads (one per held-out experiment, protocol and seed) on the frozen ImageNet EfficientNet-Lite0, 64 px, a smaller RxRx1 · full: the report's EfficientNet-B3 with a 6-channel stem, fine-tuned at 320 px, per fold of experiments
+# > **Time** quick settings: a few minutes on 2 CPU cores (data already generated) · full settings: 2 × 4 fold models + 1 (and 4 normalised), each a 40-epoch B3 fine-tune, a few hours on one GPU (an estimate: no GPU run recorded yet) \
+# > **Needs** full settings: a GPU, RxRx1 (46 GB) and ImageNet weights for EfficientNet-B3 \
+# > **Trains** quick: dropout + linear heads (one per held-out experiment, protocol and seed) on the frozen ImageNet EfficientNet-Lite0, 64 px, a smaller RxRx1 · full: the report's EfficientNet-B3 with a 6-channel stem, fine-tuned at 320 px, per fold of experiments \
 # > **You will learn**
 # > - report 000's EfficientNet-B3 with a 6-channel stem, AdamW and cosine schedule: its
 # >   layers, one 6-channel sample, one batch and one training step

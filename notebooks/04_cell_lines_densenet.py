@@ -15,9 +15,9 @@
 # %% [markdown]
 # # 04 · Which cell line? DenseNet-161 on three stains (report 001)
 #
-# > **Time** quick settings: a few minutes on 2 CPU cores (data already generated) · full settings: under an hour on one GPU (an estimate: no GPU run recorded yet)  
-# > **Needs** full settings: a GPU, the challenge's images and ImageNet weights for DenseNet-161  
-# > **Trains** quick: a dropout + linear head on the frozen ImageNet EfficientNet-Lite0 · full: the report's DenseNet-161, fine-tuned  
+# > **Time** quick settings: a few minutes on 2 CPU cores (data already generated) · full settings: under an hour on one GPU (an estimate: no GPU run recorded yet) \
+# > **Needs** full settings: a GPU, the challenge's images and ImageNet weights for DenseNet-161 \
+# > **Trains** quick: a dropout + linear head on the frozen ImageNet EfficientNet-Lite0 · full: the report's DenseNet-161, fine-tuned \
 # > **You will learn**
 # > - report 001's DenseNet-161 and balanced accuracy on nine imbalanced cell lines
 # > - what a `Dataset` item, a batch and one training step are, and the whole training loop

@@ -15,9 +15,9 @@
 # %% [markdown]
 # # 05 · Which compound? MobileNetV2 on the CPJUMP1 course subset (report 002)
 #
-# > **Time** quick settings: a few minutes on 2 CPU cores (data already generated) · full settings: about half an hour on one GPU (an estimate: no GPU run recorded yet)  
-# > **Needs** full settings: a GPU, the course subset and ImageNet weights for MobileNetV2  
-# > **Trains** quick: a dropout + linear head on the frozen ImageNet EfficientNet-Lite0, 64 px, top 30 compounds · full: the report's MobileNetV2, fine-tuned at 128 px  
+# > **Time** quick settings: a few minutes on 2 CPU cores (data already generated) · full settings: about half an hour on one GPU (an estimate: no GPU run recorded yet) \
+# > **Needs** full settings: a GPU, the course subset and ImageNet weights for MobileNetV2 \
+# > **Trains** quick: a dropout + linear head on the frozen ImageNet EfficientNet-Lite0, 64 px, top 30 compounds · full: the report's MobileNetV2, fine-tuned at 128 px \
 # > **You will learn**
 # > - report 002's MobileNetV2 with class weights and mixed precision: its layers, one image,
 # >   one batch and one class-weighted training step

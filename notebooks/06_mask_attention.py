@@ -15,9 +15,9 @@
 # %% [markdown]
 # # 06 · Image + mask: a mask-attention CNN (report 003, first half)
 #
-# > **Time** quick settings: a few minutes on 2 CPU cores · full settings: about 20 min on one GPU (an estimate: no GPU run recorded yet)  
-# > **Needs** full settings: a GPU, the course subset and cellpose weights (quick: the classical masks)  
-# > **Trains** quick: the report's mask-attention CNN itself, at 64 px, 8 of 10 scheduled epochs, on classical masks · full: the same network at 128 px, 160 of 200 epochs, on cellpose masks · both: 3 training runs (seeds) of each of the primary comparison's two protocols, one of every other  
+# > **Time** quick settings: a few minutes on 2 CPU cores · full settings: about 20 min on one GPU (an estimate: no GPU run recorded yet) \
+# > **Needs** full settings: a GPU, the course subset and cellpose weights (quick: the classical masks) \
+# > **Trains** quick: the report's mask-attention CNN itself, at 64 px, 8 of 10 scheduled epochs, on classical masks · full: the same network at 128 px, 160 of 200 epochs, on cellpose masks · both: 3 training runs (seeds) of each of the primary comparison's two protocols, one of every other \
 # > **You will learn**
 # > - report 003's mask-attention CNN on image + mask: its layers, one batch, one training step
 # > - label smoothing and OneCycle, and what the mask channel adds (the same network, blank mask)

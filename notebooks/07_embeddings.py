@@ -15,9 +15,9 @@
 # %% [markdown]
 # # 07 · Frozen pretrained embeddings + classical classifiers (report 003, second half)
 #
-# > **Time** quick settings: a few minutes on 2 CPU cores · full settings: about 10 min on one GPU (an estimate: no GPU run recorded yet)  
-# > **Needs** full settings: ImageNet weights of ResNet18/50 and EfficientNet-B0 in the torch hub cache (Lite0 ships offline)  
-# > **Trains** quick: classical classifiers on frozen embeddings of the backbones found offline (ImageNet EfficientNet-Lite0, a random-init ResNet18) at 96 px, the primary comparison's ridge on 3 draws of the size-matched subsample, then a two-phase fine-tune of Lite0 (one training run) · full: the same with the report's ResNet18/50 and EfficientNet-B0 at 224 px when their weights are cached  
+# > **Time** quick settings: a few minutes on 2 CPU cores · full settings: about 10 min on one GPU (an estimate: no GPU run recorded yet) \
+# > **Needs** full settings: ImageNet weights of ResNet18/50 and EfficientNet-B0 in the torch hub cache (Lite0 ships offline) \
+# > **Trains** quick: classical classifiers on frozen embeddings of the backbones found offline (ImageNet EfficientNet-Lite0, a random-init ResNet18) at 96 px, the primary comparison's ridge on 3 draws of the size-matched subsample, then a two-phase fine-tune of Lite0 (one training run) · full: the same with the report's ResNet18/50 and EfficientNet-B0 at 224 px when their weights are cached \
 # > **You will learn**
 # > - frozen pretrained embeddings with classical classifiers (report 003, second half): the network, a batch, a step
 # > - UMAP and t-SNE maps, and what plate position does to them

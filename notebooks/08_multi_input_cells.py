@@ -15,9 +15,9 @@
 # %% [markdown]
 # # 08 · Single cells, three inputs, one vote per image (report 004)
 #
-# > **Time** quick settings: a few minutes on 2 CPU cores · full settings: about 5 h on one GPU (an estimate: no GPU run recorded yet)  
-# > **Needs** full settings: a GPU, the course subset, cellpose weights and ImageNet weights for EfficientNet-B0  
-# > **Trains** quick: the report's multi-input network with the offline ImageNet EfficientNet-Lite0 as both branches, frozen (the tabular MLP, gate and head trained on branch features computed once), 40-px crops of classical masks, 6 cells per image · full: two EfficientNet-B0 branches trained end to end on 224-px crops of every cellpose cell · both: 3 training runs (seeds) of each of the primary comparison's two protocols, one of every other  
+# > **Time** quick settings: a few minutes on 2 CPU cores · full settings: about 5 h on one GPU (an estimate: no GPU run recorded yet) \
+# > **Needs** full settings: a GPU, the course subset, cellpose weights and ImageNet weights for EfficientNet-B0 \
+# > **Trains** quick: the report's multi-input network with the offline ImageNet EfficientNet-Lite0 as both branches, frozen (the tabular MLP, gate and head trained on branch features computed once), 40-px crops of classical masks, 6 cells per image · full: two EfficientNet-B0 branches trained end to end on 224-px crops of every cellpose cell · both: 3 training runs (seeds) of each of the primary comparison's two protocols, one of every other \
 # > **You will learn**
 # > - report 004's multi-input network: two image branches, a tabular MLP and an attention gate; one batch of three inputs; one training step
 # > - how per-cell predictions become one vote per image (you write the vote)

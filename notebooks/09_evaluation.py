@@ -15,9 +15,9 @@
 # %% [markdown]
 # # 09 · Every model side by side: claimed, reproduced, leak-free
 #
-# > **Time** a few minutes (quick settings, 2 CPU cores, data already generated) · full settings: on one GPU, not yet timed  
-# > **Settings** reads the newest runs of 01-08 made with the same settings; quick and full differ only in what those runs trained  
-# > **Needs** the results of notebooks 01-08 (any settings)  
+# > **Time** a few minutes (quick settings, 2 CPU cores, data already generated) · full settings: on one GPU, not yet timed \
+# > **Settings** reads the newest runs of 01-08 made with the same settings; quick and full differ only in what those runs trained \
+# > **Needs** the results of notebooks 01-08 (any settings) \
 # > **You will learn**
 # > - how to read every report's number beside the one to trust, with intervals and baselines
 # > - what each paired comparison says

@@ -43,6 +43,16 @@ def test_conventions(book):
     assert nbs.check_notebook(book) == []
 
 
+def test_check_wants_box_lines_that_keep_their_line_breaks(tmp_path):
+    box = "> **Time** a few minutes{end}\n> **Needs** nothing{end}\n> **You will learn**\n> - x"
+    for end, bad in (("  ", True), ("", True), (" \\", False)):
+        nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_markdown_cell(box.format(end=end))])
+        path = tmp_path / "99_box.ipynb"
+        nbformat.write(nb, path)
+        problems = [p for p in nbs.check_notebook(path) if "must end with a backslash" in p]
+        assert len(problems) == (2 if bad else 0), (end, problems)
+
+
 def test_check_catches_outputs_and_missing_parameters(tmp_path):
     nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("x = 1")])
     nb.cells[0].outputs = [nbformat.v4.new_output("stream", text="1")]
