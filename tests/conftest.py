@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import os
 
+import matplotlib
 import pytest
 
-os.environ.setdefault("MPLBACKEND", "Agg")
+# Agg in this process only: an MPLBACKEND variable would reach the notebooks' kernels too and
+# keep their figures out of the executed notebooks (which the site tests read)
+matplotlib.use("Agg")
 os.environ.setdefault("CELLUTILS_JOBS", "1")
 
 from cellutils import datasets  # noqa: E402

@@ -271,12 +271,13 @@ def test_start_page_and_a_notebook_page_render_in_chromium(built):
     assert any("flowchart" in src for *_, src in start["imgs"]), "no learning-path diagram"
     assert _all_rendered(start), start["imgs"]
     assert start["tables"] and max(start["tables"]) > 5, "the notebook table did not render"
-    for nb, at_least in [("09_evaluation", 1), ("00_data", 2)]:
+    # 09 run alone (as in `make test`) has only one-row tables: the row counts are 00's
+    for nb, at_least, rows in [("09_evaluation", 1, 1), ("00_data", 2, 2)]:
         seen = _probe(built / "notebooks" / f"{nb}.html", built)
         figures = [img for img in seen["imgs"] if "_images/" in img[3]]
         assert len(figures) >= at_least, f"{nb}'s page shows {len(figures)} figure(s)"
         assert _all_rendered(seen), seen["imgs"]
-        assert seen["tables"] and max(seen["tables"]) >= 2, f"{nb}'s page shows no table"
+        assert seen["tables"] and max(seen["tables"]) >= rows, f"{nb}'s page shows no table"
 
 
 @pytest.mark.slow
